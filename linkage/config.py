@@ -1,0 +1,313 @@
+"""Project and source configuration, read from YAML.
+
+A *project file* names the register, the model and the sources; each *source file*
+describes one roster or civil-registry extract: where its rows are, in which format, and
+how its columns map onto the canonical person (:mod:`linkage.canonical`).
+
+Every problem is reported as a :class:`ConfigError` naming the file and the key, because a
+registry administrator editing YAML needs to know exactly where to look.
+
+Example:
+    >>> project = load_project("examples/demo/project.yaml")  # doctest: +SKIP
+    >>> [s.name for s in project.sources]  # doctest: +SKIP
+    ['civil_registry', 'cash_transfer', 'public_works', 'nutrition']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linkage.canonical import RAW_FIELDS
+
+FORMATS = ("csv", "parquet", "jsonl")
+KINDS = ("programme", "civil_registry")
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1",
+             "iso-8859-1": "latin-1", "cp1252": "cp1252"}
+NAME_ORDERS = ("family_given", "given_family", "given_father_grandfather")
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, unreadable or wrong; says which file and key."""
+
+    def __init__(self, path: Path | str, key: str | None, message: str):
+        self.path, self.key = str(path), key
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Match-probability thresholds.
+
+    Pairs at or above ``match`` are linked into one person; pairs between ``review``
+    and ``match`` are kept in the register's ``links`` table for a reviewer.
+    """
+
+    match: float = 0.95
+    review: float = 0.5
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One source: a programme roster or a civil-registry extract."""
+
+    name: str
+    kind: str
+    programme: str
+    paths: tuple[Path, ...]
+    pattern: str
+    format: str
+    record_key: str
+    columns: dict[str, str]
+    config_path: Path
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    name_order: str | None = None
+    birth_date_format: str = "%d/%m/%Y"
+    age_reference_date: dt.date | None = None
+    age_reference_column: str | None = None
+    sex_codes: dict[str, list[str]] | None = None
+    country_code: str = ""
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The columns this source must have: the key and every mapped column."""
+        cols = [self.record_key, *self.columns.values()]
+        if self.age_reference_column:
+            cols.append(self.age_reference_column)
+        return list(dict.fromkeys(cols))
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The project: register location, model, thresholds and sources."""
+
+    name: str
+    path: Path
+    register: Path
+    model: Path | None
+    country_code: str
+    thresholds: Thresholds
+    max_block_size: int
+    sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(path, None, "file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, None, f"not valid YAML ({exc.__class__.__name__}: "
+                                      f"{getattr(exc, 'problem', exc)})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, None, "not UTF-8 text") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "expected a mapping of keys to values")
+    return data
+
+
+class _Keys:
+    """Typed access to a YAML mapping that names file and key in every error."""
+
+    def __init__(self, path: Path, data: dict[str, Any], allowed: set[str]):
+        self.path, self.data = path, data
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(path, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False,
+            choices: tuple[str, ...] | None = None) -> str | None:
+        value = self.data.get(key, default)
+        if value is None:
+            if required:
+                raise ConfigError(self.path, key, "required key is missing")
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(self.path, key, "expected a non-empty string")
+        if choices and value not in choices:
+            raise ConfigError(self.path, key, f"'{value}' is not one of {', '.join(choices)}")
+        return value
+
+    def float(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ConfigError(self.path, key, f"expected a number between {lo} and {hi}")
+        return float(value)
+
+    def int(self, key: str, default: int, lo: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ConfigError(self.path, key, f"expected a whole number of at least {lo}")
+        return value
+
+    def mapping(self, key: str, *, required: bool = False) -> dict[str, Any]:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                raise ConfigError(self.path, key, "required key is missing")
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(self.path, key, "expected a mapping")
+        return value
+
+
+_SOURCE_KEYS = {"name", "kind", "programme", "path", "format", "delimiter", "encoding",
+                "record_key", "columns", "name_order", "birth_date_format",
+                "age_reference_date", "age_reference_column", "sex_codes", "country_code"}
+
+
+def load_source(path: Path | str, *, default_country_code: str = "") -> SourceConfig:
+    """Read and validate one source file.
+
+    Raises:
+        ConfigError: naming the file and the offending key.
+    """
+    path = Path(path)
+    k = _Keys(path, _read_yaml(path), _SOURCE_KEYS)
+    name = k.str("name", required=True)
+    assert name is not None
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(path, "name", "use letters, digits, '-' and '_' only")
+    fmt = k.str("format", required=True, choices=FORMATS)
+    enc_raw = (k.str("encoding", "utf-8") or "utf-8").lower()
+    if enc_raw not in ENCODINGS:
+        raise ConfigError(path, "encoding", f"'{enc_raw}' is not one of utf-8, latin-1, cp1252")
+    delimiter = k.str("delimiter", ",") or ","
+    if fmt == "csv" and len(delimiter.encode()) != 1 and delimiter != "\\t":
+        raise ConfigError(path, "delimiter", "expected a single character")
+    delimiter = "\t" if delimiter == "\\t" else delimiter
+
+    pattern = k.str("path", required=True)
+    assert pattern is not None
+    full_pattern = str((path.parent / pattern)) if not Path(pattern).is_absolute() else pattern
+    paths = tuple(sorted(Path(p) for p in glob.glob(full_pattern)))
+
+    columns_raw = k.mapping("columns", required=True)
+    columns: dict[str, str] = {}
+    for field_name, column in columns_raw.items():
+        if field_name not in RAW_FIELDS:
+            raise ConfigError(path, f"columns.{field_name}",
+                              f"unknown canonical field (allowed: {', '.join(RAW_FIELDS)})")
+        if not isinstance(column, str) or not column:
+            raise ConfigError(path, f"columns.{field_name}", "expected a column name")
+        columns[field_name] = column
+    has_name = any(f in columns for f in ("given_name", "family_name", "full_name", "father_name"))
+    if not has_name:
+        raise ConfigError(path, "columns", "map at least one name field "
+                          "(given_name, family_name, father_name or full_name)")
+    name_order = k.str("name_order", None, choices=NAME_ORDERS)
+    if "full_name" in columns and name_order is None:
+        raise ConfigError(path, "name_order", "required with columns.full_name "
+                          f"(one of {', '.join(NAME_ORDERS)})")
+
+    ref_date = None
+    ref_raw = k.data.get("age_reference_date")
+    if ref_raw is not None:
+        try:
+            ref_date = ref_raw if isinstance(ref_raw, dt.date) else dt.date.fromisoformat(str(ref_raw))
+        except ValueError as exc:
+            raise ConfigError(path, "age_reference_date", "expected a date as YYYY-MM-DD") from exc
+    ref_col = k.str("age_reference_column", None)
+    if "age" in columns and ref_date is None and ref_col is None:
+        raise ConfigError(path, "age_reference_date",
+                          "required with columns.age (or give age_reference_column)")
+
+    fmt_date = k.str("birth_date_format", "%d/%m/%Y") or "%d/%m/%Y"
+    try:
+        dt.date(1975, 3, 14).strftime(fmt_date)
+        if "%Y" not in fmt_date:
+            raise ValueError
+    except ValueError as exc:
+        raise ConfigError(path, "birth_date_format", "expected a strptime format with %Y") from exc
+
+    sex_codes_raw = k.mapping("sex_codes")
+    sex_codes = None
+    if sex_codes_raw:
+        if set(sex_codes_raw) - {"M", "F"}:
+            raise ConfigError(path, "sex_codes", "keys must be M and F")
+        sex_codes = {s: [str(c) for c in (v if isinstance(v, list) else [v])]
+                     for s, v in sex_codes_raw.items()}
+
+    return SourceConfig(
+        name=name,
+        kind=k.str("kind", required=True, choices=KINDS) or "programme",
+        programme=k.str("programme", name) or name,
+        paths=paths,
+        pattern=full_pattern,
+        format=fmt or "csv",
+        record_key=k.str("record_key", required=True) or "",
+        columns=columns,
+        config_path=path,
+        delimiter=delimiter,
+        encoding=ENCODINGS[enc_raw],
+        name_order=name_order,
+        birth_date_format=fmt_date,
+        age_reference_date=ref_date,
+        age_reference_column=ref_col,
+        sex_codes=sex_codes,
+        country_code=k.str("country_code", default_country_code) or default_country_code,
+    )
+
+
+_PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
+                 "max_block_size"}
+
+
+def load_project(path: Path | str) -> ProjectConfig:
+    """Read and validate a project file and every source file it lists.
+
+    Raises:
+        ConfigError: naming the file and the offending key.
+    """
+    path = Path(path)
+    k = _Keys(path, _read_yaml(path), _PROJECT_KEYS)
+    base = path.parent
+    country = k.str("country_code", "") or ""
+    if country and not country.lstrip("+").isdigit():
+        raise ConfigError(path, "country_code", "expected digits such as \"223\"")
+    country = country.lstrip("+")
+    sources_raw = k.data.get("sources")
+    if not isinstance(sources_raw, list) or not sources_raw:
+        raise ConfigError(path, "sources", "expected a non-empty list of source files")
+    sources = []
+    for i, entry in enumerate(sources_raw):
+        if not isinstance(entry, str):
+            raise ConfigError(path, f"sources[{i}]", "expected a path to a source file")
+        sources.append(load_source(base / entry, default_country_code=country))
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(path, "sources", f"source name '{dupes[0]}' is used twice")
+
+    th = k.mapping("thresholds")
+    tk = _Keys(path, th, {"match", "review"})
+    thresholds = Thresholds(match=tk.float("match", Thresholds.match, 0.0, 1.0),
+                            review=tk.float("review", Thresholds.review, 0.0, 1.0))
+    if thresholds.review > thresholds.match:
+        raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
+    model = k.str("model", None)
+    return ProjectConfig(
+        name=k.str("name", path.parent.name) or path.parent.name,
+        path=path,
+        register=base / (k.str("register", "data/register.duckdb") or ""),
+        model=(base / model) if model else None,
+        country_code=country,
+        thresholds=thresholds,
+        max_block_size=k.int("max_block_size", 2000, 2),
+        sources=tuple(sources),
+    )

@@ -1,0 +1,175 @@
+"""Splink on DuckDB: prepare the input, count blocks, train, predict and cluster.
+
+The work happens in a scratch DuckDB database (in memory, spilling to a temp directory),
+never in the register file, so Splink's many intermediate tables never touch the
+published register. Only the results (pairs kept for review and the clustering) go back.
+
+Blocking keys (:data:`linkage.model.BLOCKING_KEYS`) are materialised as ``bk_*``
+columns, and a key shared by more than ``max_block_size`` records is set to NULL for
+those records: a capped block can't explode the comparison count the way
+"Mamadou Traoré, 1980" does on a Mali-like register. The pairs such a record loses are
+still reachable through its other keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from splink import DuckDBAPI, Linker, block_on
+
+from linkage.model import BLOCKING_KEYS, Model, build_settings, check_parameters, new_version
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+@dataclass
+class BlockingReport:
+    """Comparisons each blocking rule adds, and the records whose blocks were capped."""
+
+    max_block_size: int
+    comparisons_by_rule: dict[str, int]
+    capped_records_by_rule: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.comparisons_by_rule.values())
+
+
+def _key_expr(cols: tuple[str, ...]) -> str:
+    # NULL when any part is NULL: a key missing a component is no key at all.
+    parts = [f"CAST({c} AS VARCHAR)" for c in cols]
+    not_null = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+    return f"CASE WHEN {not_null} THEN {" || '|' || ".join(parts)} END"
+
+
+def new_scratch(memory_limit: str = "4GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for Splink's intermediate tables, spilling to a temp dir."""
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/linkage_spill'")
+    con.execute("SET preserve_insertion_order = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_size: int,
+                  table: str = "linkage_input") -> BlockingReport:
+    """Load records (arrow) into ``table`` with capped blocking-key columns.
+
+    Returns the blocking report: exact comparison counts per rule after capping (each
+    rule counts only pairs no earlier rule generated, as Splink scores them).
+    """
+    con.register("linkage_records_arrow", records)
+    keys = ",\n".join(f"{_key_expr(cols)} AS bk_{name}" for name, cols in BLOCKING_KEYS.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE linkage_raw_keys AS "
+                f"SELECT *, {keys} FROM linkage_records_arrow")
+    con.unregister("linkage_records_arrow")
+    capped = ",\n".join(
+        f"CASE WHEN count(*) OVER (PARTITION BY bk_{name}) <= {int(max_block_size)} "
+        f"THEN bk_{name} END AS bk_{name}"
+        for name in BLOCKING_KEYS)
+    base_cols = [c for c in records.column_names]
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(base_cols)}, {capped} "
+                f"FROM linkage_raw_keys")
+    capped_counts = {}
+    # Count capped records per rule in one pass rather than a correlated subquery.
+    for name in BLOCKING_KEYS:
+        capped_counts[name] = con.execute(f"""
+            SELECT coalesce(sum(n), 0) FROM (
+              SELECT count(*) AS n FROM linkage_raw_keys WHERE bk_{name} IS NOT NULL
+              GROUP BY bk_{name} HAVING count(*) > ?)""", [max_block_size]).fetchall()[0][0]
+    con.execute("DROP TABLE linkage_raw_keys")
+    return BlockingReport(max_block_size, {}, {k: int(v) for k, v in capped_counts.items()})
+
+
+def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:
+    """Fill in the per-rule comparison counts with Splink's blocking analysis."""
+    rules = [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
+    records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
+        rules, record_sample_proportion=1.0)
+    report.comparisons_by_rule = {
+        name: int(_rec_value(rec, "row_count")) for name, rec in zip(BLOCKING_KEYS, records,
+                                                                     strict=True)}
+    return report
+
+
+def _rec_value(rec: Any, attr: str) -> Any:
+    return rec[attr] if isinstance(rec, dict) else getattr(rec, attr)
+
+
+def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input"
+                ) -> Linker:
+    db_api = DuckDBAPI(con)
+    sdf = db_api.register(table, table_name=f"{table}_splink")
+    return Linker(sdf, settings, log_level=logging.WARNING)
+
+
+def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
+          max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model") -> Model:
+    """Train a model on the prepared input table.
+
+    u by random sampling; m from record pairs sharing a national ID; the prior from the
+    national-ID deterministic rule. Raises :class:`linkage.model.ModelError` when the
+    result is implausible.
+    """
+    linker = make_linker(con, build_settings(), table)
+    (n_records,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
+    (n_nid,) = con.execute(
+        f"SELECT count(*) FROM (SELECT national_id FROM {table} WHERE national_id IS NOT NULL "
+        "GROUP BY national_id HAVING count(*) > 1)").fetchall()[0]
+    if n_nid < 50:
+        from linkage.model import ModelError
+        raise ModelError(f"only {n_nid} national IDs are shared by two or more records; "
+                         "at least 50 are needed to estimate m without EM")
+    progress(f"training on {n_records:,} records, {n_nid:,} national-ID groups as labels")
+    # Records sharing a national ID are matches; not all records carry one, so the
+    # deterministic rule's recall is the share of records that do (a floor of 0.1).
+    (share_nid,) = con.execute(
+        f"SELECT avg(CASE WHEN national_id IS NOT NULL THEN 1.0 ELSE 0.0 END) FROM {table}"
+    ).fetchall()[0]
+    recall = max(0.1, min(0.9, float(share_nid or 0.1)))
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("national_id")], recall=recall)
+    progress("estimating u by random sampling")
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
+    progress("estimating m from national-ID pairs")
+    linker.training.estimate_m_from_label_column("national_id")
+    settings = linker.misc.save_model_to_json()
+    model = Model(version=new_version(prefix), settings=settings, metadata={
+        "records": int(n_records), "national_id_groups": int(n_nid),
+        "deterministic_recall": recall, "u_max_pairs": max_pairs, "seed": seed,
+        "method": "u: random sampling; m: national-ID pairs; no EM",
+    })
+    model.metadata["warnings"] = check_parameters(model)
+    return model
+
+
+def predict(linker: Linker, review_threshold: float) -> Any:
+    """Score all blocked pairs at or above ``review_threshold`` (a SplinkDataFrame)."""
+    return linker.inference.predict(threshold_match_probability=review_threshold)
+
+
+def cluster(con: duckdb.DuckDBPyConnection, linker: Linker, df_predict: Any,
+            match_threshold: float) -> dict[str, str]:
+    """Connected components of pairs at or above ``match_threshold``.
+
+    Returns:
+        record uid -> cluster label (Splink's label, unstable: reconciled by linkage.ids).
+    """
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        df_predict, threshold_match_probability=match_threshold)
+    rows = con.execute(f"SELECT uid, cluster_id FROM {clusters.physical_name}").fetchall()
+    return {uid: str(cid) for uid, cid in rows}

@@ -1,0 +1,221 @@
+"""The register: one DuckDB file holding sources, records, persons and their history.
+
+Schema (see also README "The register"):
+
+============== =================================================================
+table          what it holds
+============== =================================================================
+sources        one row per configured source (name, kind, programme label)
+source_files   files ingested, by content hash, so re-ingesting is a no-op
+records        one row per (source, record key): raw row as JSON, standardised
+               columns, content hash, status ``active`` / ``retired``
+rejects        rows that could not become records: source, file, row, reason
+model_versions trained models (version, file, hash, training metadata)
+runs           batch runs: times, status, model version, summary JSON
+links          scored pairs kept for review from the last published run
+persons        persistent person IDs: live or retired, issue order
+person_records the published record → person assignment (live records only)
+person_successors  retired ID → the live ID(s) that carry it on
+person_last_records  last record set of each retired ID (lets a split restore it)
+person_events  the change feed: created, merged_into, split_from, ...
+constraints    reviewer decisions: must_link / cannot_link between two records
+============== =================================================================
+
+Atomicity: a batch run does all its writes inside one DuckDB transaction on one
+cursor and commits once, at publish. A process killed before that commit leaves the
+previous register exactly as it was; DuckDB's write-ahead log discards the
+uncommitted work when the file is next opened.
+
+DuckDB connections must not be shared across threads (and ``fetchone`` leaves results
+open), so callers take a cursor per unit of work from :meth:`Register.cursor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from linkage.canonical import STANDARD_COLUMNS
+
+SCHEMA_VERSION = 1
+
+_STD_COLS_SQL = ",\n    ".join(f"{c} {t}" for c, t in STANDARD_COLUMNS.items())
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS sources (
+    name VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    programme VARCHAR NOT NULL,
+    config_path VARCHAR
+);
+CREATE TABLE IF NOT EXISTS source_files (
+    source VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    rows_read BIGINT,
+    ingested_at TIMESTAMP,
+    PRIMARY KEY (source, sha256)
+);
+CREATE TABLE IF NOT EXISTS records (
+    uid VARCHAR PRIMARY KEY,          -- '<source>:<record key>'
+    source VARCHAR NOT NULL,
+    record_key VARCHAR NOT NULL,
+    file VARCHAR,
+    row_number BIGINT,
+    raw VARCHAR,                      -- the source row as JSON, as read
+    record_hash VARCHAR NOT NULL,     -- hash of raw, to detect updates
+    status VARCHAR NOT NULL,          -- 'active' | 'retired'
+    first_seen TIMESTAMP,
+    updated_at TIMESTAMP,
+    retired_at TIMESTAMP,
+    {_STD_COLS_SQL}
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    source VARCHAR NOT NULL,
+    file VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    record_key VARCHAR,
+    raw VARCHAR,
+    field VARCHAR,
+    reason VARCHAR NOT NULL,
+    rejected_at TIMESTAMP,
+    PRIMARY KEY (source, file_sha256, row_number)
+);
+CREATE TABLE IF NOT EXISTS model_versions (
+    version VARCHAR PRIMARY KEY,
+    path VARCHAR,
+    sha256 VARCHAR,
+    trained_at TIMESTAMP,
+    metadata VARCHAR                  -- JSON
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR NOT NULL,          -- 'published' | 'failed'
+    model_version VARCHAR,
+    summary VARCHAR,                  -- JSON, as printed at the end of the run
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS links (
+    run_id VARCHAR NOT NULL,
+    uid_l VARCHAR NOT NULL,
+    uid_r VARCHAR NOT NULL,
+    match_probability DOUBLE,
+    match_weight DOUBLE,
+    linked BOOLEAN,                   -- at or above the match threshold
+    PRIMARY KEY (uid_l, uid_r)
+);
+CREATE TABLE IF NOT EXISTS persons (
+    person_id VARCHAR PRIMARY KEY,
+    status VARCHAR NOT NULL,          -- 'live' | 'retired'
+    issue_seq BIGINT NOT NULL,        -- order of issue: the oldest survives a merge
+    created_run VARCHAR,
+    updated_run VARCHAR
+);
+CREATE TABLE IF NOT EXISTS person_records (
+    uid VARCHAR PRIMARY KEY,
+    person_id VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS person_successors (
+    person_id VARCHAR NOT NULL,
+    successor_id VARCHAR NOT NULL,
+    PRIMARY KEY (person_id, successor_id)
+);
+CREATE TABLE IF NOT EXISTS person_last_records (
+    person_id VARCHAR NOT NULL,
+    uid VARCHAR NOT NULL,
+    PRIMARY KEY (person_id, uid)
+);
+CREATE SEQUENCE IF NOT EXISTS person_event_seq START 1;
+CREATE TABLE IF NOT EXISTS person_events (
+    seq BIGINT PRIMARY KEY,           -- the change-feed cursor
+    run_id VARCHAR,
+    at TIMESTAMP,
+    kind VARCHAR NOT NULL,
+    person_id VARCHAR NOT NULL,
+    record_uid VARCHAR,
+    other_person_id VARCHAR,
+    cause VARCHAR
+);
+CREATE TABLE IF NOT EXISTS constraints (
+    uid_a VARCHAR NOT NULL,
+    uid_b VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,            -- 'must_link' | 'cannot_link'
+    decided_by VARCHAR,
+    decided_at TIMESTAMP,
+    PRIMARY KEY (uid_a, uid_b)
+);
+"""
+
+
+class RegisterLockedError(RuntimeError):
+    """Another process holds the register file open for writing."""
+
+
+class Register:
+    """A handle on the register file.
+
+    Example:
+        >>> reg = Register.open("data/register.duckdb")  # doctest: +SKIP
+        >>> with reg.transaction() as cur:  # doctest: +SKIP
+        ...     cur.execute("SELECT count(*) FROM records").fetchall()
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self._con = con
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False) -> Register:
+        """Open (creating if needed) the register and make sure its schema exists."""
+        path = Path(path)
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise FileNotFoundError(f"no register at {path}: run `linkage run` first")
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise RegisterLockedError(
+                    f"{path} is in use by another process (a running `linkage serve` or "
+                    "`linkage run`); stop it or use that server's batch control") from exc
+            raise
+        reg = cls(con, path)
+        if not read_only:
+            con.execute(SCHEMA)
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                        [str(SCHEMA_VERSION)])
+        return reg
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor: its own transaction context, safe to use from one thread."""
+        return self._con.cursor()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor inside one transaction, committed on success, rolled back on error."""
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            cur.close()
+            raise
+        cur.execute("COMMIT")
+        cur.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def query(cur: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[tuple]:
+    """Run a query and fetch all rows (never leave a result open: see DuckDB trap)."""
+    return cur.execute(sql, params or []).fetchall()
