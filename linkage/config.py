@@ -122,47 +122,51 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 class _Keys:
     """Typed access to a YAML mapping that names file and key in every error."""
 
-    def __init__(self, path: Path, data: dict[str, Any], allowed: set[str]):
-        self.path, self.data = path, data
+    def __init__(self, path: Path, data: dict[str, Any], allowed: set[str], prefix: str = ""):
+        self.path, self.data, self.prefix = path, data, prefix
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ConfigError(path, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(path, prefix + unknown[0],
+                              f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def _err(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.path, self.prefix + key, message)
 
     def str(self, key: str, default: str | None = None, *, required: bool = False,
             choices: tuple[str, ...] | None = None) -> str | None:
-        value = self.data.get(key, default)
+        value = self.data.get(key)
         if value is None:
             if required:
-                raise ConfigError(self.path, key, "required key is missing")
-            return None
+                raise self._err(key, "required key is missing")
+            return default
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value.strip():
-            raise ConfigError(self.path, key, "expected a non-empty string")
+            raise self._err(key, "expected a non-empty string")
         if choices and value not in choices:
-            raise ConfigError(self.path, key, f"'{value}' is not one of {', '.join(choices)}")
+            raise self._err(key, f"'{value}' is not one of {', '.join(choices)}")
         return value
 
     def float(self, key: str, default: float, lo: float, hi: float) -> float:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise ConfigError(self.path, key, f"expected a number between {lo} and {hi}")
+            raise self._err(key, f"expected a number between {lo} and {hi}")
         return float(value)
 
     def int(self, key: str, default: int, lo: int) -> int:
         value = self.data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ConfigError(self.path, key, f"expected a whole number of at least {lo}")
+            raise self._err(key, f"expected a whole number of at least {lo}")
         return value
 
     def mapping(self, key: str, *, required: bool = False) -> dict[str, Any]:
         value = self.data.get(key)
         if value is None:
             if required:
-                raise ConfigError(self.path, key, "required key is missing")
+                raise self._err(key, "required key is missing")
             return {}
         if not isinstance(value, dict):
-            raise ConfigError(self.path, key, "expected a mapping")
+            raise self._err(key, "expected a mapping")
         return value
 
 
@@ -295,7 +299,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ConfigError(path, "sources", f"source name '{dupes[0]}' is used twice")
 
     th = k.mapping("thresholds")
-    tk = _Keys(path, th, {"match", "review"})
+    tk = _Keys(path, th, {"match", "review"}, prefix="thresholds.")
     thresholds = Thresholds(match=tk.float("match", Thresholds.match, 0.0, 1.0),
                             review=tk.float("review", Thresholds.review, 0.0, 1.0))
     if thresholds.review > thresholds.match:

@@ -1,0 +1,216 @@
+"""The ``linkage`` command line.
+
+Each command builds the core objects from the project file and calls one function of
+the package; domain errors become one clear line (``click.ClickException``), never a
+traceback, and never personal data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from linkage.config import ConfigError, ProjectConfig, load_project
+from linkage.ingest import IngestError
+from linkage.model import ModelError
+from linkage.register import Register, RegisterLockedError
+
+DOMAIN_ERRORS = (ConfigError, IngestError, ModelError, RegisterLockedError, FileNotFoundError)
+
+project_option = click.option(
+    "-p", "--project", "project_path", type=click.Path(dir_okay=False, path_type=Path),
+    default="project.yaml", show_default=True, envvar="LINKAGE_PROJECT",
+    help="Project file listing the sources and settings (env: LINKAGE_PROJECT).")
+
+
+def _load(project_path: Path) -> ProjectConfig:
+    try:
+        return load_project(project_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _guard(fn):
+    """Turn domain errors into one-line CLI errors."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from linkage.pipeline import RunError
+
+        try:
+            return fn(*args, **kwargs)
+        except (*DOMAIN_ERRORS, RunError) as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="linkage")
+def cli() -> None:
+    """Deduplication and record linkage for a unified social register.
+
+    Link programme rosters and civil-registry extracts into one register of persons with
+    persistent identifiers. Start with `linkage demo`.
+    """
+
+
+@cli.command()
+@project_option
+@click.option("--force", is_flag=True, help="Re-read files even when unchanged.")
+@_guard
+def ingest(project_path: Path, force: bool) -> None:
+    """Read every source into the register (lossless, idempotent).
+
+    Bad rows land in the `rejects` table with their row number and reason.
+    """
+    from linkage.pipeline import ingest_all, stderr_progress
+
+    project = _load(project_path)
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            reports = ingest_all(cur, project, force=force, progress=stderr_progress())
+    finally:
+        reg.close()
+    for r in reports:
+        click.echo(r.line())
+        for reason, n in sorted(r.reject_reasons.items(), key=lambda x: -x[1])[:10]:
+            click.echo(f"    rejected {n:,}: {reason}")
+
+
+@cli.command()
+@project_option
+@_guard
+def train(project_path: Path) -> None:
+    """Train a model (u by sampling, m from national-ID pairs) and save it."""
+    from linkage import engine
+    from linkage.pipeline import active_records, ingest_all, load_or_train_model, stderr_progress
+
+    project = _load(project_path)
+    progress = stderr_progress()
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            ingest_all(cur, project, progress=progress)
+            scratch = engine.new_scratch()
+            engine.prepare_input(scratch, active_records(cur), project.max_block_size)
+            model = load_or_train_model(cur, scratch, project, progress, retrain=True)
+            scratch.close()
+    finally:
+        reg.close()
+    click.echo(f"model {model.version}")
+    for comp, levels in model.level_parameters().items():
+        for lvl in levels:
+            if lvl["m"] is not None and lvl["u"] is not None:
+                click.echo(f"  {comp:<17} {lvl['label'][:44]:<45} m={lvl['m']:.3f} "
+                           f"u={lvl['u']:.5f}")
+
+
+@cli.command()
+@project_option
+@click.option("--force-ingest", is_flag=True, help="Re-read files even when unchanged.")
+@click.option("--retrain", is_flag=True, help="Train a new model before predicting.")
+@click.option("--memory-limit", default="4GB", show_default=True,
+              help="Memory limit of the scratch database Splink works in.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_guard
+def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
+        as_json: bool) -> None:
+    """The batch: ingest, predict, cluster, assign person IDs, publish atomically."""
+    from linkage.pipeline import format_summary, run as run_batch
+
+    project = _load(project_path)
+    result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
+                       memory_limit=memory_limit)
+    click.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary))
+
+
+@cli.command()
+@project_option
+@_guard
+def summary(project_path: Path) -> None:
+    """Print the summary of the last published run."""
+    from linkage.pipeline import format_summary, last_summary
+
+    project = _load(project_path)
+    reg = Register.open(project.register, read_only=True)
+    try:
+        s = last_summary(reg)
+    finally:
+        reg.close()
+    if s is None:
+        raise click.ClickException("no published run yet: run `linkage run`")
+    click.echo(format_summary(s))
+
+
+@cli.command()
+@project_option
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file (.csv or .parquet).")
+@click.option("--what", type=click.Choice(["records", "persons"]), default="records",
+              show_default=True,
+              help="records: one row per record with its person ID; persons: one row per "
+                   "person with its records.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="Output format (default: from the file extension).")
+@_guard
+def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
+    """Export the record → person ID mapping, or persons with their records."""
+    from linkage.export import export as do_export
+
+    project = _load(project_path)
+    fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
+    reg = Register.open(project.register, read_only=True)
+    try:
+        n = do_export(reg, out, what=what, fmt=fmt)
+    finally:
+        reg.close()
+    click.echo(f"wrote {n:,} rows to {out}")
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default="demo", show_default=True, help="Where to write rosters and register.")
+@click.option("--persons", type=click.IntRange(50, 5_000_000), default=5000, show_default=True)
+@click.option("--profile", type=click.Choice(["sahel", "horn"]), default="sahel",
+              show_default=True, help="Naming profile: Mali-like or Djibouti-like.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@_guard
+def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
+    """Generate sample rosters, run the batch on them and print the summary."""
+    from benchmarks.generate import generate
+
+    from linkage.pipeline import format_summary, run as run_batch
+
+    click.echo(f"generating {persons:,} {profile} persons in {directory}/", err=True)
+    generate(persons=persons, profile=profile, seed=seed, out=directory)
+    project = _load(directory / "project.yaml")
+    result = run_batch(project)
+    click.echo(format_summary(result.summary))
+    click.echo(f"\nregister: {project.register}\n"
+               f"next: linkage export -p {directory / 'project.yaml'} -o persons.csv")
+
+
+@cli.command()
+@project_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=50051, show_default=True)
+@_guard
+def serve(project_path: Path, host: str, port: int) -> None:
+    """Serve the gRPC API on the register (health and reflection included)."""
+    from linkage.service.server import serve as run_server
+
+    run_server(_load(project_path), host=host, port=port)
+
+
+def main() -> None:
+    cli(prog_name="linkage")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

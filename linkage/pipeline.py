@@ -1,0 +1,279 @@
+"""The nightly batch: ingest → standardise → predict → cluster → persistent IDs → publish.
+
+Everything a run writes to the register happens inside one transaction, committed once
+at the end (publish). A run killed at any point leaves the previously published register
+readable and unchanged, and the next run starts from it as if nothing happened.
+
+Example:
+    >>> from linkage.config import load_project
+    >>> result = run(load_project("demo/project.yaml"))  # doctest: +SKIP
+    >>> print(format_summary(result.summary))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from linkage import engine, persons
+from linkage.canonical import STANDARD_COLUMNS
+from linkage.config import ProjectConfig
+from linkage.ingest import IngestReport, ingest_source
+from linkage.model import Model
+from linkage.register import Register, query
+
+Progress = Callable[[str], None]
+
+
+class RunError(RuntimeError):
+    """A batch run failed; the published register is unchanged."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    model_version: str
+    summary: dict[str, Any]
+
+
+def stderr_progress() -> Progress:
+    """Progress lines on stderr with elapsed seconds (no personal data is ever printed)."""
+    start = time.monotonic()
+
+    def emit(message: str) -> None:
+        print(f"[{time.monotonic() - start:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return emit
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"run-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force: bool = False,
+               progress: Progress) -> list[IngestReport]:
+    reports = []
+    for src in project.sources:
+        progress(f"ingest {src.name} ({src.format}, {len(src.paths)} file(s))")
+        report = ingest_source(cur, src, force=force)
+        progress("  " + report.line())
+        reports.append(report)
+    return reports
+
+
+def active_records(cur: duckdb.DuckDBPyConnection) -> Any:
+    """Active records with their standardised columns, as an Arrow table."""
+    cols = ", ".join(["uid", "source", *STANDARD_COLUMNS])
+    return cur.execute(f"SELECT {cols} FROM records WHERE status = 'active' ORDER BY uid"
+                       ).fetch_arrow_table()
+
+
+def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
+                        project: ProjectConfig, progress: Progress, *, retrain: bool = False
+                        ) -> Model:
+    """The project's model; trained on the prepared input and saved when absent."""
+    path = project.model or project.path.parent / "models" / "model.json"
+    if path.exists() and not retrain:
+        model = Model.load(path)
+        progress(f"model {model.version} from {path}")
+    else:
+        model = engine.train(scratch, progress=progress, prefix=project.name)
+        model.save(path)
+        for w in model.metadata.get("warnings", []):
+            progress(f"  model warning: {w}")
+        progress(f"trained model {model.version}, saved to {path}")
+    cur.execute("INSERT OR IGNORE INTO model_versions VALUES (?, ?, ?, ?, ?)",
+                [model.version, str(path), model.sha256, _utcnow(), json.dumps(model.metadata)])
+    return model
+
+
+def run(project: ProjectConfig, *, progress: Progress | None = None, force_ingest: bool = False,
+        retrain: bool = False, register: Register | None = None,
+        memory_limit: str = "4GB") -> RunResult:
+    """Run the whole batch and publish atomically.
+
+    Args:
+        project: the loaded project configuration.
+        progress: where progress lines go (default: stderr).
+        force_ingest: re-read source files even when unchanged.
+        retrain: train a new model even when the model file exists.
+        register: an open register (the gRPC server passes its own); opened from
+            ``project.register`` when None.
+        memory_limit: DuckDB memory limit of the scratch database Splink works in.
+
+    Raises:
+        RunError: the run failed; nothing was published.
+    """
+    progress = progress or stderr_progress()
+    own = register is None
+    reg = register or Register.open(project.register)
+    started = _utcnow()
+    run_id = new_run_id(started)
+    progress(f"{run_id}: register {reg.path}")
+    try:
+        with reg.transaction() as cur:
+            reports = ingest_all(cur, project, force=force_ingest, progress=progress)
+            records = active_records(cur)
+            progress(f"{records.num_rows:,} active records; preparing blocking keys "
+                     f"(block cap {project.max_block_size:,})")
+            scratch = engine.new_scratch(memory_limit)
+            try:
+                blocking = engine.prepare_input(scratch, records, project.max_block_size)
+                del records
+                model = load_or_train_model(cur, scratch, project, progress, retrain=retrain)
+                linker = engine.make_linker(scratch, model.settings)
+                blocking = engine.count_comparisons(linker, blocking)
+                progress(f"blocking analysis: {blocking.total:,} comparisons "
+                         f"({', '.join(f'{k} {v:,}' for k, v in blocking.comparisons_by_rule.items())})")
+                progress("predicting")
+                df_predict = engine.predict(linker, project.thresholds.review)
+                progress("clustering")
+                clusters = engine.cluster(scratch, linker, df_predict, project.thresholds.match)
+                n_links = _store_links(cur, scratch, df_predict.physical_name, run_id,
+                                       project.thresholds.match)
+                progress(f"{n_links:,} scored pairs at or above the review threshold kept")
+            finally:
+                scratch.close()
+            progress("assigning persistent person IDs")
+            counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
+            progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+            summary = build_summary(cur, reports, blocking, counts)
+            summary.update(run_id=run_id, model_version=model.version,
+                           started_at=started.isoformat(timespec="seconds"))
+            finished = _utcnow()
+            summary["seconds"] = round((finished - started).total_seconds(), 1)
+            cur.execute("INSERT INTO runs VALUES (?, ?, ?, 'published', ?, ?, NULL)",
+                        [run_id, started, finished, model.version, json.dumps(summary)])
+            progress("publishing")
+        progress(f"{run_id}: published")
+        return RunResult(run_id, model.version, summary)
+    except Exception as exc:
+        _record_failure(reg, run_id, started, exc)
+        raise RunError(f"{run_id} failed, the published register is unchanged: {exc}") from exc
+    finally:
+        if own:
+            reg.close()
+
+
+def _record_failure(reg: Register, run_id: str, started: dt.datetime, exc: Exception) -> None:
+    try:
+        with reg.transaction() as cur:
+            cur.execute("INSERT INTO runs VALUES (?, ?, ?, 'failed', NULL, NULL, ?)",
+                        [run_id, started, _utcnow(), f"{exc.__class__.__name__}: {exc}"[:2000]])
+    except duckdb.Error:
+        pass  # the register itself is unusable; the caller sees the original error
+
+
+def _store_links(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
+                 predictions: str, run_id: str, match_threshold: float) -> int:
+    pairs = scratch.execute(
+        f"SELECT uid_l, uid_r, match_probability, match_weight FROM {predictions}"
+    ).fetch_arrow_table()
+    cur.execute("DELETE FROM links")
+    cur.register("stage_links", pairs)
+    try:
+        cur.execute("INSERT INTO links SELECT ?, uid_l, uid_r, match_probability, match_weight, "
+                    "match_probability >= ? FROM stage_links", [run_id, match_threshold])
+    finally:
+        cur.unregister("stage_links")
+    return pairs.num_rows
+
+
+def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
+                  blocking: engine.BlockingReport, id_counts: dict[str, int]) -> dict[str, Any]:
+    """The end-of-run summary, stored with the run and printed by the CLI."""
+    per_source = {s: {"records": n} for s, n in query(
+        cur, "SELECT source, count(*) FROM records WHERE status = 'active' "
+             "GROUP BY source ORDER BY source")}
+    for r in reports:
+        per_source.setdefault(r.source, {"records": 0})
+        per_source[r.source].update(rejected_this_run=r.rejected, added=r.added,
+                                    updated=r.updated, retired=r.retired)
+    for source, n_persons, n_dup_persons in query(cur, """
+            SELECT source, count(DISTINCT person_id),
+                   count(DISTINCT CASE WHEN n > 1 THEN person_id END)
+            FROM (SELECT r.source, p.person_id, count(*) OVER
+                    (PARTITION BY r.source, p.person_id) AS n
+                  FROM person_records p JOIN records r USING (uid)) t
+            GROUP BY source"""):
+        per_source[source].update(persons=n_persons, persons_with_duplicates=n_dup_persons,
+                                  duplicate_records=per_source[source]["records"] - n_persons)
+    programmes = [s for (s,) in query(cur, "SELECT name FROM sources WHERE kind = 'programme' "
+                                           "ORDER BY name")]
+    (n_persons,) = query(cur, "SELECT count(*) FROM persons WHERE status = 'live'")[0]
+    (multi,) = query(cur, """
+        SELECT count(*) FROM (
+          SELECT p.person_id FROM person_records p JOIN records r USING (uid)
+          JOIN sources s ON s.name = r.source WHERE s.kind = 'programme'
+          GROUP BY p.person_id HAVING count(DISTINCT r.source) > 1) t""")[0]
+    overlap: dict[str, dict[str, int]] = {a: dict.fromkeys(programmes, 0) for a in programmes}
+    for a, b, n in query(cur, """
+            WITH pp AS (SELECT DISTINCT p.person_id, r.source FROM person_records p
+                        JOIN records r USING (uid))
+            SELECT x.source, y.source, count(*) FROM pp x JOIN pp y USING (person_id)
+            GROUP BY x.source, y.source"""):
+        if a in overlap and b in overlap:
+            overlap[a][b] = n
+    return {
+        "sources": per_source,
+        "persons": n_persons,
+        "persons_in_several_programmes": multi,
+        "overlap": overlap,
+        "comparisons": blocking.total,
+        "comparisons_by_rule": blocking.comparisons_by_rule,
+        "capped_records_by_rule": blocking.capped_records_by_rule,
+        "id_changes": id_counts,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A readable summary for the terminal."""
+    lines = [f"Run {summary.get('run_id')}  model {summary.get('model_version')}  "
+             f"{summary.get('seconds', '?')} s", ""]
+    lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'persons':>10}"
+                 f"{'dup. persons':>14}{'dup. records':>14}")
+    for name, s in summary["sources"].items():
+        lines.append(f"{name:<22}{s.get('records', 0):>10,}{s.get('rejected_this_run', 0):>10,}"
+                     f"{s.get('persons', 0):>10,}{s.get('persons_with_duplicates', 0):>14,}"
+                     f"{s.get('duplicate_records', 0):>14,}")
+    lines += ["", f"persons: {summary['persons']:,}",
+              f"people in more than one programme: {summary['persons_in_several_programmes']:,}",
+              f"comparisons scored: {summary['comparisons']:,}"]
+    overlap = summary["overlap"]
+    if overlap:
+        names = list(overlap)
+        width = max(12, *(len(n) + 2 for n in names))
+        lines += ["", "programme overlap (persons in both):",
+                  " " * width + "".join(f"{n[:width - 1]:>{width}}" for n in names)]
+        for a in names:
+            lines.append(f"{a:<{width}}" + "".join(f"{overlap[a][b]:>{width},}" for b in names))
+    changes = summary.get("id_changes") or {}
+    if changes:
+        lines += ["", "person ID events: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                        sorted(changes.items()))]
+    return "\n".join(lines)
+
+
+def last_summary(reg: Register) -> dict[str, Any] | None:
+    cur = reg.cursor()
+    rows = query(cur, "SELECT summary FROM runs WHERE status = 'published' "
+                      "ORDER BY finished_at DESC LIMIT 1")
+    cur.close()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def default_project_path() -> Path:
+    return Path("project.yaml")
