@@ -14,10 +14,30 @@ from functools import lru_cache
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _NEAR = {  # keyboard / phonetic neighbours used for substitutions
-    "a": "eo", "e": "ai", "i": "ey", "o": "ua", "u": "oi", "y": "i",
-    "b": "pv", "p": "b", "d": "t", "t": "d", "g": "k", "k": "cg", "c": "k",
-    "m": "n", "n": "m", "s": "zc", "z": "s", "l": "r", "r": "l", "h": "x", "x": "h",
-    "f": "v", "v": "f", "j": "d",
+    "a": "eo",
+    "e": "ai",
+    "i": "ey",
+    "o": "ua",
+    "u": "oi",
+    "y": "i",
+    "b": "pv",
+    "p": "b",
+    "d": "t",
+    "t": "d",
+    "g": "k",
+    "k": "cg",
+    "c": "k",
+    "m": "n",
+    "n": "m",
+    "s": "zc",
+    "z": "s",
+    "l": "r",
+    "r": "l",
+    "h": "x",
+    "x": "h",
+    "f": "v",
+    "v": "f",
+    "j": "d",
 }
 
 
@@ -69,8 +89,11 @@ def apply_case(text: str, style: str) -> str:
 
 def transpose_digits(value: str, rng: random.Random) -> str:
     """Swap two adjacent distinct digits of an identifier (the classic keying error)."""
-    idx = [i for i in range(len(value) - 1) if value[i].isdigit() and value[i + 1].isdigit()
-           and value[i] != value[i + 1]]
+    idx = [
+        i
+        for i in range(len(value) - 1)
+        if value[i].isdigit() and value[i + 1].isdigit() and value[i] != value[i + 1]
+    ]
     if not idx:
         return value
     i = rng.choice(idx)

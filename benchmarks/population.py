@@ -21,8 +21,8 @@ from benchmarks.profiles import Profile
 NOW = date(2024, 6, 1)
 _NOW_ORD = NOW.toordinal()
 
-#: Household size 1..10; mean ~5.1 (Sahel / Horn rural averages are 5-7).
-_SIZE_WEIGHTS = (0.06, 0.09, 0.11, 0.13, 0.14, 0.13, 0.11, 0.09, 0.07, 0.07)
+#: Household size 1..10; mean ~5.2 (Sahel / Horn rural averages are 5-7).
+_SIZE_WEIGHTS = (0.07, 0.10, 0.12, 0.13, 0.14, 0.12, 0.10, 0.08, 0.07, 0.07)
 _TWIN_RATE = 0.02  # share of births that are twin births
 
 
@@ -91,8 +91,14 @@ class Geography:
         village = villages[min(int(rng.paretovariate(1.2)) - 1, len(villages) - 1)]
         return region, commune, village
 
-    def move(self, region: str, commune: str, village: str, rng: random.Random,
-             p_same_commune: float = 0.85) -> tuple[str, str, str]:
+    def move(
+        self,
+        region: str,
+        commune: str,
+        village: str,
+        rng: random.Random,
+        p_same_commune: float = 0.85,
+    ) -> tuple[str, str, str]:
         """Where a person who moved is found: usually the same commune, else the same region."""
         if rng.random() < p_same_commune or len(self.communes[region]) == 1:
             options = [v for v in self.villages[commune] if v != village]
@@ -124,8 +130,9 @@ def build_geography(profile: Profile, rng: random.Random) -> Geography:
                 if name not in seen and len(strip_accents(name)) > 3:
                     seen.append(name)
             villages[commune] = seen
-    return Geography(list(profile.regions), list(profile.region_weights), communes, villages,
-                     region_of)
+    return Geography(
+        list(profile.regions), list(profile.region_weights), communes, villages, region_of
+    )
 
 
 class PopulationBuilder:
@@ -137,7 +144,9 @@ class PopulationBuilder:
         self.geo = build_geography(profile, rng)
         self.male = Sampler(profile.male_given, profile.zipf_given)
         self.female = Sampler(profile.female_given, profile.zipf_given)
-        self.family = Sampler(profile.family_names, profile.zipf_family) if profile.family_names else None
+        self.family = (
+            Sampler(profile.family_names, profile.zipf_family) if profile.family_names else None
+        )
         self.persons: list[Person] = []
         self.households: list[Household] = []
         self._used_phones: set[str] = set()
@@ -158,7 +167,9 @@ class PopulationBuilder:
         """A fresh national ID number (NINA-like for sahel, NNI-like for horn)."""
         while True:
             digits = str(self.rng.randrange(10 ** (self.p.nid_digits - 1), 10**self.p.nid_digits))
-            value = digits + (self.rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") if self.p.nid_letter else "")
+            value = digits + (
+                self.rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") if self.p.nid_letter else ""
+            )
             if value not in self._used_nids:
                 self._used_nids.add(value)
                 return value
@@ -183,18 +194,38 @@ class PopulationBuilder:
 
     def birth(self, age_years: float) -> date:
         """A birth date ``age_years`` before NOW (never in the future)."""
-        return date.fromordinal(max(_NOW_ORD - int(age_years * 365.25) - self.rng.randrange(0, 60), 1))
+        return date.fromordinal(
+            max(_NOW_ORD - int(age_years * 365.25) - self.rng.randrange(0, 60), 1)
+        )
 
-    def _person(self, hh: Household, role: str, sex: str, given: str, family: str, father: str,
-                grandfather: str, birth: date, mother: Person | None = None) -> Person:
+    def _person(
+        self,
+        hh: Household,
+        role: str,
+        sex: str,
+        given: str,
+        family: str,
+        father: str,
+        grandfather: str,
+        birth: date,
+        mother: Person | None = None,
+    ) -> Person:
         rng = self.rng
         year = birth.year
         p_day = 0.9 if year >= 2005 else 0.72 if year >= 1990 else 0.5 if year >= 1970 else 0.3
         age = NOW.year - year
         person = Person(
-            pid=f"P{len(self.persons) + 1:07d}", hid=hh.hid, role=role, sex=sex, given=given,
-            family=family, father=father, grandfather=grandfather, birth=birth,
-            day_known=rng.random() < p_day, mother=mother,
+            pid=f"P{len(self.persons) + 1:07d}",
+            hid=hh.hid,
+            role=role,
+            sex=sex,
+            given=given,
+            family=family,
+            father=father,
+            grandfather=grandfather,
+            birth=birth,
+            day_known=rng.random() < p_day,
+            mother=mother,
             honorific=age >= 45 and rng.random() < 0.25,
         )
         if age >= 16 and rng.random() < (0.55 if role == "head" else 0.35):
@@ -208,8 +239,13 @@ class PopulationBuilder:
         """One household, its members appended to ``self.persons``."""
         rng = self.rng
         region, commune, village = self.geo.draw(rng)
-        hh = Household(f"H{len(self.households) + 1:07d}", region, commune, village,
-                       self.phone() if rng.random() < 0.75 else None)
+        hh = Household(
+            f"H{len(self.households) + 1:07d}",
+            region,
+            commune,
+            village,
+            self.phone() if rng.random() < 0.75 else None,
+        )
         self.households.append(hh)
         size = rng.choices(range(1, 11), weights=_SIZE_WEIGHTS)[0]
         patr = self.p.patronymic
@@ -220,8 +256,9 @@ class PopulationBuilder:
         fam = "" if patr else self.family_name()
         h_father = male.draw(rng) if patr else ""
         h_grand = male.draw(rng) if patr else ""
-        head = self._person(hh, "head", head_sex, self.given(head_sex), fam, h_father, h_grand,
-                            self.birth(head_age))
+        head = self._person(
+            hh, "head", head_sex, self.given(head_sex), fam, h_father, h_grand, self.birth(head_age)
+        )
         slots = size - 1
         mother: Person | None = head if head_sex == "F" else None
         mother_age = head_age if head_sex == "F" else 0.0
@@ -233,22 +270,43 @@ class PopulationBuilder:
                 w_family = ""
             else:  # Malian women mostly keep their own name; some rosters use the husband's
                 w_family = self.family_name() if rng.random() < 0.6 else fam
-            mother = self._person(hh, "spouse", "F", self.given("F"), w_family,
-                                  male.draw(rng) if patr else "", male.draw(rng) if patr else "",
-                                  self.birth(w_age))
+            mother = self._person(
+                hh,
+                "spouse",
+                "F",
+                self.given("F"),
+                w_family,
+                male.draw(rng) if patr else "",
+                male.draw(rng) if patr else "",
+                self.birth(w_age),
+            )
             mother_age = w_age
             slots -= 1
 
         if slots >= 3 and head_age < 55 and rng.random() < 0.2:  # a grandparent lives with them
             g_age = min(head_age + rng.uniform(18, 35), 98)
             if rng.random() < 0.45:
-                self._person(hh, "grandparent", "M", h_father if patr else self.given("M"), fam,
-                             h_grand, male.draw(rng) if patr else "", self.birth(g_age))
+                self._person(
+                    hh,
+                    "grandparent",
+                    "M",
+                    h_father if patr else self.given("M"),
+                    fam,
+                    h_grand,
+                    male.draw(rng) if patr else "",
+                    self.birth(g_age),
+                )
             else:
-                self._person(hh, "grandparent", "F", self.given("F"),
-                             "" if patr else self.family_name(),
-                             male.draw(rng) if patr else "", male.draw(rng) if patr else "",
-                             self.birth(g_age))
+                self._person(
+                    hh,
+                    "grandparent",
+                    "F",
+                    self.given("F"),
+                    "" if patr else self.family_name(),
+                    male.draw(rng) if patr else "",
+                    male.draw(rng) if patr else "",
+                    self.birth(g_age),
+                )
             slots -= 1
 
         # children, oldest first, spaced 1.5-4 years, twins ~2% of births
@@ -263,23 +321,39 @@ class PopulationBuilder:
             for k in range(2 if twins else 1):
                 sex = "M" if rng.random() < 0.51 else "F"
                 name = self._child_name(sex, twins, k, father, mother)
-                self._person(hh, "twin" if twins else "child", sex, name, fam, c_father, c_grand,
-                             birth, mother)
+                self._person(
+                    hh,
+                    "twin" if twins else "child",
+                    sex,
+                    name,
+                    fam,
+                    c_father,
+                    c_grand,
+                    birth,
+                    mother,
+                )
                 slots -= 1
             child_age -= rng.uniform(1.5, 4.0)
 
         while slots > 0:  # nephews, nieces, other relatives
             sex = "M" if rng.random() < 0.5 else "F"
             same_family = patr or rng.random() < 0.7
-            self._person(hh, "relative", sex, self.given(sex),
-                         fam if same_family else self.family_name(),
-                         male.draw(rng) if patr else "", h_father if patr else "",
-                         self.birth(rng.uniform(0.2, 28)))
+            self._person(
+                hh,
+                "relative",
+                sex,
+                self.given(sex),
+                fam if same_family else self.family_name(),
+                male.draw(rng) if patr else "",
+                h_father if patr else "",
+                self.birth(rng.uniform(0.2, 28)),
+            )
             slots -= 1
         return hh
 
-    def _child_name(self, sex: str, twins: bool, k: int, father: Person | None,
-                    mother: Person | None) -> str:
+    def _child_name(
+        self, sex: str, twins: bool, k: int, father: Person | None, mother: Person | None
+    ) -> str:
         """A child's given name: traditional twin names, sometimes the parent's own name."""
         rng = self.rng
         if twins and rng.random() < 0.4:  # Hassan / Houssein (Lassana / Fousseyni) for twins
@@ -300,7 +374,7 @@ class PopulationBuilder:
         extra = len(self.persons) - n_persons
         if extra:
             last = self.households[-1]
-            del last.members[len(last.members) - extra:]
+            del last.members[len(last.members) - extra :]
             del self.persons[n_persons:]
             if not last.members:
                 self.households.pop()

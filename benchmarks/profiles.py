@@ -43,6 +43,7 @@ class Profile:
     zipf_given: float = 1.0
 
 
+# fmt: off
 SAHEL = Profile(
     name="sahel",
     country_code="223",
@@ -269,7 +270,8 @@ HORN = Profile(
         "Boulaos": ("Arhiba", "Einguela", "Quartier 7 bis", "Djebel", "Gabode 1", "Gabode 2",
                     "Gabode 3", "Hayableh", "Haramous", "Cite Hodan"),
         "Balbala": ("PK12", "Hodan 1", "Hodan 2", "Warabaley", "T3", "Cheikh Moussa",
-                    "Layableh", "Balbala Ancien", "Phase 1", "Phase 2", "Q Doraleh", "Dar es Salam"),
+                    "Layableh", "Balbala Ancien", "Phase 1", "Phase 2", "Q Doraleh",
+                    "Dar es Salam"),
     },
     phone_prefixes=("77",),
     phone_digits=8,
@@ -277,5 +279,7 @@ HORN = Profile(
     nid_letter=False,
     zipf_given=0.95,
 )
+
+# fmt: on
 
 PROFILES: dict[str, Profile] = {"sahel": SAHEL, "horn": HORN}

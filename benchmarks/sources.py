@@ -86,8 +86,9 @@ class Row:
 class Renderer:
     """Renders true persons into one source's strings, with that source's errors."""
 
-    def __init__(self, profile: Profile, geo: Geography, households: dict[str, Household],
-                 rng: random.Random) -> None:
+    def __init__(
+        self, profile: Profile, geo: Geography, households: dict[str, Household], rng: random.Random
+    ) -> None:
         self.p = profile
         self.geo = geo
         self.hh = households
@@ -159,8 +160,11 @@ class Renderer:
     def horn_name(self, person: Person, q: Noise) -> tuple[str, str, str]:
         """(given, father, grandfather) as written; grandfather may be empty."""
         somali = self.rng.random() < q.somali
-        parts = [self.given(person, q, somali), self._token(person.father, q, somali),
-                 self._token(person.grandfather, q, somali)]
+        parts = [
+            self.given(person, q, somali),
+            self._token(person.father, q, somali),
+            self._token(person.grandfather, q, somali),
+        ]
         parts = self.finish(parts, q)
         if self.rng.random() < q.drop_grandfather:
             parts[2] = ""
@@ -228,8 +232,11 @@ class Renderer:
         if rng.random() < q.move:
             region, commune, village = self.geo.move(region, commune, village, rng)
         if rng.random() < q.accent_drop:
-            region, commune, village = (strip_accents(region), strip_accents(commune),
-                                        strip_accents(village))
+            region, commune, village = (
+                strip_accents(region),
+                strip_accents(commune),
+                strip_accents(village),
+            )
         if rng.random() < 0.3 * q.accent_drop:
             region, commune, village = region.upper(), commune.upper(), village.upper()
         if rng.random() < q.typo / 2:
@@ -256,10 +263,14 @@ class Renderer:
                 style = name
                 break
         cc = self.p.country_code
-        spaced = " ".join(number[i:i + 2] for i in range(0, len(number), 2))
+        spaced = " ".join(number[i : i + 2] for i in range(0, len(number), 2))
         return {
-            "local": number, "spaced": spaced, "plus": f"+{cc}{number}",
-            "plus_spaced": f"+{cc} {spaced}", "intl": f"00{cc}{number}", "cc": f"{cc}{number}",
+            "local": number,
+            "spaced": spaced,
+            "plus": f"+{cc}{number}",
+            "plus_spaced": f"+{cc} {spaced}",
+            "intl": f"00{cc}{number}",
+            "cc": f"{cc}{number}",
         }[style]
 
     def nid(self, person: Person, q: Noise) -> str | None:
@@ -269,4 +280,3 @@ class Renderer:
         if self.rng.random() < q.nid_transpose:
             return transpose_digits(person.nid, self.rng)
         return person.nid
-

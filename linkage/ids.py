@@ -551,7 +551,15 @@ def reconcile(
             ID's last records for a non-exact restoration.
 
     Returns:
-        The new state and the events.
+        The new state and the events. Events come in a fixed order: for each changed
+        cluster by smallest record key, its lifecycle event (``created``, ``split_from``
+        or ``restored``) then, record by record, ``record_removed`` from the previous
+        owner and ``record_added`` to the new one; then vanished records
+        (``record_removed``) by key; then retirements (``merged_into`` once per
+        successor, or ``retired``) oldest ID first.
+
+    Raises:
+        ConstraintConflict: the constraints contradict each other.
 
     Example:
         >>> from datetime import datetime, timezone

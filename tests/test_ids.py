@@ -483,6 +483,10 @@ def test_constraints_respected_in_random_runs(seed: int) -> None:
             res = run(state, clusters, run_id=f"r{i}", constraints=c)
         except ConstraintConflict:
             return
+        # Order-free also with constraints (given in another order too).
+        c_rev = Constraints(ml[::-1], [(y, x) for x, y in cl[::-1]])
+        other = run(shuffled_state(state, rng), shuffled(clusters, rng), f"r{i}", constraints=c_rev)
+        assert (other.state, other.events) == (res.state, res.events)
         a = res.state.assignment
         for x, y in ml:
             if x in a and y in a:

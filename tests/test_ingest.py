@@ -1,0 +1,158 @@
+"""Lossless, idempotent ingest into a real register file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from linkage.config import load_source
+from linkage.ingest import IngestError, ingest_source
+from linkage.register import Register, query
+
+HEADER = "id;prenom;nom;sexe;date_naissance\n"
+
+
+def source_yaml(tmp_path: Path, data_name: str, fmt: str = "csv", extra: str = "") -> Path:
+    p = tmp_path / f"{fmt}_source.yaml"
+    p.write_text(
+        f"name: roster\nkind: programme\npath: {data_name}\nformat: {fmt}\n"
+        'delimiter: ";"\nrecord_key: id\ncountry_code: "223"\n'
+        "columns:\n  given_name: prenom\n  family_name: nom\n  sex: sexe\n"
+        "  birth_date: date_naissance\n" + extra, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def reg(tmp_path: Path):
+    r = Register.open(tmp_path / "register.duckdb")
+    yield r
+    r.close()
+
+
+def ingest(reg: Register, yaml_path: Path):
+    with reg.transaction() as cur:
+        return ingest_source(cur, load_source(yaml_path))
+
+
+def records(reg: Register) -> dict[str, tuple]:
+    cur = reg.cursor()
+    rows = query(cur, "SELECT record_key, status, given_std, family_std, sex, birth_year, "
+                      "birth_precision FROM records ORDER BY record_key")
+    cur.close()
+    return {r[0]: r[1:] for r in rows}
+
+
+def rejects(reg: Register) -> list[tuple]:
+    cur = reg.cursor()
+    rows = query(cur, "SELECT row_number, record_key, field, reason FROM rejects "
+                      "ORDER BY row_number")
+    cur.close()
+    return rows
+
+
+def test_csv_utf8_rows_become_records(reg: Register, tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text(HEADER + "1;Moussa;Traoré;M;14/03/1980\n"
+                                    "2;Fatoumata;Keïta;F;00/00/1975\n", encoding="utf-8")
+    report = ingest(reg, source_yaml(tmp_path, "r.csv"))
+    assert (report.rows, report.added, report.rejected) == (2, 2, 0)
+    got = records(reg)
+    assert got["1"] == ("active", "moussa", "traore", "M", 1980, "day")
+    assert got["2"][1:] == ("fatoumata", "keita", "F", 1975, "year")
+
+
+def test_csv_latin1(reg: Register, tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_bytes((HEADER + "1;Aïssata;Maïga;F;1990\n").encode("latin-1"))
+    ingest(reg, source_yaml(tmp_path, "r.csv", extra="encoding: latin-1\n"))
+    assert records(reg)["1"][1:3] == ("aissata", "maiga")
+
+
+def test_parquet(reg: Register, tmp_path: Path) -> None:
+    pq.write_table(pa.table({"id": [1, 2], "prenom": ["Oumar", "Awa"], "nom": ["Diallo", "Koné"],
+                             "sexe": ["M", "F"], "date_naissance": ["01/01/1970", "02/02/2002"]}),
+                   tmp_path / "r.parquet")
+    report = ingest(reg, source_yaml(tmp_path, "r.parquet", fmt="parquet"))
+    assert report.added == 2
+    # 1 January is a placeholder: the year is kept, the day is not trusted.
+    assert records(reg)["1"][4:] == (1970, "placeholder")
+
+
+def test_jsonl_with_bad_json_line(reg: Register, tmp_path: Path) -> None:
+    lines = [json.dumps({"id": "a", "prenom": "Mariam", "nom": "Sidibé", "sexe": "F",
+                         "date_naissance": "12/12/2012"}), "{not json", ""]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = ingest(reg, source_yaml(tmp_path, "r.jsonl", fmt="jsonl"))
+    assert report.added == 1 and report.rejected == 1
+    assert rejects(reg) == [(2, None, None, "invalid JSON")]
+
+
+def test_bad_rows_land_in_rejects_with_reasons(reg: Register, tmp_path: Path) -> None:
+    body = (HEADER
+            + "1;Moussa;Traoré;M;14/03/1980\n"   # good
+            + "2;Awa;Diarra;F;31/02/19x5\n"      # bad date
+            + "3;Adama;Coulibaly;X;1980\n"       # unknown sex code
+            + "4;;;M;1980\n"                     # empty names
+            + ";Seydou;Touré;M;1981\n"           # missing record key
+            + "1;Moussa;Traoré;M;14/03/1980\n"   # duplicate key
+            + "7;Bakary;Sangaré;M\n")            # wrong number of fields
+    data = body.encode("utf-8") + "8;Kadiatou;Cissé;F;1999\n".encode("latin-1")  # bad bytes
+    (tmp_path / "r.csv").write_bytes(data)
+    report = ingest(reg, source_yaml(tmp_path, "r.csv"))
+    assert report.rows == 8 and report.added == 1 and report.rejected == 7
+    got = {row: (key, field, reason) for row, key, field, reason in rejects(reg)}
+    assert got[2][:2] == ("2", "birth_date") and "date" in got[2][2]
+    assert got[3][:2] == ("3", "sex") and "sex" in got[3][2]
+    assert got[4][0] == "4" and "name" in got[4][2]
+    assert got[5] == (None, "record_key", "missing record key (id)")
+    assert got[6][0] == "1" and got[6][2].startswith("duplicate record key (first at row 1")
+    assert got[7][2] == "expected 5 fields, found 4"
+    assert got[8][2] == "invalid utf-8 bytes in row"
+    cur = reg.cursor()
+    (raw,) = query(cur, "SELECT raw FROM rejects WHERE row_number = 3")[0]
+    cur.close()
+    assert json.loads(raw)["sexe"] == "X"  # raw values kept: nothing is lost
+
+
+def test_reingest_is_idempotent(reg: Register, tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;x\n",
+                                    encoding="utf-8")
+    y = source_yaml(tmp_path, "r.csv")
+    ingest(reg, y)
+    before = (records(reg), rejects(reg))
+    again = ingest(reg, y)
+    assert again.skipped
+    with reg.transaction() as cur:
+        forced = ingest_source(cur, load_source(y), force=True)
+    assert (forced.added, forced.updated, forced.retired, forced.unchanged) == (0, 0, 0, 1)
+    assert (records(reg), rejects(reg)) == before
+
+
+def test_updated_extract_adds_updates_and_retires(reg: Register, tmp_path: Path) -> None:
+    data = tmp_path / "r.csv"
+    data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;1990\n"
+                    "3;Oumar;Koné;M;1970\n", encoding="utf-8")
+    y = source_yaml(tmp_path, "r.csv")
+    ingest(reg, y)
+    data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;1991\n"
+                    "4;Seydou;Touré;M;1985\n", encoding="utf-8")
+    report = ingest(reg, y)
+    assert (report.added, report.updated, report.retired, report.unchanged) == (1, 1, 1, 1)
+    got = records(reg)
+    assert got["2"][4] == 1991
+    assert got["3"][0] == "retired"  # vanished keys are kept, marked retired
+    assert got["4"][0] == "active"
+
+
+def test_missing_key_column_names_file_and_column(reg: Register, tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("ident;prenom;nom;sexe;date_naissance\n1;A;B;M;1980\n",
+                                    encoding="utf-8")
+    with pytest.raises(IngestError, match=r"r.csv: column 'id' named in .*csv_source.yaml"):
+        ingest(reg, source_yaml(tmp_path, "r.csv"))
+
+
+def test_no_matching_file(reg: Register, tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"path: no file matches"):
+        ingest(reg, source_yaml(tmp_path, "absent_*.csv"))
