@@ -525,7 +525,7 @@ def _source_yaml(spec: SourceSpec) -> dict[str, object]:
 def _dump_yaml(doc: object, path: Path) -> None:
     path.write_text(
         yaml.safe_dump(
-            doc, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+            doc, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
         ),
         encoding="utf-8",
     )
@@ -535,9 +535,17 @@ def _dump_yaml(doc: object, path: Path) -> None:
 # Entry points
 # ---------------------------------------------------------------------------------------
 def generate(
-    persons: int, profile: str = "sahel", seed: int = 1, out: str | Path = "bench_out"
+    persons: int,
+    profile: str = "sahel",
+    seed: int = 1,
+    out: str | Path = "bench_out",
+    model: str | Path | None = None,
 ) -> dict[str, object]:
-    """Generate a benchmark project in ``out``; returns the manifest (also written)."""
+    """Generate a benchmark project in ``out``; returns the manifest (also written).
+
+    ``model``, when given, is written into project.yaml (as an absolute path) so the
+    project uses that trained model instead of training its own.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
     if persons < 1:
@@ -597,6 +605,8 @@ def generate(
         "country_code": prof.country_code,
         "sources": [f"sources/{s.name}.yaml" for s in _specs(prof)],
     }
+    if model is not None:
+        project["model"] = str(Path(model).resolve())
     _dump_yaml(project, out / "project.yaml")
     total = sum(s["records"] for s in manifest_sources.values())  # type: ignore[index]
     multi = sum(1 for s in sources_in.values() if len(s) >= 2)

@@ -30,7 +30,7 @@ import csv
 import json
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from pathlib import Path
 
 __all__ = ["score", "load_truth", "load_predicted", "format_report", "main"]
@@ -48,6 +48,7 @@ def score(
     predicted: Mapping[str, Hashable],
     truth: Mapping[str, Hashable],
     households: Mapping[Hashable, Hashable] | None = None,
+    bad: Collection[str] = (),
 ) -> dict[str, float | int]:
     """Compare a predicted clustering with the true one.
 
@@ -56,6 +57,8 @@ def score(
         truth: record uid -> true person id, for good (non-rejected) records only.
         households: optional true person id -> household id, for the household-merge
             counters (omitted: those counters are 0).
+        bad: uids of records ingest should have rejected; those still present in
+            ``predicted`` are counted as ``bad_accepted`` (not as ``unexpected``).
 
     Returns:
         A dict of metrics; see the module docstring.
@@ -75,7 +78,9 @@ def score(
         cells[(cluster, person)] += 1
         pred_size[cluster] += 1
         true_size[person] += 1
-    unexpected = sum(1 for uid in predicted if uid not in truth)
+    bad_set = bad if isinstance(bad, (set, frozenset, dict)) else set(bad)
+    bad_accepted = sum(1 for uid in bad_set if uid in predicted)
+    unexpected = sum(1 for uid in predicted if uid not in truth) - bad_accepted
 
     tp = sum(_pairs(c) for c in cells.values())
     pred_pairs = sum(_pairs(c) for c in pred_size.values())
@@ -111,6 +116,8 @@ def score(
         "records": n,
         "missing": missing,
         "unexpected": unexpected,
+        "bad": len(bad_set),
+        "bad_accepted": bad_accepted,
         "true_clusters": n_persons,
         "predicted_clusters": len(pred_size),
         "true_pairs": true_pairs,
@@ -156,9 +163,9 @@ def format_report(m: Mapping[str, float | int]) -> str:
     """A readable table of the metrics."""
     lines = [
         f"{'records scored':<34}{m['records']:>12,}",
-        f"{'  bad (excluded)':<34}{m.get('bad', 0):>12,}",
+        f"{'  bad (excluded)':<34}{m['bad']:>12,}",
         f"{'  missing from prediction':<34}{m['missing']:>12,}",
-        f"{'  bad but in prediction':<34}{m.get('bad_accepted', 0):>12,}",
+        f"{'  bad but in prediction':<34}{m['bad_accepted']:>12,}",
         f"{'  unexpected in prediction':<34}{m['unexpected']:>12,}",
         f"{'true clusters (persons)':<34}{m['true_clusters']:>12,}",
         f"{'predicted clusters':<34}{m['predicted_clusters']:>12,}",
@@ -191,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     truth, households, bad = load_truth(args.truth)
     predicted = load_predicted(args.predicted)
-    metrics = {
-        **score(predicted, truth, households),
-        "bad": len(bad),
-        "bad_accepted": sum(1 for uid in bad if uid in predicted),
-    }
+    metrics = score(predicted, truth, households, bad)
     print(json.dumps(metrics, indent=2) if args.json else format_report(metrics))
     return 0
 

@@ -51,7 +51,8 @@ def _key_expr(cols: tuple[str, ...]) -> str:
     # NULL when any part is NULL: a key missing a component is no key at all.
     parts = [f"CAST({c} AS VARCHAR)" for c in cols]
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in cols)
-    return f"CASE WHEN {not_null} THEN {" || '|' || ".join(parts)} END"
+    joined = " || '|' || ".join(parts)
+    return f"CASE WHEN {not_null} THEN {joined} END"
 
 
 def new_scratch(memory_limit: str = "4GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -100,14 +101,11 @@ def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:
     rules = [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
     records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
         rules, record_sample_proportion=1.0)
+    # Marginal counts: the pairs each rule adds that no earlier rule generated.
     report.comparisons_by_rule = {
-        name: int(_rec_value(rec, "row_count")) for name, rec in zip(BLOCKING_KEYS, records,
-                                                                     strict=True)}
+        name: int(rec["marginal_comparison_count"])
+        for name, rec in zip(BLOCKING_KEYS, records, strict=True)}
     return report
-
-
-def _rec_value(rec: Any, attr: str) -> Any:
-    return rec[attr] if isinstance(rec, dict) else getattr(rec, attr)
 
 
 def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input"
@@ -147,7 +145,7 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     progress("estimating m from national-ID pairs")
     linker.training.estimate_m_from_label_column("national_id")
-    settings = linker.misc.save_model_to_json()
+    settings = neutralise_untrained(linker.misc.save_model_to_json())
     model = Model(version=new_version(prefix), settings=settings, metadata={
         "records": int(n_records), "national_id_groups": int(n_nid),
         "deterministic_recall": recall, "u_max_pairs": max_pairs, "seed": seed,
@@ -155,6 +153,26 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     })
     model.metadata["warnings"] = check_parameters(model)
     return model
+
+
+def neutralise_untrained(settings: dict[str, Any]) -> dict[str, Any]:
+    """Give levels the training data never reached a neutral weight (m = u).
+
+    A Sahel register has no father's names and a Horn one no family names: their levels
+    are never observed, and Splink's defaults would give them arbitrary weights.
+    """
+    for comp in settings["comparisons"]:
+        for lvl in comp["comparison_levels"]:
+            if lvl.get("is_null_level"):
+                continue
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            if m is None and u is None:
+                lvl["m_probability"] = lvl["u_probability"] = 0.5
+            elif m is None:
+                lvl["m_probability"] = u
+            elif u is None:
+                lvl["u_probability"] = m
+    return settings
 
 
 def predict(linker: Linker, review_threshold: float) -> Any:

@@ -34,7 +34,7 @@ def export(reg: Register, out: Path, *, what: str = "records", fmt: str = "csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     cur = reg.cursor()
     try:
-        table = cur.execute(_QUERIES[what]).fetch_arrow_table()
+        table = cur.sql(_QUERIES[what]).to_arrow_table()
     finally:
         cur.close()
     tmp = out.with_name(out.name + ".tmp")

@@ -27,7 +27,7 @@ import pyarrow as pa
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.register import query
-from linkage.standardise import RejectError, standardise
+from linkage.standardise import RejectError, make_standardiser
 
 
 class IngestError(RuntimeError):
@@ -172,6 +172,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
     """
     rows = 0
     mapping = src.columns
+    standardisers: dict = {}  # one per age reference date: set up once, not per row
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
         rows += 1
         if values is None:
@@ -205,10 +206,14 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             except ValueError:
                 reject(src.age_reference_column, "age reference date is not YYYY-MM-DD")
                 continue
+        std_fn = standardisers.get(ref)
+        if std_fn is None:
+            std_fn = standardisers[ref] = make_standardiser(
+                source=src.name, birth_date_format=src.birth_date_format,
+                age_reference_date=ref, country_code=src.country_code,
+                sex_codes=src.sex_codes, name_order=src.name_order)
         try:
-            std = standardise(raw, source=src.name, birth_date_format=src.birth_date_format,
-                              age_reference_date=ref, country_code=src.country_code,
-                              sex_codes=src.sex_codes, name_order=src.name_order)
+            std = std_fn(raw)
         except RejectError as exc:
             reject(exc.field, exc.reason)
             continue

@@ -128,14 +128,14 @@ def publish_clusters(cur: duckdb.DuckDBPyConnection, clusters: Mapping[str, str]
         ev = result.events
         cur.register("stage_ev", pa.table({
             "ord": list(range(len(ev))),
-            "run_id": [e.run_id for e in ev], "at": [e.at for e in ev],
+            "run_id": [e.run_id for e in ev], "occurred_at": [e.at for e in ev],
             "kind": [e.kind for e in ev], "person_id": [e.person_id for e in ev],
             "record_uid": [e.record_key for e in ev],
             "other_person_id": [e.other_person_id for e in ev],
             "cause": [e.cause or cause for e in ev]}))
         cur.execute("""
             INSERT INTO person_events
-            SELECT nextval('person_event_seq'), run_id, at, kind, person_id, record_uid,
+            SELECT nextval('person_event_seq'), run_id, occurred_at, kind, person_id, record_uid,
                    other_person_id, cause
             FROM (SELECT * FROM stage_ev ORDER BY ord)""")
         cur.unregister("stage_ev")

@@ -77,8 +77,8 @@ def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force:
 def active_records(cur: duckdb.DuckDBPyConnection) -> Any:
     """Active records with their standardised columns, as an Arrow table."""
     cols = ", ".join(["uid", "source", *STANDARD_COLUMNS])
-    return cur.execute(f"SELECT {cols} FROM records WHERE status = 'active' ORDER BY uid"
-                       ).fetch_arrow_table()
+    return cur.sql(f"SELECT {cols} FROM records WHERE status = 'active' ORDER BY uid"
+                   ).to_arrow_table()
 
 
 def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
@@ -179,9 +179,9 @@ def _record_failure(reg: Register, run_id: str, started: dt.datetime, exc: Excep
 
 def _store_links(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
                  predictions: str, run_id: str, match_threshold: float) -> int:
-    pairs = scratch.execute(
+    pairs = scratch.sql(
         f"SELECT uid_l, uid_r, match_probability, match_weight FROM {predictions}"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     cur.execute("DELETE FROM links")
     cur.register("stage_links", pairs)
     try:
@@ -198,10 +198,15 @@ def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
     per_source = {s: {"records": n} for s, n in query(
         cur, "SELECT source, count(*) FROM records WHERE status = 'active' "
              "GROUP BY source ORDER BY source")}
+    # Rejects of the files currently making up each source (an unchanged file was not
+    # re-read this run, but its rejects still stand).
+    for source, n in query(cur, """
+            SELECT j.source, count(*) FROM rejects j JOIN source_files f
+              ON f.source = j.source AND f.sha256 = j.file_sha256 GROUP BY j.source"""):
+        per_source.setdefault(source, {"records": 0})["rejected"] = n
     for r in reports:
         per_source.setdefault(r.source, {"records": 0})
-        per_source[r.source].update(rejected_this_run=r.rejected, added=r.added,
-                                    updated=r.updated, retired=r.retired)
+        per_source[r.source].update(added=r.added, updated=r.updated, retired=r.retired)
     for source, n_persons, n_dup_persons in query(cur, """
             SELECT source, count(DISTINCT person_id),
                    count(DISTINCT CASE WHEN n > 1 THEN person_id END)
@@ -246,7 +251,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'persons':>10}"
                  f"{'dup. persons':>14}{'dup. records':>14}")
     for name, s in summary["sources"].items():
-        lines.append(f"{name:<22}{s.get('records', 0):>10,}{s.get('rejected_this_run', 0):>10,}"
+        lines.append(f"{name:<22}{s.get('records', 0):>10,}{s.get('rejected', 0):>10,}"
                      f"{s.get('persons', 0):>10,}{s.get('persons_with_duplicates', 0):>14,}"
                      f"{s.get('duplicate_records', 0):>14,}")
     lines += ["", f"persons: {summary['persons']:,}",

@@ -136,7 +136,7 @@ CREATE SEQUENCE IF NOT EXISTS person_event_seq START 1;
 CREATE TABLE IF NOT EXISTS person_events (
     seq BIGINT PRIMARY KEY,           -- the change-feed cursor
     run_id VARCHAR,
-    at TIMESTAMP,
+    occurred_at TIMESTAMP,
     kind VARCHAR NOT NULL,
     person_id VARCHAR NOT NULL,
     record_uid VARCHAR,

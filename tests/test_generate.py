@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 from benchmarks.generate import generate
+from benchmarks.population import PopulationBuilder
+from benchmarks.profiles import PROFILES
 from linkage.canonical import RAW_FIELDS
 
 N = 300
@@ -173,12 +176,7 @@ def test_households_share_names_and_villages(run):
     assert shared_name / pairs > 0.3
 
 
-def test_horn_patronymic_structure(tmp_path):
-    import random
-
-    from benchmarks.population import PopulationBuilder
-    from benchmarks.profiles import PROFILES
-
+def test_horn_patronymic_structure():
     pop = PopulationBuilder(PROFILES["horn"], random.Random(3))
     pop.build(2000)
     checked = twins = 0
@@ -200,11 +198,6 @@ def test_horn_patronymic_structure(tmp_path):
 
 
 def test_sahel_population_is_concentrated():
-    import random
-
-    from benchmarks.population import PopulationBuilder
-    from benchmarks.profiles import PROFILES
-
     pop = PopulationBuilder(PROFILES["sahel"], random.Random(5))
     pop.build(5000)
     fam = Counter(p.family for p in pop.persons)

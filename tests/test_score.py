@@ -101,3 +101,10 @@ def test_linear_scale():
     m = score(pred, truth)
     assert m["pairwise_recall"] == 1.0
     assert m["pairwise_precision"] == pytest.approx(2 * 3 / 15)  # per cluster 6 pairs of 15
+
+
+def test_bad_records_accepted_are_counted_not_unexpected():
+    pred = {**TRUTH, "bad1": "A", "zz": "Q"}
+    m = score(pred, TRUTH, bad={"bad1", "bad2"})
+    assert (m["bad"], m["bad_accepted"], m["unexpected"]) == (2, 1, 1)
+    assert m["pairwise_f1"] == 1.0

@@ -40,6 +40,10 @@ __all__ = [
     "use_variants",
 ]
 
+# String-level caches are bounded (full names are less concentrated than tokens); a million
+# entries is a few hundred MB at worst and far more than the distinct names of a country.
+_CACHE_SIZE = 1 << 20
+
 #: Accepted values of ``name_order`` for a one-column full name.
 NAME_ORDERS: tuple[str, ...] = ("family_given", "given_family", "given_father_grandfather")
 
@@ -87,7 +91,7 @@ _TRANSLATE = str.maketrans(
 _NON_WORD = re.compile(r"[\W_]+")
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def fold(text: str | None) -> str:
     """Fold a string for comparison: no accents, lower case, single spaces.
 
@@ -107,6 +111,10 @@ def fold(text: str | None) -> str:
     """
     if not text:
         return ""
+    if text.isascii():
+        # Most cells are plain ASCII: skip the Unicode decomposition (cache misses matter
+        # when a million rows bring a few hundred thousand distinct full names).
+        return _NON_WORD.sub(" ", text.translate(_TRANSLATE).lower()).strip()
     decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLATE))
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     # A second translate: NFKD can expose characters (e.g. from compatibility forms) that
@@ -148,7 +156,8 @@ _ARTICLES: frozenset[str] = frozenset({"al", "el", "ul", "ar", "er", "ur", "as",
 
 
 def _has_letter(token: str) -> bool:
-    return any(ch.isalpha() for ch in token)
+    # Folded tokens hold only letters and digits: "has a letter" is "is not all digits".
+    return not token.isdigit()
 
 
 def _clean_tokens(raw: Sequence[str]) -> list[int]:
@@ -192,7 +201,7 @@ def _merge_abd(toks: list[str]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _tokens_tuple(text: str | None) -> tuple[str, ...]:
     folded = fold(text)
     if not folded:
@@ -289,7 +298,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def rule_key(token: str) -> str:
     """The rule-based part of the key, without the variant table.
 
@@ -425,7 +434,7 @@ def use_variants(extra_paths: Sequence[str | Path] = ()) -> VariantTable:
     return table
 
 
-@lru_cache(maxsize=None)
+@cache
 def translit_key(token: str | None) -> str:
     """Transliteration-aware key of one name token.
 
@@ -457,7 +466,7 @@ def translit_key(token: str | None) -> str:
     return table.by_rule_key.get(rk, rk)
 
 
-@lru_cache(maxsize=None)
+@cache
 def phonetic(token: str | None) -> str:
     """Metaphone code of a token's transliteration key (a coarser blocking level).
 
@@ -489,7 +498,7 @@ def _is_upper_word(word: str) -> bool:
     return len(letters) >= 2 and all(ch.isupper() for ch in letters)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _case_split(text: str) -> tuple[str, str] | None:
     """(given, family) when a name mixes an UPPER-CASE family name with Title-case given
     names ("TRAORE Moussa", "Moussa TRAORE"); None when case carries no signal."""
@@ -506,7 +515,7 @@ def _case_split(text: str) -> tuple[str, str] | None:
     return " ".join(given_t), " ".join(family_t)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def split_full_name(text: str | None, order: str) -> tuple[str, str]:
     """Split a one-column full name into (given, family) or (given, rest).
 
@@ -552,7 +561,7 @@ def split_full_name(text: str | None, order: str) -> tuple[str, str]:
     return " ".join(toks[:-1]), toks[-1]
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def split_patronymic(text: str | None) -> tuple[str, str, str]:
     """Split a Somali/Djiboutian-style name into (given, father, grandfather).
 

@@ -30,6 +30,7 @@ NATIONAL_NUMBER_LENGTHS: dict[str, int] = {
 _SEPARATORS = re.compile(r"[\s\-./()\[\]]+")
 # Several numbers in one cell: keep the first.
 _MULTI = re.compile(r"[,;|]|\s/\s|\s+ou\s+|\s+or\s+", re.IGNORECASE)
+_HAS_MULTI = re.compile(r"[,;|/]|\s(?:ou|or)\s", re.IGNORECASE)
 _EXCEL_FLOAT = re.compile(r"^\d+\.0+$")
 _EXCEL_SCI = re.compile(r"^\d(?:\.\d+)?[eE]\+?\d+$")
 
@@ -72,13 +73,19 @@ def normalise_phone(raw: str | None, country_code: str) -> str | None:
     """
     if not raw:
         return None
-    text = _MULTI.split(raw.strip(), maxsplit=1)[0].strip()
-    text = _excel_digits(text)
-    international = text.startswith("+")
-    digits = _SEPARATORS.sub("", text.lstrip("+"))
-    if not digits.isdigit() or not digits.isascii():
-        return None
     cc = country_code.strip().lstrip("+")
+    if raw.isdigit() and raw.isascii():
+        digits, international = raw, False  # fast path: most cells are bare digits
+    else:
+        text = raw.strip()
+        if _HAS_MULTI.search(text):
+            text = _MULTI.split(text, maxsplit=1)[0].strip()
+        text = _excel_digits(text)
+        compact = _SEPARATORS.sub("", text)  # before the '+' test: "(+223) 76..." is common
+        international = compact.startswith("+")
+        digits = compact.lstrip("+")
+        if not digits.isdigit() or not digits.isascii():
+            return None
     if digits.startswith("00"):
         digits, international = digits[2:], True
     nsn_len = NATIONAL_NUMBER_LENGTHS.get(cc)

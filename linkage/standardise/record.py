@@ -12,11 +12,11 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from linkage.canonical import STANDARD_COLUMNS
 from linkage.standardise.dates import BirthDate, from_age, parse_birth_date
 from linkage.standardise.errors import RejectError
 from linkage.standardise.ids import clean_national_id
 from linkage.standardise.names import (
+    _CACHE_SIZE,
     KEY_CACHES,
     NAME_ORDERS,
     _tokens_tuple,
@@ -34,7 +34,7 @@ __all__ = ["make_standardiser", "standardise"]
 _EMPTY: tuple[str, ...] = ()
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _part(text: str | None) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
     """(folded tokens joined or None, tokens, their keys) for one name column."""
     toks = _tokens_tuple(text)
@@ -43,20 +43,20 @@ def _part(text: str | None) -> tuple[str | None, tuple[str, ...], tuple[str, ...
     return " ".join(toks), toks, tuple(translit_key(t) for t in toks)
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _name_keys(*key_groups: tuple[str, ...]) -> str | None:
     keys = sorted({k for group in key_groups for k in group if k})
     return " ".join(keys) or None
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _mother_key(text: str | None) -> str | None:
     # A mother's name arrives in any order ("Diarra Aminata", "Aminata Diarra"): sort.
     keys = sorted(set(_part(text)[2]))
     return " ".join(keys) or None
 
 
-@lru_cache(maxsize=None)
+@lru_cache(maxsize=_CACHE_SIZE)
 def _place(text: str | None) -> str | None:
     return fold(text) or None
 
@@ -69,18 +69,24 @@ def _sex(raw: str | None, codes: tuple[tuple[str, tuple[str, ...]], ...] | None)
 KEY_CACHES.extend([_part, _name_keys, _mother_key])
 
 
+def _freeze_codes(
+    codes: Mapping[str, Sequence[str]] | None,
+) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+    return None if codes is None else tuple(sorted((k, tuple(v)) for k, v in codes.items()))
+
+
 def _blank(value: str | None) -> bool:
-    return value is None or not value.strip()
+    return not value or value.isspace()
 
 
 def _split_names(
-    raw: Mapping[str, Any], name_order: str | None
+    given: str | None,
+    family: str | None,
+    father: str | None,
+    grandfather: str | None,
+    full: str | None,
+    name_order: str | None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
-    given = raw.get("given_name")
-    family = raw.get("family_name")
-    father = raw.get("father_name")
-    grandfather = raw.get("grandfather_name")
-    full = raw.get("full_name")
     # Explicit columns win; a full name only fills the parts a source did not split.
     if _blank(given) and not _blank(full):
         if name_order is None:
@@ -97,24 +103,76 @@ def _split_names(
     return given, family, father, grandfather
 
 
-def _birth(
-    raw: Mapping[str, Any], fmt: str, age_reference_date: date | None, today: date
-) -> BirthDate | None:
-    birth_raw = raw.get("birth_date")
+@lru_cache(maxsize=_CACHE_SIZE)
+def _names_block(
+    given: str | None,
+    family: str | None,
+    father: str | None,
+    grandfather: str | None,
+    full: str | None,
+    name_order: str | None,
+) -> tuple:
+    """The eleven name columns (given_std ... name_keys) for one combination of raw names.
+
+    Cached as a whole: a roster repeats the same (given, family) pairs many times, and one
+    look-up is cheaper than eleven.
+    """
+    given, family, father, grandfather = _split_names(
+        given, family, father, grandfather, full, name_order
+    )
+    given_std, given_toks, given_keys = _part(given)
+    family_std, _, family_keys = _part(family)
+    father_std, _, father_keys = _part(father)
+    grandfather_std, _, grandfather_keys = _part(grandfather)
+    if given_std is None and family_std is None and father_std is None:
+        if grandfather_std is None:
+            raise RejectError("name", "no name")
+    first = given_toks[0] if given_toks else None
+    return (
+        given_std,
+        first,
+        given_keys[0] if given_keys else None,
+        (phonetic(first) or None) if first else None,
+        family_std,
+        " ".join(family_keys) or None,
+        father_std,
+        " ".join(father_keys) or None,
+        grandfather_std,
+        " ".join(grandfather_keys) or None,
+        _name_keys(given_keys, family_keys, father_keys, grandfather_keys),
+    )
+
+
+KEY_CACHES.append(_names_block)
+
+_NO_BIRTH: tuple[None, None, None, None, None] = (None, None, None, None, None)
+
+
+@lru_cache(maxsize=1 << 18)
+def _birth_block(
+    birth_raw: str | None,
+    age_raw: str | None,
+    fmt: str,
+    age_reference_date: date | None,
+    today: date,
+) -> tuple:
+    """(year, month, day, precision, iso) from a birth date, else from an age."""
+    birth: BirthDate
     if not _blank(birth_raw):
         try:
-            return parse_birth_date(birth_raw, fmt, today=today)
+            birth = parse_birth_date(birth_raw, fmt, today=today)
         except ValueError as exc:
             raise RejectError("birth_date", str(exc)) from None
-    age_raw = raw.get("age")
-    if not _blank(age_raw):
+    elif not _blank(age_raw):
         if age_reference_date is None:
             raise ValueError("age is mapped but age_reference_date is None")
         try:
-            return from_age(age_raw, age_reference_date)
+            birth = from_age(age_raw, age_reference_date)
         except ValueError as exc:
             raise RejectError("age", str(exc)) from None
-    return None
+    else:
+        return _NO_BIRTH
+    return birth.year, birth.month, birth.day, birth.precision, birth.iso()
 
 
 def make_standardiser(
@@ -145,53 +203,66 @@ def make_standardiser(
     """
     if name_order is not None and name_order not in NAME_ORDERS:
         raise ValueError(f"unknown name order {name_order!r}; expected one of {NAME_ORDERS}")
-    codes = None if sex_codes is None else tuple(sorted((k, tuple(v)) for k, v in sex_codes.items()))
+    codes = _freeze_codes(sex_codes)
     ref_today = today or date.today()
     cc = country_code.strip().lstrip("+")
     prefix = f"{source}:"
 
     def run(raw: Mapping[str, Any]) -> dict[str, Any]:
-        given, family, father, grandfather = _split_names(raw, name_order)
-        given_std, given_toks, given_keys = _part(given)
-        family_std, _, family_keys = _part(family)
-        father_std, _, father_keys = _part(father)
-        grandfather_std, _, grandfather_keys = _part(grandfather)
-        if given_std is None and family_std is None and father_std is None and (
-            grandfather_std is None
-        ):
-            raise RejectError("name", "no name")
+        get = raw.get
+        (
+            given_std,
+            given_first,
+            given_key,
+            given_phonetic,
+            family_std,
+            family_key,
+            father_std,
+            father_key,
+            grandfather_std,
+            grandfather_key,
+            name_keys,
+        ) = _names_block(
+            get("given_name"),
+            get("family_name"),
+            get("father_name"),
+            get("grandfather_name"),
+            get("full_name"),
+            name_order,
+        )
         try:
-            sex = _sex(raw.get("sex"), codes)
+            sex = _sex(get("sex"), codes)
         except ValueError as exc:
             raise RejectError("sex", str(exc)) from None
-        birth = _birth(raw, birth_date_format, age_reference_date, ref_today)
-        first = given_toks[0] if given_toks else None
-        household = raw.get("household_id")
+        year, month, day, precision, iso = _birth_block(
+            get("birth_date"), get("age"), birth_date_format, age_reference_date, ref_today
+        )
+        household = get("household_id")
         return {
             "given_std": given_std,
-            "given_first": first,
-            "given_key": given_keys[0] if given_keys else None,
-            "given_phonetic": phonetic(first) or None if first else None,
+            "given_first": given_first,
+            "given_key": given_key,
+            "given_phonetic": given_phonetic,
             "family_std": family_std,
-            "family_key": " ".join(family_keys) or None,
+            "family_key": family_key,
             "father_std": father_std,
-            "father_key": " ".join(father_keys) or None,
+            "father_key": father_key,
             "grandfather_std": grandfather_std,
-            "grandfather_key": " ".join(grandfather_keys) or None,
-            "name_keys": _name_keys(given_keys, family_keys, father_keys, grandfather_keys),
-            "mother_key": _mother_key(raw.get("mother_name")),
+            "grandfather_key": grandfather_key,
+            "name_keys": name_keys,
+            "mother_key": _mother_key(get("mother_name")),
             "sex": sex,
-            "birth_year": birth.year if birth else None,
-            "birth_month": birth.month if birth else None,
-            "birth_day": birth.day if birth else None,
-            "birth_precision": birth.precision if birth else None,
-            "birth_date": birth.iso() if birth else None,
-            "national_id": clean_national_id(raw.get("national_id")),
-            "phone": normalise_phone(raw.get("phone"), cc),
-            "region": _place(raw.get("region")),
-            "commune": _place(raw.get("commune")),
-            "village": _place(raw.get("village")),
-            "household_id": prefix + household.strip() if not _blank(household) else None,
+            "birth_year": year,
+            "birth_month": month,
+            "birth_day": day,
+            "birth_precision": precision,
+            "birth_date": iso,
+            "national_id": clean_national_id(get("national_id")),
+            "phone": normalise_phone(get("phone"), cc),
+            "region": _place(get("region")),
+            "commune": _place(get("commune")),
+            "village": _place(get("village")),
+            "household_id": None if _blank(household) else prefix + household.strip(),
         }
 
     return run
@@ -248,7 +319,7 @@ def standardise(
         birth_date_format,
         age_reference_date,
         country_code,
-        None if sex_codes is None else tuple(sorted((k, tuple(v)) for k, v in sex_codes.items())),
+        _freeze_codes(sex_codes),
         name_order,
         today,
     )(raw)
@@ -273,11 +344,3 @@ def _cached_standardiser(
         name_order=name_order,
         today=today,
     )
-
-
-assert tuple(STANDARD_COLUMNS) == (  # noqa: S101 - guards the dict literal above at import
-    "given_std", "given_first", "given_key", "given_phonetic", "family_std", "family_key",
-    "father_std", "father_key", "grandfather_std", "grandfather_key", "name_keys",
-    "mother_key", "sex", "birth_year", "birth_month", "birth_day", "birth_precision",
-    "birth_date", "national_id", "phone", "region", "commune", "village", "household_id",
-)  # fmt: skip

@@ -1,0 +1,95 @@
+"""Benchmark: enrolment of many records through the client-streaming EnrolBatch call.
+
+Usage:
+    python -m benchmarks.bench_enrol --base /tmp/bench/rt200k --records 100000
+
+``--base`` is a directory built by :mod:`benchmarks.bench_resolve` (its register is
+copied, never modified). The records to enrol are rows of a second generated population
+(another seed, so most are new persons and some link to existing ones by chance of
+shared names) sent into an API source ``mis_api``, in streams of ``--batch`` records.
+Prints records/s end to end (client sends, server standardises, resolves, writes, commits,
+answers) and the outcome counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.bench_resolve import ROOT, build, query_details, start_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", type=Path, required=True,
+                    help="a directory built by bench_resolve (register copied)")
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=10_000, help="records per EnrolBatch stream")
+    ap.add_argument("--dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import duckdb
+    import grpc
+
+    from linkage.config import load_project
+    from linkage.service.v1 import linkage_pb2 as pb
+    from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
+
+    work = args.dir or args.base.parent / f"{args.base.name}_enrol"
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(args.base, work, ignore=shutil.ignore_patterns("*.wal"))
+    project = load_project(work / "project.yaml")
+    con = duckdb.connect(str(project.register))
+    con.execute("INSERT OR IGNORE INTO sources VALUES ('mis_api', 'programme', 'MIS API', NULL)")
+    con.close()
+    # Records to enrol: a second population, generated beside the copy.
+    other = build(work.parent / f"{work.name}_src", int(args.records * 1.1), seed=99)
+    people = query_details(other, args.records, seed=5)
+    while len(people) < args.records:  # a few more when the sample came out short
+        people += people[: args.records - len(people)]
+    print(f"{len(people):,} records to enrol", flush=True)
+    proc, port = start_server(project.path)
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}",
+                                   options=[("grpc.max_receive_message_length", 64 << 20)])
+        stub = pb_grpc.LinkageServiceStub(ch)
+        totals = dict.fromkeys(("created", "linked", "unchanged", "updated", "queued",
+                                "rejected"), 0)
+        t0 = time.perf_counter()
+        for start in range(0, len(people), args.batch):
+            chunk = people[start:start + args.batch]
+            reqs = (pb.EnrolRequest(source="mis_api", record_key=f"E{start + i:07d}", person=p)
+                    for i, p in enumerate(chunk))
+            resp = stub.EnrolBatch(reqs, timeout=600)
+            for k in totals:
+                totals[k] += getattr(resp, k)
+        took = time.perf_counter() - t0
+        ch.close()
+    finally:
+        proc.terminate()
+        proc.wait(120)
+    figures = {"date": dt.date.today().isoformat(),
+               "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+                          f"Python {platform.python_version()}",
+               "command": "python -m benchmarks.bench_enrol " + " ".join(argv or sys.argv[1:]),
+               "records": len(people), "seconds": round(took, 1),
+               "records_per_s": round(len(people) / took, 1), "outcomes": totals,
+               "stream_size": args.batch}
+    (work / "bench_enrol.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["ROOT", "main"]

@@ -1,0 +1,326 @@
+"""Incremental enrolment: one writer thread stores records and links them at once.
+
+Datasette's shape: one writer, many readers. Callers standardise and validate a record
+in their own thread, then hand it to :class:`Enroller`, whose single thread takes
+records off a queue in groups, and for each group, inside one register transaction:
+
+* upserts the record into ``records`` (idempotent by ``(source, record key)``: the same
+  content again is ``unchanged``; new content is ``updated`` and keeps its person);
+* resolves a new record against the in-memory index; the best person is joined when
+  its match probability reaches ``thresholds.match``, else a new person ID is issued
+  from the register's allocator (``meta.id_next_seq`` kept in step);
+* writes ``person_records``, ``persons`` and ``person_events`` (``created`` /
+  ``record_added``, run id ``enrol``), and commits once for the group.
+
+The writer takes the register's *write lock* for each group. A batch run holds that
+lock for its whole transaction, so an enrolment never writes concurrently with a batch
+(which would be a DuckDB write-write conflict that loses one of them): records that
+arrive during a run wait in the queue and are applied right after the run commits;
+the next run re-links them with everything else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from linkage import persons
+from linkage.canonical import STANDARD_COLUMNS
+from linkage.ids import IdAllocator
+from linkage.register import Register, query
+from linkage.resolver import Index
+
+log = logging.getLogger(__name__)
+
+ENROL_RUN_ID = "enrol"
+CREATED, LINKED, UNCHANGED, UPDATED, QUEUED = "created", "linked", "unchanged", "updated", "queued"
+
+
+@dataclass
+class EnrolItem:
+    """A validated record waiting to be written."""
+
+    source: str
+    record_key: str
+    raw: dict[str, Any]  # raw canonical fields, stored as the record's JSON
+    row: dict[str, Any]  # standardised columns
+
+    @property
+    def uid(self) -> str:
+        return f"{self.source}:{self.record_key}"
+
+    @property
+    def raw_json(self) -> str:
+        return json.dumps(self.raw, ensure_ascii=False, sort_keys=True, default=str)
+
+    @property
+    def record_hash(self) -> str:
+        return hashlib.sha1(self.raw_json.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class EnrolResult:
+    uid: str
+    person_id: str | None
+    outcome: str
+    match_probability: float = 0.0
+
+
+_STOP = object()
+
+
+class Enroller:
+    """The single writer thread of real-time enrolment.
+
+    Args:
+        register: the server's register.
+        index: the resolver index (searched and extended as records are enrolled).
+        match_threshold: the project's match threshold.
+        write_lock: shared with the batch controller; held while writing.
+        sources: source name -> (kind, programme) of sources that may be enrolled into
+            and are not yet in the ``sources`` table (configured in the project).
+        on_commit: called after each committed group (wakes the change feed).
+        max_group: records per transaction at most.
+    """
+
+    def __init__(self, register: Register, index: Index, *, match_threshold: float,
+                 write_lock: threading.Lock, sources: dict[str, tuple[str, str]] | None = None,
+                 on_commit: Callable[[], None] | None = None, max_group: int = 2000):
+        self.register = register
+        self.index = index
+        self.match_threshold = match_threshold
+        self.write_lock = write_lock
+        self.config_sources = dict(sources or {})
+        self.on_commit = on_commit or (lambda: None)
+        self.max_group = max_group
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="linkage-writer", daemon=True)
+        self.reload()
+        self._thread.start()
+
+    def reload(self, index: Index | None = None) -> None:
+        """Re-read the ID allocator state (after a batch run published) and the index."""
+        if index is not None:
+            self.index = index
+        cur = self.register.cursor()
+        try:
+            self.issued = {p for (p,) in query(cur, "SELECT person_id FROM persons")}
+            meta = query(cur, "SELECT value FROM meta WHERE key = 'id_next_seq'")
+            if meta:
+                self.next_seq = int(meta[0][0])
+            else:
+                (mx,) = query(cur, "SELECT max(issue_seq) FROM persons")[0]
+                self.next_seq = (mx + 1) if mx is not None else 0
+            secret = query(cur, "SELECT value FROM meta WHERE key = 'id_secret'")
+            self._allocator: IdAllocator | None = (
+                IdAllocator(bytes.fromhex(secret[0][0])) if secret else None)
+            self.known_sources = {n for (n,) in query(cur, "SELECT name FROM sources")}
+        finally:
+            cur.close()
+
+    def source_known(self, name: str) -> bool:
+        return name in self.known_sources or name in self.config_sources
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, item: EnrolItem) -> Future[EnrolResult]:
+        """Queue a record; the future resolves once its group has committed."""
+        fut: Future[EnrolResult] = Future()
+        self._queue.put((item, fut))
+        return fut
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Apply what is queued (unless a batch holds the lock past ``timeout``), then stop."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("writer still busy at shutdown; %d queued enrolment(s) not applied",
+                        self._queue.qsize())
+
+    # ------------------------------------------------------------------ the writer
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self.max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                group.append(nxt)
+            with self.write_lock:
+                try:
+                    results = self._apply([it for it, _ in group])
+                except Exception as exc:  # every caller learns; the writer lives on
+                    log.exception("enrolment group of %d failed; rolled back", len(group))
+                    for _, fut in group:
+                        fut.set_exception(exc)
+                else:
+                    for (_, fut), res in zip(group, results, strict=True):
+                        fut.set_result(res)
+                    self.on_commit()
+            if stop:
+                return
+
+    def _apply(self, items: list[EnrolItem]) -> list[EnrolResult]:
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        cur = self.register.cursor()
+        added: list[str] = []
+        seq_before, issued_new, alloc_before = self.next_seq, [], self._allocator
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            uids = list(dict.fromkeys(it.uid for it in items))
+            existing = {u: (h, s) for u, h, s in query(
+                cur, "SELECT uid, record_hash, status FROM records "
+                     "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids])}
+            assigned = dict(query(cur, "SELECT uid, person_id FROM person_records "
+                                       "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids]))
+            for name in {it.source for it in items} - self.known_sources:
+                kind, programme = self.config_sources[name]
+                cur.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?, NULL)",
+                            [name, kind, programme])
+            inserts: list[EnrolItem] = []
+            updates: list[EnrolItem] = []
+            pr_rows: list[tuple[str, str]] = []
+            new_persons: list[tuple[str, int]] = []
+            events: list[tuple[str, str, str | None, str | None, str]] = []
+            results = []
+            for it in items:
+                uid = it.uid
+                prev, pid = existing.get(uid), assigned.get(uid)
+                h = it.record_hash
+                if prev is not None and pid is not None and prev == (h, "active"):
+                    results.append(EnrolResult(uid, pid, UNCHANGED, 1.0))
+                    continue
+                (updates if prev is not None else inserts).append(it)
+                existing[uid] = (h, "active")
+                if prev is not None and pid is not None:
+                    self.index.add(uid, pid, it.row)
+                    added.append(uid)
+                    results.append(EnrolResult(uid, pid, UPDATED, 1.0))
+                    continue
+                res = self.index.resolve(it.row, max_candidates=1, exclude=uid, evidence=False)
+                best = res.candidates[0] if res.candidates else None
+                if best is not None and best.match_probability >= self.match_threshold:
+                    pid, outcome, prob = best.person_id, LINKED, best.match_probability
+                else:
+                    pid, seq = self._allocate(cur)
+                    issued_new.append(pid)
+                    new_persons.append((pid, seq))
+                    events.append(("created", pid, None, None, "enrolled"))
+                    outcome, prob = CREATED, best.match_probability if best else 0.0
+                events.append(("record_added", pid, uid, None, "enrolled"))
+                pr_rows.append((uid, pid))
+                assigned[uid] = pid
+                self.index.add(uid, pid, it.row)
+                added.append(uid)
+                results.append(EnrolResult(uid, pid, outcome, prob))
+            self._write(cur, inserts, updates, pr_rows, new_persons, events, now)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            for uid in added:
+                self.index.remove(uid)
+            self.next_seq = seq_before
+            self._allocator = alloc_before
+            self.issued.difference_update(issued_new)
+            raise
+        finally:
+            cur.close()
+        self.known_sources |= {it.source for it in items}
+        return results
+
+    def _allocate(self, cur: Any) -> tuple[str, int]:
+        if self._allocator is None:
+            self._allocator = persons.allocator(cur)  # creates the secret once
+        pid, nxt = self._allocator.allocate(self.next_seq, self.issued)  # type: ignore[arg-type]
+        self.issued.add(pid)
+        self.next_seq = nxt
+        return pid, nxt - 1
+
+    def _write(self, cur: Any, inserts: list[EnrolItem], updates: list[EnrolItem],
+               pr_rows: list[tuple[str, str]], new_persons: list[tuple[str, int]],
+               events: list[tuple[str, str, str | None, str | None, str]],
+               now: dt.datetime) -> None:
+        std = list(STANDARD_COLUMNS)
+        if inserts:
+            data: dict[str, list[Any]] = {
+                "uid": [i.uid for i in inserts], "source": [i.source for i in inserts],
+                "record_key": [i.record_key for i in inserts],
+                "raw": [i.raw_json for i in inserts],
+                "record_hash": [i.record_hash for i in inserts]}
+            for c in std:
+                data[c] = [i.row.get(c) for i in inserts]
+            types = {c: (pa.int32() if STANDARD_COLUMNS[c] == "INTEGER" else pa.string())
+                     for c in std}
+            table = pa.table({k: pa.array(v, type=types.get(k, pa.string()))
+                              for k, v in data.items()})
+            cur.register("stage_enrol", table)
+            try:
+                cols = ", ".join(std)
+                cur.execute(f"""
+                    INSERT INTO records (uid, source, record_key, file, row_number, raw,
+                                         record_hash, status, first_seen, updated_at,
+                                         retired_at, {cols})
+                    SELECT uid, source, record_key, 'grpc', NULL, raw, record_hash, 'active',
+                           ?, ?, NULL, {cols} FROM stage_enrol""", [now, now])
+            finally:
+                cur.unregister("stage_enrol")
+        if updates:
+            sets = ", ".join(f"{c} = ?" for c in std)
+            cur.executemany(
+                f"UPDATE records SET raw = ?, record_hash = ?, status = 'active', updated_at = ?, "
+                f"retired_at = NULL, {sets} WHERE uid = ?",
+                [[i.raw_json, i.record_hash, now, *(i.row.get(c) for c in std), i.uid]
+                 for i in updates])
+        if pr_rows:
+            cur.register("stage_pr_enrol", pa.table({"uid": [u for u, _ in pr_rows],
+                                                     "person_id": [p for _, p in pr_rows]}))
+            try:
+                cur.execute("INSERT OR REPLACE INTO person_records "
+                            "SELECT uid, person_id FROM stage_pr_enrol")
+            finally:
+                cur.unregister("stage_pr_enrol")
+        if new_persons:
+            cur.register("stage_p_enrol", pa.table({
+                "person_id": [p for p, _ in new_persons],
+                "issue_seq": pa.array([s for _, s in new_persons], pa.int64())}))
+            try:
+                cur.execute("INSERT INTO persons SELECT person_id, 'live', issue_seq, ?, ? "
+                            "FROM stage_p_enrol", [ENROL_RUN_ID, ENROL_RUN_ID])
+            finally:
+                cur.unregister("stage_p_enrol")
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('id_next_seq', ?)",
+                        [str(self.next_seq)])
+        if events:
+            cur.register("stage_ev_enrol", pa.table({
+                "ord": list(range(len(events))), "kind": [e[0] for e in events],
+                "person_id": [e[1] for e in events], "record_uid": [e[2] for e in events],
+                "other": [e[3] for e in events], "cause": [e[4] for e in events]}))
+            try:
+                cur.execute("""
+                    INSERT INTO person_events
+                    SELECT nextval('person_event_seq'), ?, ?, kind, person_id, record_uid,
+                           other, cause FROM (SELECT * FROM stage_ev_enrol ORDER BY ord)""",
+                            [ENROL_RUN_ID, now])
+            finally:
+                cur.unregister("stage_ev_enrol")

@@ -1,0 +1,313 @@
+"""The real-time core behind the API: resolve, enrol, look up, watch, run batches.
+
+:class:`Realtime` ties together the register, the model, the resolver index, the
+enrolment writer and the batch controller. It knows nothing of gRPC: the servicers in
+:mod:`linkage.service` only convert messages to the plain values taken here and back.
+
+Example:
+    >>> rt = Realtime.open(load_project("demo/project.yaml"))  # doctest: +SKIP
+    >>> rt.resolve(PersonInput({"given_name": "Moussa", "family_name": "Traore"}))  # doctest: +SKIP
+    >>> rt.close()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from linkage import lookup
+from linkage.config import ProjectConfig
+from linkage.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
+from linkage.errors import InvalidRequest, NotFound, NotReady
+from linkage.register import Register, query
+from linkage.resolver import Index, Resolution, load_model
+from linkage.runs import BatchController, RunInfo
+
+log = logging.getLogger(__name__)
+
+#: Raw canonical field -> request field path, for errors raised by standardisation.
+FIELD_PATHS = {
+    "name": "person.name", "given_name": "person.name.given_name",
+    "family_name": "person.name.surname", "full_name": "person.name.full_name",
+    "birth_date": "person.birth_date", "age": "person.age", "sex": "person.sex",
+    "national_id": "person.identifiers", "phone": "person.phone_number",
+}
+
+
+@dataclass
+class PersonInput:
+    """A person's details as raw canonical fields (strings, as a roster would have them).
+
+    Attributes:
+        raw: raw canonical fields (:data:`linkage.canonical.RAW_FIELDS`).
+        name_order: how ``full_name`` is ordered (see :data:`linkage.config.NAME_ORDERS`).
+        age_reference_date: when ``age`` was recorded.
+    """
+
+    raw: dict[str, str | None]
+    name_order: str | None = None
+    age_reference_date: dt.date | None = None
+
+
+@dataclass
+class RealtimeOptions:
+    enrol_wait: float = 5.0  # seconds an Enrol waits behind a batch before answering QUEUED
+    max_candidates: int = 100
+    default_candidates: int = 10
+    event_poll: float = 0.5
+
+
+@dataclass
+class _State:
+    index: Index | None = None
+    model_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Realtime:
+    """The process-wide real-time core on one register."""
+
+    def __init__(self, project: ProjectConfig, register: Register, *,
+                 options: RealtimeOptions | None = None, own_register: bool = False):
+        self.project = project
+        self.register = register
+        self.options = options or RealtimeOptions()
+        self._own = own_register
+        self.write_lock = threading.Lock()
+        self._changes = threading.Condition()
+        self._state = _State()
+        self._load_index()
+        self.enroller: Enroller | None = None
+        if self._state.index is not None:
+            self.enroller = self._new_enroller(self._state.index)
+        self.batch = BatchController(project, register, self.write_lock, self._after_publish)
+
+    @classmethod
+    def open(cls, project: ProjectConfig, register: Register | None = None,
+             options: RealtimeOptions | None = None) -> Realtime:
+        """Open the project's register (unless given) and build the index."""
+        own = register is None
+        reg = register or Register.open(project.register)
+        return cls(project, reg, options=options, own_register=own)
+
+    def _new_enroller(self, index: Index) -> Enroller:
+        sources = {s.name: (s.kind, s.programme) for s in self.project.sources}
+        return Enroller(self.register, index, match_threshold=self.project.thresholds.match,
+                        write_lock=self.write_lock, sources=sources, on_commit=self._notify)
+
+    def _load_index(self) -> None:
+        t0 = time.monotonic()
+        try:
+            model = load_model(self.project)
+        except NotReady as exc:
+            log.warning("real-time index not built: %s", exc)
+            return
+        cur = self.register.cursor()
+        try:
+            index = Index.build(cur, model, max_block_size=self.project.max_block_size)
+        finally:
+            cur.close()
+        self._state = _State(index, model.version)
+        log.info("real-time index: %d records in %.1f s", index.n, time.monotonic() - t0)
+
+    def _after_publish(self) -> None:
+        self._load_index()
+        if self._state.index is not None:
+            if self.enroller is None:
+                self.enroller = self._new_enroller(self._state.index)
+            else:
+                self.enroller.reload(self._state.index)
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changes:
+            self._changes.notify_all()
+
+    @property
+    def index(self) -> Index:
+        if self._state.index is None:
+            raise NotReady("no model yet: run a batch first (`linkage run` or StartRun)")
+        return self._state.index
+
+    @property
+    def model_version(self) -> str:
+        return self._state.model_version or ""
+
+    # ------------------------------------------------------------------ standardise
+
+    def standardise(self, person: PersonInput, source: str = "api") -> dict[str, Any]:
+        """Standardise a person's details like a roster row, or :class:`InvalidRequest`."""
+        from linkage.standardise import RejectError, standardise
+
+        country = self.project.country_code
+        try:
+            country = self.project.source(source).country_code or country
+        except KeyError:
+            pass
+        raw = {k: v for k, v in person.raw.items() if v is not None and str(v).strip()}
+        if "age" in raw and person.age_reference_date is None:
+            raise InvalidRequest([("person.age.reference_date", "required with an age")])
+        try:
+            return standardise(raw, source=source, birth_date_format="%Y-%m-%d",
+                               age_reference_date=person.age_reference_date,
+                               country_code=country, sex_codes=None,
+                               name_order=person.name_order)
+        except RejectError as exc:
+            raise InvalidRequest([(FIELD_PATHS.get(exc.field, f"person.{exc.field}"),
+                                   exc.reason)]) from None
+        except ValueError as exc:  # a configuration-like problem with the input
+            raise InvalidRequest([("person", str(exc))]) from None
+
+    # ------------------------------------------------------------------ calls
+
+    def resolve(self, person: PersonInput, *, max_candidates: int = 0,
+                min_probability: float | None = None) -> Resolution:
+        """Candidate persons for the details, best first. Nothing is stored."""
+        if max_candidates < 0 or max_candidates > self.options.max_candidates:
+            raise InvalidRequest([("max_candidates",
+                                   f"must be between 0 and {self.options.max_candidates}")])
+        if min_probability is not None and not 0.0 <= min_probability <= 1.0:
+            raise InvalidRequest([("min_match_probability", "must be between 0 and 1")])
+        row = self.standardise(person)
+        index = self.index
+        return index.resolve(row, max_candidates=max_candidates or self.options.default_candidates,
+                             min_probability=(self.project.thresholds.review
+                                              if min_probability is None else min_probability))
+
+    def prepare_enrol(self, source: str, record_key: str, person: PersonInput) -> EnrolItem:
+        """Validate and standardise one record for enrolment."""
+        problems = []
+        if not source:
+            problems.append(("source", "required"))
+        if not record_key or not record_key.strip():
+            problems.append(("record_key", "required"))
+        elif ":" in source:
+            problems.append(("source", "must not contain ':'"))
+        if problems:
+            raise InvalidRequest(problems)
+        enroller = self._enroller()
+        if not enroller.source_known(source):
+            enroller.reload()
+            if not enroller.source_known(source):
+                raise InvalidRequest([("source", "unknown source: not configured in the "
+                                                 "project nor in the register")])
+        row = self.standardise(person, source)
+        raw = {k: v for k, v in person.raw.items() if v is not None and str(v).strip()}
+        if person.age_reference_date is not None and "age" in raw:
+            raw["age_reference_date"] = person.age_reference_date.isoformat()
+        return EnrolItem(source, record_key.strip(), raw, row)
+
+    def _enroller(self) -> Enroller:
+        if self.enroller is None:
+            raise NotReady("no model yet: run a batch first (`linkage run` or StartRun)")
+        return self.enroller
+
+    def enrol(self, item: EnrolItem, *, timeout: float | None = None) -> EnrolResult:
+        """Enrol one prepared record; QUEUED when a batch holds the register past the wait."""
+        fut = self._enroller().submit(item)
+        wait = self.options.enrol_wait if timeout is None else min(timeout,
+                                                                   self.options.enrol_wait)
+        try:
+            return fut.result(timeout=max(wait, 0.0))
+        except FutureTimeout:
+            return EnrolResult(item.uid, None, QUEUED)
+
+    def enrol_many(self, items: Iterator[EnrolItem | InvalidRequest], *,
+                   deadline: Callable[[], float | None] = lambda: None
+                   ) -> list[EnrolResult | InvalidRequest]:
+        """Enrol a stream of records; invalid ones come back as their error, in place."""
+        enroller = self._enroller()
+        pending: list[Any] = []
+        for it in items:
+            pending.append(it if isinstance(it, InvalidRequest) else (it, enroller.submit(it)))
+        out: list[EnrolResult | InvalidRequest] = []
+        for p in pending:
+            if isinstance(p, InvalidRequest):
+                out.append(p)
+                continue
+            item, fut = p
+            remaining = deadline()
+            wait = self.options.enrol_wait if remaining is None else min(
+                max(remaining - 0.2, 0.0), self.options.enrol_wait)
+            if not self.batch.running:
+                wait = max(wait, 60.0 if remaining is None else max(remaining - 0.2, 0.0))
+            try:
+                out.append(fut.result(timeout=wait))
+            except FutureTimeout:
+                out.append(EnrolResult(item.uid, None, QUEUED))
+        return out
+
+    def person(self, pid: str) -> lookup.PersonView:
+        pid = lookup.normalise_person_id(pid)
+        return self._read(lambda cur: lookup.person(cur, pid))
+
+    def person_by_record(self, source: str, record_key: str) -> lookup.PersonView:
+        problems = [(f"record.{n}", "required") for n, v in
+                    (("source", source), ("record_key", record_key)) if not v]
+        if problems:
+            raise InvalidRequest(problems)
+        return self._read(lambda cur: lookup.person_by_record(cur, source, record_key))
+
+    def events_after(self, after_seq: int, limit: int = 1000) -> list[lookup.EventRow]:
+        if after_seq < 0:
+            raise InvalidRequest([("after_seq", "must not be negative")])
+        return self._read(lambda cur: lookup.events_after(cur, after_seq, limit))
+
+    def watch(self, after_seq: int, *, follow: bool, max_events: int = 0,
+              is_active: Callable[[], bool] = lambda: True) -> Iterator[lookup.EventRow]:
+        """Events after the cursor; with ``follow``, waits for new ones until inactive."""
+        if max_events < 0:
+            raise InvalidRequest([("max_events", "must not be negative")])
+        sent = 0
+        seq = after_seq
+        while is_active():
+            batch = self.events_after(seq, 1000)
+            for ev in batch:
+                yield ev
+                seq = ev.seq
+                sent += 1
+                if max_events and sent >= max_events:
+                    return
+            if len(batch) == 1000:
+                continue
+            if not follow:
+                return
+            with self._changes:
+                self._changes.wait(self.options.event_poll)
+
+    def start_run(self, *, force_ingest: bool = False, retrain: bool = False) -> RunInfo:
+        return self.batch.start(force_ingest=force_ingest, retrain=retrain)
+
+    def get_run(self, run_id: str = "") -> RunInfo:
+        return self.batch.get(run_id)
+
+    def _read(self, fn: Callable[[Any], Any]) -> Any:
+        cur = self.register.cursor()
+        try:
+            return fn(cur)
+        finally:
+            cur.close()
+
+    def stats(self) -> dict[str, Any]:
+        (n,) = self._read(lambda cur: query(cur, "SELECT count(*) FROM person_records"))[0]
+        return {"records_assigned": n, "indexed": self._state.index.n if self._state.index
+                else 0, "pending_enrolments": self.enroller.pending if self.enroller else 0}
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Apply queued enrolments and close the register (if opened here)."""
+        if self.enroller is not None:
+            self.enroller.close(timeout)
+        if self._own:
+            if self.batch.running:
+                log.warning("closing while a batch run is going: it is abandoned, "
+                            "the published register is unchanged")
+            self.register.close()
+
+
+__all__ = ["FIELD_PATHS", "NotFound", "PersonInput", "Realtime", "RealtimeOptions"]

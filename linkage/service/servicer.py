@@ -1,0 +1,112 @@
+"""The linkage.v1 servicers: convert the request, call the core, convert back.
+
+No error handling here: the core raises domain exceptions (:mod:`linkage.errors`) and
+:class:`linkage.service.server.ExceptionToStatus` maps them to status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from linkage.errors import InvalidRequest
+from linkage.realtime import Realtime
+from linkage.service import convert
+from linkage.service.v1 import linkage_pb2 as pb
+from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
+
+
+def _timeout(context: grpc.ServicerContext, margin: float = 0.1) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(remaining - margin, 0.0)
+
+
+def _require(request: object, field: str) -> None:
+    if not request.HasField(field):  # type: ignore[attr-defined]
+        raise InvalidRequest([(field, "required")])
+
+
+class LinkageServicer(pb_grpc.LinkageServiceServicer):
+    """Resolve, enrol, persons and the change feed."""
+
+    def __init__(self, core: Realtime):
+        self.core = core
+
+    def Resolve(self, request: pb.ResolveRequest, context: grpc.ServicerContext
+                ) -> pb.ResolveResponse:
+        _require(request, "person")
+        person = convert.person_input(request.person)
+        res = self.core.resolve(
+            person, max_candidates=request.max_candidates,
+            min_probability=(request.min_match_probability
+                             if request.HasField("min_match_probability") else None))
+        return convert.resolve_response(res, model_version=self.core.model_version,
+                                        match_threshold=self.core.project.thresholds.match)
+
+    def _prepare(self, request: pb.EnrolRequest):  # noqa: ANN202 - EnrolItem
+        _require(request, "person")
+        return self.core.prepare_enrol(request.source, request.record_key,
+                                       convert.person_input(request.person))
+
+    def Enrol(self, request: pb.EnrolRequest, context: grpc.ServicerContext
+              ) -> pb.EnrolResponse:
+        item = self._prepare(request)
+        return convert.enrol_response(self.core.enrol(item, timeout=_timeout(context)))
+
+    def EnrolBatch(self, request_iterator: Iterator[pb.EnrolRequest],
+                   context: grpc.ServicerContext) -> pb.EnrolBatchResponse:
+        keys: list[str] = []
+
+        def items():  # noqa: ANN202
+            for req in request_iterator:
+                keys.append(req.record_key)
+                try:
+                    yield self._prepare(req)
+                except InvalidRequest as exc:
+                    yield exc
+
+        results = self.core.enrol_many(items(), deadline=lambda: _timeout(context))
+        return convert.enrol_batch_response(results, keys)
+
+    def GetPerson(self, request: pb.GetPersonRequest, context: grpc.ServicerContext
+                  ) -> pb.Person:
+        return convert.person(self.core.person(request.person_id))
+
+    def GetPersonByRecord(self, request: pb.GetPersonByRecordRequest,
+                          context: grpc.ServicerContext) -> pb.Person:
+        _require(request, "record")
+        return convert.person(self.core.person_by_record(request.record.source,
+                                                         request.record.record_key))
+
+    def ListProgrammes(self, request: pb.ListProgrammesRequest, context: grpc.ServicerContext
+                       ) -> pb.ListProgrammesResponse:
+        return convert.programmes(self.core.person(request.person_id))
+
+    def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
+                     ) -> Iterator[pb.PersonEvent]:
+        for ev in self.core.watch(request.after_seq, follow=request.follow,
+                                  max_events=request.max_events, is_active=context.is_active):
+            yield convert.event(ev)
+
+
+class BatchServicer(pb_grpc.BatchServiceServicer):
+    """Start, inspect and follow batch runs."""
+
+    def __init__(self, core: Realtime):
+        self.core = core
+
+    def StartRun(self, request: pb.StartRunRequest, context: grpc.ServicerContext) -> pb.Run:
+        return convert.run(self.core.start_run(force_ingest=request.force_ingest,
+                                               retrain=request.retrain))
+
+    def GetRun(self, request: pb.GetRunRequest, context: grpc.ServicerContext) -> pb.Run:
+        return convert.run(self.core.get_run(request.run_id))
+
+    def WatchRun(self, request: pb.WatchRunRequest, context: grpc.ServicerContext
+                 ) -> Iterator[pb.RunProgress]:
+        info = self.core.get_run(request.run_id)
+        for line, elapsed, message, state in self.core.batch.follow(
+                info.run_id, is_active=context.is_active):
+            yield pb.RunProgress(run_id=info.run_id, line=line, message=message,
+                                 elapsed_seconds=elapsed, state=convert._RUN_STATES[state])

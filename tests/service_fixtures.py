@@ -1,0 +1,245 @@
+"""Fixtures for the gRPC service tests: a small register, a real server, stubs.
+
+The register is built without the batch's Splink stage so it takes about a second:
+two CSV sources are ingested with the real :func:`linkage.ingest.ingest_source`, the
+true person grouping is published with :func:`linkage.persons.publish_clusters`, and
+the model is :func:`linkage.model.build_settings` with hand-set m/u values. The same
+project can then be run through :func:`linkage.pipeline.run` (the batch-control tests
+do), because its model file exists and its sources are real files.
+
+Import the fixtures into a test module with ``from tests.service_fixtures import *``
+(names are prefixed ``svc_`` to stay clear of other conftest fixtures).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from linkage import register as register_module
+from linkage.config import ProjectConfig, load_project
+from linkage.ingest import ingest_source
+from linkage.model import Model, build_settings
+from linkage.persons import allocator
+from linkage.register import Register
+
+
+def _schema_shim() -> None:
+    """Quote the ``at`` column when this DuckDB reserves the word (DuckDB 2.0 does).
+
+    Test-only and idempotent; a no-op once linkage/register.py quotes it itself.
+    """
+    import duckdb
+
+    try:
+        duckdb.connect().execute(register_module.SCHEMA)
+    except duckdb.ParserException:
+        register_module.SCHEMA = register_module.SCHEMA.replace("    at TIMESTAMP,",
+                                                                '    "at" TIMESTAMP,')
+
+
+def publish_truth(cur, clusters: dict[str, str], *, run_id: str, now: dt.datetime) -> None:
+    """Give each true cluster a person ID, with created / record_added events.
+
+    A stand-in for linkage.persons.publish_clusters on a fresh register (same tables,
+    same allocator), so the fixture does not depend on the batch's code path.
+    """
+    alloc = allocator(cur)
+    issued: dict[str, int] = {}
+    seq = 0
+    groups: dict[str, list[str]] = {}
+    for uid, label in sorted(clusters.items()):
+        groups.setdefault(label, []).append(uid)
+    for label in sorted(groups, key=lambda g: groups[g][0]):
+        pid, seq = alloc.allocate(seq, issued)
+        issued[pid] = seq - 1
+        cur.execute("INSERT INTO persons VALUES (?, 'live', ?, ?, ?)",
+                    [pid, seq - 1, run_id, run_id])
+        cur.execute("INSERT INTO person_events VALUES (nextval('person_event_seq'), ?, ?, "
+                    "'created', ?, NULL, NULL, 'new records')", [run_id, now, pid])
+        for uid in groups[label]:
+            cur.execute("INSERT INTO person_records VALUES (?, ?)", [uid, pid])
+            cur.execute("INSERT INTO person_events VALUES (nextval('person_event_seq'), ?, ?, "
+                        "'record_added', ?, ?, NULL, 'new record')", [run_id, now, pid, uid])
+    cur.execute("INSERT OR REPLACE INTO meta VALUES ('id_next_seq', ?)", [str(seq)])
+
+GIVEN_M = ["Mamadou", "Moussa", "Ousmane", "Amadou", "Ibrahim", "Seydou", "Bakary", "Lassana",
+           "Boubacar", "Adama", "Souleymane", "Modibo"]
+GIVEN_F = ["Fatoumata", "Aminata", "Mariam", "Awa", "Kadiatou", "Oumou", "Hawa", "Salimata",
+           "Assitan", "Djeneba", "Rokia", "Nana"]
+FAMILY = ["Traore", "Coulibaly", "Diarra", "Keita", "Kone", "Diallo", "Sangare", "Togola",
+          "Dembele", "Sidibe", "Camara", "Doumbia"]
+VARIANT = {"Coulibaly": "Koulibaly", "Diarra": "Jara", "Traore": "TRAORÉ", "Keita": "Keïta"}
+PLACES = [("Sikasso", "Kadiolo", "Misseni"), ("Sikasso", "Kadiolo", "Fourou"),
+          ("Sikasso", "Koutiala", "Zanfigue"), ("Segou", "Bla", "Touna"),
+          ("Segou", "Bla", "Diaramana"), ("Kayes", "Kita", "Sirakoro")]
+HEADER = ["id", "prenom", "nom", "sexe", "date_naissance", "nin", "telephone", "region",
+          "commune", "village"]
+
+
+@dataclass
+class SmallRegister:
+    """A built project: its config, the truth, and a few handy records."""
+
+    project: ProjectConfig
+    root: Path
+    truth: dict[str, int]  # record uid -> true person number
+    rows: dict[str, dict[str, str]]  # record uid -> raw CSV row
+
+
+def _level_mu(n: int) -> tuple[list[float], list[float]]:
+    # n non-null levels, best first: m falls, u rises; the last (ELSE) takes the rest.
+    m = [0.80, 0.10, 0.05, 0.03, 0.01, 0.005, 0.003][: n - 1]
+    u = [0.002, 0.004, 0.01, 0.03, 0.05, 0.08, 0.1][: n - 1]
+    return m + [max(1e-4, 1 - sum(m))], u + [max(1e-4, 1 - sum(u))]
+
+
+def hand_model(version: str = "test-model") -> Model:
+    """build_settings() with plausible hand-set m and u on every level."""
+    settings = build_settings().get_settings("duckdb").as_dict()
+    settings["probability_two_random_records_match"] = 1e-3
+    for comp in settings["comparisons"]:
+        levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
+        m, u = _level_mu(len(levels))
+        for lvl, mi, ui in zip(levels, m, u, strict=True):
+            lvl.setdefault("m_probability", mi)
+            lvl["u_probability"] = ui
+    return Model(version=version, settings=settings, metadata={"method": "hand-set (tests)"})
+
+
+def _person_rows(rng: random.Random, n: int) -> list[dict[str, str]]:
+    people = []
+    for i in range(n):
+        sex = rng.choice("MF")
+        given = rng.choice(GIVEN_M if sex == "M" else GIVEN_F)
+        if rng.random() < 0.15:
+            given += " " + rng.choice(GIVEN_M if sex == "M" else GIVEN_F)
+        region, commune, village = rng.choice(PLACES)
+        born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(60 * 365))
+        people.append({
+            "n": str(i), "prenom": given, "nom": rng.choice(FAMILY), "sexe": sex,
+            "born": born.isoformat(),
+            "nin": f"ML{rng.randrange(10**9):09d}" if rng.random() < 0.6 else "",
+            "telephone": f"7{rng.randrange(10**7):07d}" if rng.random() < 0.7 else "",
+            "region": region, "commune": commune, "village": village})
+    return people
+
+
+def build_small_register(root: Path, *, persons: int = 160, seed: int = 7) -> SmallRegister:
+    """Write a two-source project under ``root`` and build its register (about 1 s)."""
+    rng = random.Random(seed)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "sources").mkdir(exist_ok=True)
+    people = _person_rows(rng, persons)
+    truth: dict[str, int] = {}
+    rows: dict[str, dict[str, str]] = {}
+    files = {"civil_registry": [], "cash_transfer": []}
+    for i, p in enumerate(people):
+        y, m, d = p["born"].split("-")
+        cr = {"id": f"CR{i:05d}", "prenom": p["prenom"], "nom": p["nom"], "sexe": p["sexe"],
+              "date_naissance": f"{d}/{m}/{y}", "nin": p["nin"], "telephone": p["telephone"],
+              "region": p["region"], "commune": p["commune"], "village": p["village"]}
+        files["civil_registry"].append(cr)
+        truth[f"civil_registry:{cr['id']}"] = i
+        rows[f"civil_registry:{cr['id']}"] = cr
+        if i % 5 < 2:  # 40 % are also in the cash transfer roster, spelt differently
+            ct = dict(cr, id=f"CT{i:05d}", nom=VARIANT.get(p["nom"], p["nom"]).upper(),
+                      date_naissance=f"00/00/{y}" if i % 2 else cr["date_naissance"],
+                      nin=p["nin"] if i % 3 == 0 else "")
+            files["cash_transfer"].append(ct)
+            truth[f"cash_transfer:{ct['id']}"] = i
+            rows[f"cash_transfer:{ct['id']}"] = ct
+    for name, recs in files.items():
+        with (root / "data" / f"{name}.csv").open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, HEADER)
+            w.writeheader()
+            w.writerows(recs)
+        kind = "civil_registry" if name == "civil_registry" else "programme"
+        (root / "sources" / f"{name}.yaml").write_text(f"""\
+name: {name}
+kind: {kind}
+programme: {name.replace('_', ' ').title()}
+path: ../data/{name}.csv
+format: csv
+record_key: id
+columns:
+  given_name: prenom
+  family_name: nom
+  sex: sexe
+  birth_date: date_naissance
+  national_id: nin
+  phone: telephone
+  region: region
+  commune: commune
+  village: village
+""", encoding="utf-8")
+    (root / "project.yaml").write_text("""\
+name: svc-test
+register: data/register.duckdb
+model: models/model.json
+country_code: "223"
+thresholds: {match: 0.95, review: 0.3}
+max_block_size: 200
+sources:
+  - sources/civil_registry.yaml
+  - sources/cash_transfer.yaml
+""", encoding="utf-8")
+    project = load_project(root / "project.yaml")
+    hand_model().save(project.model)
+    now = dt.datetime(2026, 11, 23, 12, 0, 0)
+    _schema_shim()
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            for src in project.sources:
+                ingest_source(cur, src, now=now)
+            cur.execute("INSERT INTO sources VALUES ('mis_api', 'programme', 'Nutrition MIS', "
+                        "NULL)")
+            live = [u for (u,) in cur.execute(
+                "SELECT uid FROM records WHERE status = 'active'").fetchall()]
+            clusters = {u: str(truth[u]) for u in live}
+            publish_truth(cur, clusters, run_id="run-fixture", now=now)
+    finally:
+        reg.close()
+    return SmallRegister(project, root, truth, rows)
+
+
+@pytest.fixture(scope="module")
+def svc_register(tmp_path_factory: pytest.TempPathFactory) -> SmallRegister:
+    """A fresh small register per test module."""
+    return build_small_register(tmp_path_factory.mktemp("svc"))
+
+
+@dataclass
+class RunningServer:
+    core: object
+    server: grpc.Server
+    port: int
+    channel: grpc.Channel
+    small: SmallRegister
+
+
+@pytest.fixture(scope="module")
+def svc_server(svc_register: SmallRegister) -> Iterator[RunningServer]:
+    """The real server on a free loopback port, with a channel to it."""
+    from linkage.realtime import Realtime, RealtimeOptions
+    from linkage.service.server import create_server
+
+    core = Realtime.open(svc_register.project, options=RealtimeOptions(enrol_wait=1.0))
+    server, port = create_server(core, port=0, max_receive_message_bytes=256 * 1024)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    try:
+        yield RunningServer(core, server, port, channel, svc_register)
+    finally:
+        channel.close()
+        server.stop(None).wait()
+        core.close()
