@@ -40,19 +40,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _schema_shim() -> None:
-    """Quote ``at`` in the register schema when DuckDB reserves it (see tests/service_fixtures)."""
-    import duckdb
-
-    from linkage import register as register_module
-
-    try:
-        duckdb.connect().execute(register_module.SCHEMA)
-    except duckdb.ParserException:
-        register_module.SCHEMA = register_module.SCHEMA.replace("    at TIMESTAMP,",
-                                                                '    "at" TIMESTAMP,')
-
-
 def hand_model(version: str = "bench-model") -> Any:
     from linkage.model import Model, build_settings
 
@@ -80,7 +67,6 @@ def build(directory: Path, records: int, seed: int = 1) -> Any:
     from linkage.ingest import ingest_source
     from linkage.register import Register
 
-    _schema_shim()
     if not (directory / "project.yaml").exists():
         t0 = time.monotonic()
         generate(persons=max(50, int(records / 1.146)), profile="sahel", seed=seed, out=directory)
@@ -188,8 +174,7 @@ def query_details(project: Any, n: int, seed: int = 7) -> list[Any]:
 
 
 def start_server(project_path: Path) -> tuple[subprocess.Popen, int]:
-    launcher = ("import sys, logging; from benchmarks.bench_resolve import _schema_shim; "
-                "_schema_shim(); from linkage.config import load_project; "
+    launcher = ("import sys; from linkage.config import load_project; "
                 "from linkage.service.server import serve; "
                 "serve(load_project(sys.argv[1]), port=0)")
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, block_on
 
-from linkage.model import BLOCKING_KEYS, Model, build_settings, check_parameters, new_version
+from linkage.model import BLOCKING_KEYS, HOUSEHOLD_EVIDENCE_CAP_BITS, Model, build_settings, check_parameters, new_version
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +133,20 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
         raise ModelError(f"only {n_nid} national IDs are shared by two or more records; "
                          "at least 50 are needed to estimate m without EM")
     progress(f"training on {n_records:,} records, {n_nid:,} national-ID groups as labels")
-    # Records sharing a national ID are matches; not all records carry one, so the
-    # deterministic rule's recall is the share of records that do (a floor of 0.1).
+    # Records sharing a national ID are matches. A true pair is found by that rule only
+    # when both records carry the ID, so its recall is about the squared share of
+    # records with an ID (floored: with very few IDs the estimate is meaningless).
     (share_nid,) = con.execute(
         f"SELECT avg(CASE WHEN national_id IS NOT NULL THEN 1.0 ELSE 0.0 END) FROM {table}"
     ).fetchall()[0]
-    recall = max(0.1, min(0.9, float(share_nid or 0.1)))
+    recall = max(0.02, min(0.9, float(share_nid or 0.0) ** 2))
     linker.training.estimate_probability_two_random_records_match(
         [block_on("national_id")], recall=recall)
     progress("estimating u by random sampling")
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
     progress("estimating m from national-ID pairs")
     linker.training.estimate_m_from_label_column("national_id")
-    settings = neutralise_untrained(linker.misc.save_model_to_json())
+    settings = cap_household_evidence(neutralise_untrained(linker.misc.save_model_to_json()))
     model = Model(version=new_version(prefix), settings=settings, metadata={
         "records": int(n_records), "national_id_groups": int(n_nid),
         "deterministic_recall": recall, "u_max_pairs": max_pairs, "seed": seed,
@@ -172,6 +173,23 @@ def neutralise_untrained(settings: dict[str, Any]) -> dict[str, Any]:
                 lvl["m_probability"] = u
             elif u is None:
                 lvl["u_probability"] = m
+    return settings
+
+
+def cap_household_evidence(settings: dict[str, Any],
+                           caps: dict[str, float] = HOUSEHOLD_EVIDENCE_CAP_BITS
+                           ) -> dict[str, Any]:
+    """Cap agreement weights of household-shared comparisons (see the model module)."""
+    for comp in settings["comparisons"]:
+        cap = caps.get(comp["output_column_name"])
+        if cap is None:
+            continue
+        for lvl in comp["comparison_levels"]:
+            m, u = lvl.get("m_probability"), lvl.get("u_probability")
+            if lvl.get("is_null_level") or not m or not u:
+                continue
+            if m / u > 2**cap:
+                lvl["u_probability"] = m / 2**cap
     return settings
 
 

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
@@ -59,11 +60,11 @@ class EnrolItem:
     def uid(self) -> str:
         return f"{self.source}:{self.record_key}"
 
-    @property
+    @cached_property
     def raw_json(self) -> str:
         return json.dumps(self.raw, ensure_ascii=False, sort_keys=True, default=str)
 
-    @property
+    @cached_property
     def record_hash(self) -> str:
         return hashlib.sha1(self.raw_json.encode("utf-8")).hexdigest()
 

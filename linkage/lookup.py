@@ -56,7 +56,7 @@ class PersonView:
     lineage: list[EventRow] = field(default_factory=list)
 
 
-_EVENT_COLS = "seq, kind, person_id, record_uid, other_person_id, run_id, \"at\", cause"
+_EVENT_COLS = "seq, kind, person_id, record_uid, other_person_id, run_id, occurred_at, cause"
 
 
 def normalise_person_id(pid: str, field_name: str = "person_id") -> str:

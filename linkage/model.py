@@ -41,9 +41,17 @@ BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
     "given_father": ("given_key", "father_key"),
     "given_father_year": ("given_key", "father_key", "birth_year"),
     "names_sorted_year": ("name_keys", "birth_year"),
+    "names_sorted_commune": ("name_keys", "commune"),
     "given_year_village": ("given_key", "birth_year", "village"),
     "phone_given": ("phone", "given_phonetic"),
 }
+
+# Evidence that a household shares (phone, village, mother's name) says little about
+# *which* member a record is: u from random pairs makes a shared phone worth ~13 bits,
+# enough to merge a father with the son named after him. Agreement weights on these
+# comparisons are capped (in bits) after training.
+HOUSEHOLD_EVIDENCE_CAP_BITS: dict[str, float] = {"phone": 6.0, "location": 5.0,
+                                                 "mother_name": 4.0}
 
 # Comparisons whose levels must show m > u on agreement, or the model is rejected.
 _MUST_AGREE_LEVELS = {"given_name": 1, "birth_date": 1}
@@ -51,6 +59,16 @@ _MUST_AGREE_LEVELS = {"given_name": 1, "birth_date": 1}
 
 class ModelError(RuntimeError):
     """A model file is unreadable, or training produced implausible parameters."""
+
+
+def _among_other_tokens(key: str) -> str:
+    """Portable SQL: this record's key is one of the other record's name tokens.
+
+    Catches swapped name order ("TRAORE Moussa" read as given "traore") and a name moved
+    between columns, in either direction.
+    """
+    return (f"(' ' || name_keys_r || ' ' LIKE '% ' || {key}_l || ' %' "
+            f"OR ' ' || name_keys_l || ' ' LIKE '% ' || {key}_r || ' %')")
 
 
 def _name_comparison(name: str, std: str, key: str, tf: bool) -> cl.CustomComparison:
@@ -66,6 +84,8 @@ def _name_comparison(name: str, std: str, key: str, tf: bool) -> cl.CustomCompar
             exact.configure(label_for_charts="exact"),
             trans.configure(label_for_charts="same transliteration key"),
             cll.JaroWinklerLevel(std, 0.9).configure(label_for_charts="jaro-winkler >= 0.9"),
+            cll.CustomLevel(_among_other_tokens(key),
+                            label_for_charts="found among other name tokens"),
             cll.ElseLevel(),
         ],
     )
@@ -74,10 +94,7 @@ def _name_comparison(name: str, std: str, key: str, tf: bool) -> cl.CustomCompar
 def _given_comparison() -> cl.CustomComparison:
     # The first given name is the strongest evidence that separates siblings. A given
     # name found among the other record's name tokens covers swapped name order.
-    swapped = (
-        "(' ' || name_keys_r || ' ' LIKE '% ' || given_key_l || ' %' "
-        "OR ' ' || name_keys_l || ' ' LIKE '% ' || given_key_r || ' %')"
-    )
+    swapped = _among_other_tokens("given_key")
     return cl.CustomComparison(
         output_column_name="given_name",
         comparison_levels=[
@@ -116,7 +133,8 @@ def _birth_date_comparison() -> cl.CustomComparison:
                             label_for_charts="year off by two, one date imprecise"),
             cll.CustomLevel(f"{both_day} AND birth_year_l = birth_year_r",
                             label_for_charts="same year, different full dates"),
-            cll.ElseLevel(),
+            cll.CustomLevel(f"{diff} <= 5", label_for_charts="years 1 to 5 apart"),
+            cll.ElseLevel().configure(label_for_charts="more than 5 years apart"),
         ],
     )
 

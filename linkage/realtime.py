@@ -211,12 +211,24 @@ class Realtime:
     def enrol(self, item: EnrolItem, *, timeout: float | None = None) -> EnrolResult:
         """Enrol one prepared record; QUEUED when a batch holds the register past the wait."""
         fut = self._enroller().submit(item)
-        wait = self.options.enrol_wait if timeout is None else min(timeout,
-                                                                   self.options.enrol_wait)
         try:
-            return fut.result(timeout=max(wait, 0.0))
+            return fut.result(timeout=self._wait(timeout))
         except FutureTimeout:
             return EnrolResult(item.uid, None, QUEUED)
+
+    def _wait(self, remaining: float | None) -> float:
+        """How long a caller waits for its enrolment before hearing QUEUED.
+
+        Behind a batch run: ``enrol_wait`` at most. Otherwise the writer is only busy
+        with other enrolments, so wait for it up to the call's deadline (or a minute).
+        """
+        if self.batch.running:
+            wait = self.options.enrol_wait
+        else:
+            wait = 60.0
+        if remaining is not None:
+            wait = min(wait, remaining)
+        return max(wait, 0.0)
 
     def enrol_many(self, items: Iterator[EnrolItem | InvalidRequest], *,
                    deadline: Callable[[], float | None] = lambda: None
@@ -232,13 +244,8 @@ class Realtime:
                 out.append(p)
                 continue
             item, fut = p
-            remaining = deadline()
-            wait = self.options.enrol_wait if remaining is None else min(
-                max(remaining - 0.2, 0.0), self.options.enrol_wait)
-            if not self.batch.running:
-                wait = max(wait, 60.0 if remaining is None else max(remaining - 0.2, 0.0))
             try:
-                out.append(fut.result(timeout=wait))
+                out.append(fut.result(timeout=self._wait(deadline())))
             except FutureTimeout:
                 out.append(EnrolResult(item.uid, None, QUEUED))
         return out

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.canonical import STANDARD_COLUMNS
+from linkage.engine import _key_expr
 from linkage.errors import NotReady
 from linkage.model import BLOCKING_KEYS, Model, build_settings
 
@@ -498,6 +499,12 @@ class Index:
                 return np.zeros(len(c), bool)
             return (y != _NULL) & (np.abs(y - qy) == d)
 
+        def year_within(q: _Query, c: np.ndarray, d: int) -> np.ndarray:
+            y, qy = year(q, c)
+            if qy == _NULL:
+                return np.zeros(len(c), bool)
+            return (y != _NULL) & (np.abs(y - qy) <= d)
+
         birth = [
             lambda q, c: (self.cols["birth_year"][c] == _NULL) | (q.codes["birth_year"] == _NULL),
             lambda q, c: both_day(q, c) & eq("birth_date", q, c),
@@ -508,6 +515,7 @@ class Index:
             lambda q, c: imprecise(q, c) & year_diff(q, c, 1),
             lambda q, c: imprecise(q, c) & year_diff(q, c, 2),
             lambda q, c: both_day(q, c) & int_eq("birth_year", q.codes["birth_year"], c),
+            lambda q, c: year_within(q, c, 5),
         ]
 
         def exact(col: str) -> list[Callable[[_Query, np.ndarray], np.ndarray]]:
@@ -568,13 +576,17 @@ class Index:
                 continue  # the null level holds for every candidate: level 0, weight 0
             conds = self._conds[comp.name]
             p = np.full(k, len(comp.levels) - 1, np.int8)
-            rem = np.arange(k)  # candidates no level has claimed yet (first match wins)
-            for i, cond in enumerate(conds):
-                hit = cond(q, c[rem])
-                p[rem[hit]] = i
-                rem = rem[~hit]
-                if len(rem) == 0:
-                    break
+            if k <= 32:  # few candidates: every condition on all, the first match wins
+                for i in range(len(conds) - 1, -1, -1):
+                    p[conds[i](q, c)] = i
+            else:  # many: each condition only on candidates no earlier level claimed
+                rem = np.arange(k)
+                for i, cond in enumerate(conds):
+                    hit = cond(q, c[rem])
+                    p[rem[hit]] = i
+                    rem = rem[~hit]
+                    if len(rem) == 0:
+                        break
             pos[:, j] = p
             weights[:, j] = self._level_weights[j][p]
             for i in self._tf_levels[j]:
@@ -644,14 +656,6 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
     return fetch()
-
-
-def _key_expr(cols: Sequence[str]) -> str:
-    # The SQL of linkage.engine._key_expr (NULL when any part is NULL, '|'-joined).
-    parts = [f"CAST({c} AS VARCHAR)" for c in cols]
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in cols)
-    joined = " || '|' || ".join(parts)
-    return f"CASE WHEN {not_null} THEN {joined} END"
 
 
 def _grow(arr: np.ndarray, size: int, fill: Any = 0) -> np.ndarray:

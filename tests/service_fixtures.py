@@ -23,26 +23,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from linkage import register as register_module
 from linkage.config import ProjectConfig, load_project
 from linkage.ingest import ingest_source
 from linkage.model import Model, build_settings
 from linkage.persons import allocator
 from linkage.register import Register
-
-
-def _schema_shim() -> None:
-    """Quote the ``at`` column when this DuckDB reserves the word (DuckDB 2.0 does).
-
-    Test-only and idempotent; a no-op once linkage/register.py quotes it itself.
-    """
-    import duckdb
-
-    try:
-        duckdb.connect().execute(register_module.SCHEMA)
-    except duckdb.ParserException:
-        register_module.SCHEMA = register_module.SCHEMA.replace("    at TIMESTAMP,",
-                                                                '    "at" TIMESTAMP,')
 
 
 def publish_truth(cur, clusters: dict[str, str], *, run_id: str, now: dt.datetime) -> None:
@@ -194,7 +179,6 @@ sources:
     project = load_project(root / "project.yaml")
     hand_model().save(project.model)
     now = dt.datetime(2026, 11, 23, 12, 0, 0)
-    _schema_shim()
     reg = Register.open(project.register)
     try:
         with reg.transaction() as cur:

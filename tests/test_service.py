@@ -504,13 +504,8 @@ def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> Non
     small = build_small_register(tmp_path, persons=60)
     env = dict(os.environ, PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    # What `linkage serve` calls, with the fixture's schema shim applied first.
-    launcher = ("import sys, service_fixtures as f; f._schema_shim(); "
-                "from linkage.config import load_project; "
-                "from linkage.service.server import serve; "
-                "serve(load_project(sys.argv[1]), port=0)")
     proc = subprocess.Popen(
-        [sys.executable, "-c", launcher, str(small.project.path)],
+        [sys.executable, "-m", "linkage", "serve", "-p", str(small.project.path), "--port", "0"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = ""
