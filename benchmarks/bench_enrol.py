@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a directory built by bench_resolve (register copied)")
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=10_000, help="records per EnrolBatch stream")
+    ap.add_argument("--per-message", type=int, default=500,
+                    help="records per stream message (EnrolBatchRequest)")
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -66,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         for start in range(0, len(people), args.batch):
             chunk = people[start:start + args.batch]
-            reqs = (pb.EnrolRequest(source="mis_api", record_key=f"E{start + i:07d}", person=p)
-                    for i, p in enumerate(chunk))
-            resp = stub.EnrolBatch(reqs, timeout=600)
+            recs = [pb.EnrolRequest(source="mis_api", record_key=f"E{start + i:07d}", person=p)
+                    for i, p in enumerate(chunk)]
+            msgs = (pb.EnrolBatchRequest(records=recs[k:k + args.per_message])
+                    for k in range(0, len(recs), args.per_message))
+            resp = stub.EnrolBatch(msgs, timeout=600)
             for k in totals:
                 totals[k] += getattr(resp, k)
         took = time.perf_counter() - t0
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                "command": "python -m benchmarks.bench_enrol " + " ".join(argv or sys.argv[1:]),
                "records": len(people), "seconds": round(took, 1),
                "records_per_s": round(len(people) / took, 1), "outcomes": totals,
-               "stream_size": args.batch}
+               "stream_size": args.batch, "records_per_message": args.per_message}
     (work / "bench_enrol.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     return 0

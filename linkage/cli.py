@@ -185,10 +185,12 @@ def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
     """Generate sample rosters, run the batch on them and print the summary."""
     from benchmarks.generate import generate
 
+    from linkage.model import SHIPPED_MODELS_DIR
     from linkage.pipeline import format_summary, run as run_batch
 
     click.echo(f"generating {persons:,} {profile} persons in {directory}/", err=True)
-    generate(persons=persons, profile=profile, seed=seed, out=directory)
+    generate(persons=persons, profile=profile, seed=seed, out=directory,
+             model=SHIPPED_MODELS_DIR / f"{profile}.json")
     project = _load(directory / "project.yaml")
     result = run_batch(project)
     click.echo(format_summary(result.summary))

@@ -49,8 +49,8 @@ class Thresholds:
     and ``match`` are kept in the register's ``links`` table for a reviewer.
     """
 
-    match: float = 0.95
-    review: float = 0.5
+    match: float = 0.8
+    review: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,6 @@ def load_project(path: Path | str) -> ProjectConfig:
         model=(base / model) if model else None,
         country_code=country,
         thresholds=thresholds,
-        max_block_size=k.int("max_block_size", 2000, 2),
+        max_block_size=k.int("max_block_size", 500, 2),
         sources=tuple(sources),
     )

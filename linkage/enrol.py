@@ -297,7 +297,7 @@ class Enroller:
             cur.register("stage_pr_enrol", pa.table({"uid": [u for u, _ in pr_rows],
                                                      "person_id": [p for _, p in pr_rows]}))
             try:
-                cur.execute("INSERT OR REPLACE INTO person_records "
+                cur.execute("INSERT INTO person_records "
                             "SELECT uid, person_id FROM stage_pr_enrol")
             finally:
                 cur.unregister("stage_pr_enrol")

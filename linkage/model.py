@@ -32,6 +32,10 @@ from splink import SettingsCreator, block_on
 
 MODEL_FORMAT = "linkage-model/1"
 
+#: Trained models shipped with the source tree (``models/`` at the repository root), one
+#: per naming profile, for registers too small or too poor in national IDs to train on.
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
 # Blocking keys: each is a list of standardised columns, concatenated into one key
 # column ``bk_<name>`` whose over-large blocks are nulled (see linkage.blocking).
 BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
@@ -154,8 +158,10 @@ def _national_id_comparison() -> cl.CustomComparison:
             cll.NullLevel("national_id"),
             cll.ExactMatchLevel("national_id").configure(m_probability=0.95,
                                                          fix_m_probability=True),
+            # Random pairs almost never differ by one typo: u fixed, as sampling rarely sees it.
             cll.DamerauLevenshteinLevel("national_id", 1).configure(
-                m_probability=0.04, fix_m_probability=True,
+                m_probability=0.04, fix_m_probability=True, u_probability=1e-5,
+                fix_u_probability=True,
                 label_for_charts="one typo or transposition"),
             cll.ElseLevel().configure(m_probability=0.01, fix_m_probability=True),
         ],

@@ -463,16 +463,21 @@ class Index:
             return [lambda q, c: null(key, q, c),
                     lambda q, c: eq(std, q, c),
                     lambda q, c: eq(key, q, c),
-                    lambda q, c: jw(std, q, c)]
+                    lambda q, c: jw(std, q, c),
+                    among(key)]
 
-        def swapped(q: _Query, c: np.ndarray) -> np.ndarray:
-            gk, nk = q.row.get("given_key"), q.row.get("name_keys")
-            out = np.zeros(len(c), bool)
-            if gk is not None:
-                out |= self._by_value("name_keys", c, lambda v: _has_token(v, gk))
-            if nk is not None:
-                out |= self._by_value("given_key", c, lambda v: _has_token(nk, v))
-            return out
+        def among(key: str) -> Callable[[_Query, np.ndarray], np.ndarray]:
+            # linkage.model._among_other_tokens: this key is one of the other's name tokens
+            def cond(q: _Query, c: np.ndarray) -> np.ndarray:
+                k, nk = q.row.get(key), q.row.get("name_keys")
+                out = np.zeros(len(c), bool)
+                if k is not None:
+                    out |= self._by_value("name_keys", c, lambda v: _has_token(v, k))
+                if nk is not None:
+                    out |= self._by_value(key, c, lambda v: _has_token(nk, v))
+                return out
+
+            return cond
 
         def year(q: _Query, c: np.ndarray) -> tuple[np.ndarray, int]:
             return self.cols["birth_year"][c], q.codes["birth_year"]
@@ -538,7 +543,7 @@ class Index:
                            lambda q, c: eq("given_std", q, c),
                            lambda q, c: eq("given_key", q, c),
                            lambda q, c: jw("given_first", q, c),
-                           swapped],
+                           among("given_key")],
             "family_name": name("family_std", "family_key"),
             "father_name": name("father_std", "father_key"),
             "grandfather_name": name("grandfather_std", "grandfather_key"),

@@ -16,6 +16,7 @@ import pytest
 from benchmarks.generate import generate
 from linkage.config import load_project
 from linkage.export import export
+from linkage.model import SHIPPED_MODELS_DIR
 from linkage.pipeline import format_summary, run
 from linkage.register import Register, query
 
@@ -26,7 +27,8 @@ PERSONS = 400
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated project with one published run."""
     out = tmp_path_factory.mktemp("sahel")
-    generate(persons=PERSONS, profile="sahel", seed=7, out=out)
+    generate(persons=PERSONS, profile="sahel", seed=7, out=out,
+             model=SHIPPED_MODELS_DIR / "sahel.json")
     run(load_project(out / "project.yaml"), progress=lambda _: None)
     return out
 
@@ -93,7 +95,8 @@ def _cli(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("kill_after", ["ingest public_works", "predicting"])
 def test_killed_run_leaves_published_register_intact(tmp_path: Path, kill_after: str) -> None:
-    generate(persons=PERSONS, profile="sahel", seed=11, out=tmp_path)
+    generate(persons=PERSONS, profile="sahel", seed=11, out=tmp_path,
+             model=SHIPPED_MODELS_DIR / "sahel.json")
     project_file = tmp_path / "project.yaml"
     subprocess.run(_cli("run", "-p", str(project_file)), check=True, capture_output=True,
                    timeout=300)

@@ -286,12 +286,13 @@ def test_enrol_batch_streams_records_and_reports_rejects(svc_server: RunningServ
     rows = [small.rows[u] for u in small.rows if u.startswith("civil_registry:")][40:70]
 
     def requests():
-        for i, row in enumerate(rows):
-            yield pb.EnrolRequest(source="cash_transfer", record_key=f"B-{i}",
-                                  person=details(row))
-        yield pb.EnrolRequest(source="cash_transfer", record_key="B-bad",
-                              person=pb.PersonDetails(name=pb.Name(given_name="X"),
-                                                      birth_date=pb.BirthDate(year=12)))
+        recs = [pb.EnrolRequest(source="cash_transfer", record_key=f"B-{i}", person=details(row))
+                for i, row in enumerate(rows)]
+        yield pb.EnrolBatchRequest(records=recs[:1])  # one record per message, or many
+        yield pb.EnrolBatchRequest(records=recs[1:])
+        yield pb.EnrolBatchRequest(records=[pb.EnrolRequest(
+            source="cash_transfer", record_key="B-bad", person=pb.PersonDetails(
+                name=pb.Name(given_name="X"), birth_date=pb.BirthDate(year=12)))])
 
     resp = stub(svc_server).EnrolBatch(requests(), timeout=30)
     assert len(resp.results) == len(rows) + 1
@@ -525,8 +526,8 @@ def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> Non
                     if i == 2:
                         sent.set()
                     time.sleep(0.3)
-                    yield pb.EnrolRequest(source="mis_api", record_key=f"T-{i}",
-                                          person=details(row))
+                    yield pb.EnrolBatchRequest(records=[pb.EnrolRequest(
+                        source="mis_api", record_key=f"T-{i}", person=details(row))])
 
             result: dict[str, object] = {}
 

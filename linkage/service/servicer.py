@@ -54,17 +54,18 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
         item = self._prepare(request)
         return convert.enrol_response(self.core.enrol(item, timeout=_timeout(context)))
 
-    def EnrolBatch(self, request_iterator: Iterator[pb.EnrolRequest],
+    def EnrolBatch(self, request_iterator: Iterator[pb.EnrolBatchRequest],
                    context: grpc.ServicerContext) -> pb.EnrolBatchResponse:
         keys: list[str] = []
 
         def items():  # noqa: ANN202
-            for req in request_iterator:
-                keys.append(req.record_key)
-                try:
-                    yield self._prepare(req)
-                except InvalidRequest as exc:
-                    yield exc
+            for message in request_iterator:
+                for req in message.records:
+                    keys.append(req.record_key)
+                    try:
+                        yield self._prepare(req)
+                    except InvalidRequest as exc:
+                        yield exc
 
         results = self.core.enrol_many(items(), deadline=lambda: _timeout(context))
         return convert.enrol_batch_response(results, keys)

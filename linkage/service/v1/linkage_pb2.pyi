@@ -258,6 +258,12 @@ class EnrolRequest(_message.Message):
     person: PersonDetails
     def __init__(self, source: _Optional[str] = ..., record_key: _Optional[str] = ..., person: _Optional[_Union[PersonDetails, _Mapping]] = ...) -> None: ...
 
+class EnrolBatchRequest(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[EnrolRequest]
+    def __init__(self, records: _Optional[_Iterable[_Union[EnrolRequest, _Mapping]]] = ...) -> None: ...
+
 class EnrolResponse(_message.Message):
     __slots__ = ("record", "person_id", "outcome", "match_probability")
     RECORD_FIELD_NUMBER: _ClassVar[int]

@@ -49,7 +49,7 @@ class LinkageServiceStub:
                 _registered_method=True)
         self.EnrolBatch = channel.stream_unary(
                 '/linkage.v1.LinkageService/EnrolBatch',
-                request_serializer=linkage_dot_v1_dot_linkage__pb2.EnrolRequest.SerializeToString,
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.EnrolBatchRequest.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.EnrolBatchResponse.FromString,
                 _registered_method=True)
         self.GetPerson = channel.unary_unary(
@@ -102,8 +102,9 @@ class LinkageServiceServicer:
 
     def EnrolBatch(self, request_iterator, context):
         """Enrols a stream of records (client streaming) and answers once with one result per
-        record, in the order sent. A bad record does not fail the stream: its result has
-        outcome REJECTED and says which field was wrong.
+        record, in the order sent. Each message carries one or more records: put a few
+        hundred in each message for throughput. A bad record does not fail the stream: its
+        result has outcome REJECTED and says which field was wrong.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,7 +157,7 @@ def add_LinkageServiceServicer_to_server(servicer, server):
             ),
             'EnrolBatch': grpc.stream_unary_rpc_method_handler(
                     servicer.EnrolBatch,
-                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.EnrolRequest.FromString,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.EnrolBatchRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.EnrolBatchResponse.SerializeToString,
             ),
             'GetPerson': grpc.unary_unary_rpc_method_handler(
@@ -260,7 +261,7 @@ class LinkageService:
             request_iterator,
             target,
             '/linkage.v1.LinkageService/EnrolBatch',
-            linkage_dot_v1_dot_linkage__pb2.EnrolRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.EnrolBatchRequest.SerializeToString,
             linkage_dot_v1_dot_linkage__pb2.EnrolBatchResponse.FromString,
             options,
             channel_credentials,
