@@ -52,10 +52,9 @@ BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
 
 # Evidence that a household shares (phone, village, mother's name) says little about
 # *which* member a record is: u from random pairs makes a shared phone worth ~13 bits,
-# enough to merge a father with the son named after him. Agreement weights on these
-# comparisons are capped (in bits) after training.
-HOUSEHOLD_EVIDENCE_CAP_BITS: dict[str, float] = {"phone": 6.0, "location": 5.0,
-                                                 "mother_name": 4.0}
+# enough to merge a father with the son named after him. That evidence is one
+# comparison (see _household_comparison) whose agreement weight is capped, in bits.
+HOUSEHOLD_EVIDENCE_CAP_BITS: dict[str, float] = {"household": 6.0}
 
 # Comparisons whose levels must show m > u on agreement, or the model is rejected.
 _MUST_AGREE_LEVELS = {"given_name": 1, "birth_date": 1}
@@ -168,16 +167,29 @@ def _national_id_comparison() -> cl.CustomComparison:
     )
 
 
-def _location_comparison() -> cl.CustomComparison:
+def _household_comparison() -> cl.CustomComparison:
+    """Phone, mother's name and place as ONE comparison.
+
+    Household members share all of them, so counted separately they would add up (phone
+    +13 bits, village +7, mother +8 ...) and overwhelm a given-name disagreement: twins
+    would merge. As one comparison, the evidence a shared household gives is counted once.
+    """
+    same_phone = "phone_l = phone_r"
+    same_mother = "mother_key_l = mother_key_r"
     return cl.CustomComparison(
-        output_column_name="location",
+        output_column_name="household",
         comparison_levels=[
-            cll.CustomLevel("(village_l IS NULL OR village_r IS NULL) AND "
+            cll.CustomLevel("(phone_l IS NULL OR phone_r IS NULL) AND "
+                            "(village_l IS NULL OR village_r IS NULL) AND "
                             "(commune_l IS NULL OR commune_r IS NULL)").configure(
                 is_null_level=True),
-            cll.ExactMatchLevel("village"),
-            cll.ExactMatchLevel("commune"),
-            cll.ExactMatchLevel("region"),
+            cll.CustomLevel(f"({same_phone} OR {same_mother}) AND village_l = village_r",
+                            label_for_charts="same phone or mother, same village"),
+            cll.CustomLevel(f"{same_phone} OR {same_mother}",
+                            label_for_charts="same phone or mother"),
+            cll.CustomLevel("village_l = village_r", label_for_charts="same village"),
+            cll.CustomLevel("commune_l = commune_r", label_for_charts="same commune"),
+            cll.CustomLevel("region_l = region_r", label_for_charts="same region"),
             cll.ElseLevel(),
         ],
     )
@@ -203,9 +215,7 @@ def build_settings() -> SettingsCreator:
             _birth_date_comparison(),
             _exact_comparison("sex", "sex"),
             _national_id_comparison(),
-            _exact_comparison("phone", "phone"),
-            _location_comparison(),
-            _exact_comparison("mother_name", "mother_key"),
+            _household_comparison(),
         ],
         blocking_rules_to_generate_predictions=[block_on(f"bk_{k}") for k in BLOCKING_KEYS],
         retain_intermediate_calculation_columns=False,
