@@ -122,7 +122,8 @@ def train(project_path: Path) -> None:
 def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
         as_json: bool) -> None:
     """The batch: ingest, predict, cluster, assign person IDs, publish atomically."""
-    from linkage.pipeline import format_summary, run as run_batch
+    from linkage.pipeline import format_summary
+    from linkage.pipeline import run as run_batch
 
     project = _load(project_path)
     result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
@@ -184,9 +185,9 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
     """Generate sample rosters, run the batch on them and print the summary."""
     from benchmarks.generate import generate
-
     from linkage.model import SHIPPED_MODELS_DIR
-    from linkage.pipeline import format_summary, run as run_batch
+    from linkage.pipeline import format_summary
+    from linkage.pipeline import run as run_batch
 
     click.echo(f"generating {persons:,} {profile} persons in {directory}/", err=True)
     generate(persons=persons, profile=profile, seed=seed, out=directory,

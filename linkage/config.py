@@ -198,7 +198,7 @@ def load_source(path: Path | str, *, default_country_code: str = "") -> SourceCo
 
     pattern = k.str("path", required=True)
     assert pattern is not None
-    full_pattern = str((path.parent / pattern)) if not Path(pattern).is_absolute() else pattern
+    full_pattern = str(path.parent / pattern) if not Path(pattern).is_absolute() else pattern
     paths = tuple(sorted(Path(p) for p in glob.glob(full_pattern)))
 
     columns_raw = k.mapping("columns", required=True)
@@ -223,7 +223,8 @@ def load_source(path: Path | str, *, default_country_code: str = "") -> SourceCo
     ref_raw = k.data.get("age_reference_date")
     if ref_raw is not None:
         try:
-            ref_date = ref_raw if isinstance(ref_raw, dt.date) else dt.date.fromisoformat(str(ref_raw))
+            ref_date = (ref_raw if isinstance(ref_raw, dt.date)
+                        else dt.date.fromisoformat(str(ref_raw)))
         except ValueError as exc:
             raise ConfigError(path, "age_reference_date", "expected a date as YYYY-MM-DD") from exc
     ref_col = k.str("age_reference_column", None)

@@ -23,7 +23,14 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, block_on
 
-from linkage.model import BLOCKING_KEYS, HOUSEHOLD_EVIDENCE_CAP_BITS, Model, build_settings, check_parameters, new_version
+from linkage.model import (
+    BLOCKING_KEYS,
+    HOUSEHOLD_EVIDENCE_CAP_BITS,
+    Model,
+    build_settings,
+    check_parameters,
+    new_version,
+)
 
 log = logging.getLogger(__name__)
 

@@ -114,7 +114,8 @@ def _read_jsonl(src: SourceConfig, path: Path) -> Iterator[RawRow]:
             try:
                 text = line.decode(src.encoding)
             except UnicodeDecodeError:
-                yield i, None, f"invalid {src.encoding} bytes in row", line.decode("utf-8", "replace")
+                shown = line.decode("utf-8", "replace")
+                yield i, None, f"invalid {src.encoding} bytes in row", shown
                 continue
             try:
                 obj = json.loads(text)
@@ -139,12 +140,14 @@ def _read_parquet(src: SourceConfig, path: Path) -> Iterator[RawRow]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
-        raise IngestError(f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from exc
+        raise IngestError(
+            f"{path}: not a readable Parquet file ({exc.__class__.__name__})") from exc
     _check_columns(src, path, pf.schema_arrow.names)
     i = 0
     for batch in pf.iter_batches(batch_size=65536, columns=src.source_columns):
         table = pa.Table.from_batches([batch])
-        cols = {name: table.column(name).cast(pa.string()).to_pylist() for name in table.column_names}
+        cols = {name: table.column(name).cast(pa.string()).to_pylist()
+                for name in table.column_names}
         names = list(cols)
         for values in zip(*cols.values(), strict=True):
             i += 1

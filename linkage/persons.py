@@ -61,7 +61,8 @@ def load_state(cur: duckdb.DuckDBPyConnection) -> IdState:
 def load_constraints(cur: duckdb.DuckDBPyConnection, live: set[str] | None = None) -> Constraints:
     """Reviewer decisions, limited to records that are still live (when ``live`` given)."""
     must, cannot = [], []
-    for a, b, kind in query(cur, "SELECT uid_a, uid_b, kind FROM constraints ORDER BY uid_a, uid_b"):
+    rows = query(cur, "SELECT uid_a, uid_b, kind FROM constraints ORDER BY uid_a, uid_b")
+    for a, b, kind in rows:
         if live is not None and (a not in live or b not in live):
             continue
         (must if kind == "must_link" else cannot).append((a, b))

@@ -136,8 +136,8 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 model = load_or_train_model(cur, scratch, project, progress, retrain=retrain)
                 linker = engine.make_linker(scratch, model.settings)
                 blocking = engine.count_comparisons(linker, blocking)
-                progress(f"blocking analysis: {blocking.total:,} comparisons "
-                         f"({', '.join(f'{k} {v:,}' for k, v in blocking.comparisons_by_rule.items())})")
+                by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
+                progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")
                 progress("predicting")
                 df_predict = engine.predict(linker, project.thresholds.review)
                 progress("clustering")

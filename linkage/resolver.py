@@ -259,6 +259,8 @@ class Index:
             "birth_date": key_null("birth_year"), "sex": key_null("sex"),
             "national_id": key_null("national_id"), "phone": key_null("phone"),
             "location": lambda q: q.codes["village"] == nul and q.codes["commune"] == nul,
+            "household": lambda q: (q.codes["phone"] == nul and q.codes["village"] == nul
+                                    and q.codes["commune"] == nul),
             "mother_name": key_null("mother_key"),
         }
 
@@ -538,7 +540,18 @@ class Index:
             lambda q, c: eq("commune", q, c),
             lambda q, c: eq("region", q, c),
         ]
+        household = [
+            lambda q, c: (null("phone", q, c) & null("village", q, c) & null("commune", q, c)),
+            lambda q, c: ((eq("phone", q, c) | eq("mother_key", q, c)) & eq("village", q, c)),
+            lambda q, c: eq("phone", q, c) | eq("mother_key", q, c),
+            lambda q, c: eq("village", q, c),
+            lambda q, c: eq("commune", q, c),
+            lambda q, c: eq("region", q, c),
+        ]
+        # Comparisons of earlier model versions stay here: check_model() decides which
+        # the model has, and only those are scored.
         return {
+            "household": household,
             "given_name": [lambda q, c: null("given_key", q, c),
                            lambda q, c: eq("given_std", q, c),
                            lambda q, c: eq("given_key", q, c),
