@@ -1,0 +1,341 @@
+"""Benchmark: accuracy, time and memory of our pipeline against a plain-Splink baseline.
+
+Usage::
+
+    python -m benchmarks.bench_accuracy --persons 100000 --profile sahel [--seed 11]
+        [--work DIR] [--skip-baseline] [--json]
+
+Steps:
+
+1. generate a fresh register with :func:`benchmarks.generate.generate` (seed 11 for
+   sahel, 12 for horn by default: not the seeds the shipped models were trained on),
+   pointing ``model:`` at the shipped model of the profile; an existing ``--work``
+   directory generated with the same persons, profile and seed is reused, but its
+   register is always deleted first;
+2. run our batch, ``python -m linkage run``, in its own subprocess; its wall time and
+   peak RSS (``wait4``) are measured, and the ingest part of the time is read from its
+   progress lines;
+3. export the record -> person mapping and score it against ``truth.csv``;
+4. run :mod:`benchmarks.baseline` (plain Splink) in its own subprocess on the records the
+   same ingest produced, measure it the same way, and score it.
+
+Prints one row per system (seconds, peak MB, pairwise and B-cubed P/R/F1, % of true
+persons merged with a relative) and the ratios ours / baseline. ``--json`` prints the
+figures as JSON instead; they are also written to ``DIR/bench_accuracy.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SEEDS = {"sahel": 11, "horn": 12}
+
+__all__ = ["Measured", "run_measured", "run_ours", "run_plain", "format_table", "bench", "main"]
+
+
+@dataclass
+class Measured:
+    """One subprocess: exit code, wall seconds, peak resident memory, output files."""
+
+    cmd: list[str]
+    returncode: int
+    seconds: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> Measured:
+        """Raise with the tail of stderr when the process failed."""
+        if self.returncode != 0:
+            tail = "\n".join(self.stderr.splitlines()[-25:])
+            raise RuntimeError(f"{' '.join(self.cmd)} exited {self.returncode}:\n{tail}")
+        return self
+
+
+def run_measured(cmd: list[str], log_prefix: Path) -> Measured:
+    """Run ``cmd`` from the repository root; wall time and peak RSS of that process alone.
+
+    The child is reaped with ``os.wait4`` so its own ``ru_maxrss`` is read (not the
+    maximum over every child this process ever had). stdout / stderr go to
+    ``<log_prefix>.out`` / ``.err``.
+    """
+    log_prefix.parent.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = log_prefix.with_suffix(".out"), log_prefix.with_suffix(".err")
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(cmd=cmd, returncode=proc.returncode, seconds=round(seconds, 1),
+                    peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
+                    stdout=out_path.read_text(encoding="utf-8", errors="replace"),
+                    stderr=err_path.read_text(encoding="utf-8", errors="replace"))
+
+
+_PROGRESS = re.compile(r"^\[\s*([0-9.]+)s\] (.*)$")
+
+
+def _stage_seconds(stderr: str) -> dict[str, float]:
+    """Elapsed seconds at the pipeline's milestones, from its progress lines."""
+    marks = {"ingested": "active records; preparing", "predicting": "predicting",
+             "clustering": "clustering", "ids": "assigning persistent person IDs",
+             "published": ": published"}
+    out: dict[str, float] = {}
+    for line in stderr.splitlines():
+        m = _PROGRESS.match(line)
+        if not m:
+            continue
+        for name, needle in marks.items():
+            if needle in m.group(2) and name not in out:
+                out[name] = float(m.group(1))
+    return out
+
+
+def fresh_register(project_yaml: Path) -> Path:
+    """Delete the project's register (and trained model) so the run starts from nothing."""
+    from linkage.config import load_project
+
+    project = load_project(project_yaml)
+    for p in (project.register, project.register.with_name(project.register.name + ".wal")):
+        p.unlink(missing_ok=True)
+    if project.model is None:
+        shutil.rmtree(project_yaml.parent / "models", ignore_errors=True)
+    return project.register
+
+
+def run_ours(project_yaml: Path, work: Path, memory_limit: str = "4GB") -> Measured:
+    """``linkage run`` in a subprocess, then export its mapping to ``work/ours_mapping.csv``."""
+    from linkage.export import export
+    from linkage.register import Register
+
+    register = fresh_register(project_yaml)
+    m = run_measured([sys.executable, "-m", "linkage", "run", "-p", str(project_yaml), "--json",
+                      "--memory-limit", memory_limit], work / "logs" / "ours").check()
+    summary = json.loads(m.stdout)
+    m.extra["summary"] = summary
+    m.extra["stages"] = _stage_seconds(m.stderr)
+    m.extra["comparisons"] = summary.get("comparisons")
+    m.extra["comparisons_by_rule"] = summary.get("comparisons_by_rule")
+    reg = Register.open(register, read_only=True)
+    try:
+        export(reg, work / "ours_mapping.csv")
+    finally:
+        reg.close()
+    m.extra["mapping"] = str(work / "ours_mapping.csv")
+    return m
+
+
+def run_plain(register: Path, scheme: str, work: Path, *, recall: float = 0.7,
+              max_comparisons: int | None = None) -> Measured:
+    """:mod:`benchmarks.baseline` in a subprocess on ``register``'s active records."""
+    stats_path = work / "baseline_stats.json"
+    mapping = work / "baseline_mapping.csv"
+    mapping.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.baseline", "--register", str(register),
+           "--scheme", scheme, "--out", str(mapping), "--stats", str(stats_path),
+           "--recall", str(recall)]
+    if max_comparisons is not None:
+        cmd += ["--max-comparisons", str(max_comparisons)]
+    m = run_measured(cmd, work / "logs" / "baseline").check()
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    stats.pop("model", None)
+    m.extra["stats"] = stats
+    m.extra["comparisons"] = stats.get("comparisons")
+    if stats.get("status") == "ok":
+        m.extra["mapping"] = str(mapping)
+    return m
+
+
+def score_mapping(mapping: Path, truth_csv: Path) -> dict[str, Any]:
+    """benchmarks.score on an exported mapping."""
+    from benchmarks.score import load_predicted, load_truth, score
+
+    truth, households, bad = load_truth(truth_csv)
+    return score(load_predicted(mapping), truth, households, bad)
+
+
+def _row(name: str, m: Measured | None, s: dict[str, Any] | None, note: str = "") -> str:
+    if m is None:
+        return f"{name:<16}{'(skipped)':>10}"
+    head = f"{name:<16}{m.seconds:>9.1f}{m.peak_rss_mb:>10.0f}"
+    if s is None:
+        return head + f"   {note}"
+    return head + (
+        f"{s['pairwise_precision']:>9.4f}{s['pairwise_recall']:>9.4f}{s['pairwise_f1']:>9.4f}"
+        f"{s['bcubed_precision']:>9.4f}{s['bcubed_recall']:>9.4f}{s['bcubed_f1']:>9.4f}"
+        f"{s.get('household_merged_persons_pct', 0.0):>10.2f}"
+    )
+
+
+def format_table(rows: list[tuple[str, Measured | None, dict[str, Any] | None, str]]) -> str:
+    """The comparison table: one row per system."""
+    header = (f"{'system':<16}{'seconds':>9}{'peak MB':>10}{'pw P':>9}{'pw R':>9}{'pw F1':>9}"
+              f"{'B3 P':>9}{'B3 R':>9}{'B3 F1':>9}{'% merged':>10}")
+    return "\n".join([header, "-" * len(header), *(_row(*r) for r in rows)])
+
+
+def ratios(ours: Measured, o: dict[str, Any], base: Measured | None,
+           b: dict[str, Any] | None) -> dict[str, float | None]:
+    """ours / baseline for F1 and time (None when the baseline did not run)."""
+    if base is None or b is None:
+        return {"pairwise_f1": None, "bcubed_f1": None, "seconds": None, "peak_rss": None}
+
+    def div(x: float, y: float) -> float | None:
+        return round(x / y, 3) if y else None
+
+    return {"pairwise_f1": div(o["pairwise_f1"], b["pairwise_f1"]),
+            "bcubed_f1": div(o["bcubed_f1"], b["bcubed_f1"]),
+            "seconds": div(ours.seconds, base.seconds),
+            "peak_rss": div(ours.peak_rss_mb, base.peak_rss_mb)}
+
+
+def _prepare(persons: int, profile: str, seed: int, work: Path) -> dict[str, Any]:
+    from benchmarks.generate import generate
+    from linkage.model import SHIPPED_MODELS_DIR
+
+    model = (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()
+    manifest_path = work / "manifest.json"
+    if manifest_path.exists() and (work / "project.yaml").exists():
+        man = json.loads(manifest_path.read_text(encoding="utf-8"))
+        same = (man.get("persons"), man.get("profile"), man.get("seed")) == (persons, profile, seed)
+        if same and str(model) in (work / "project.yaml").read_text(encoding="utf-8"):
+            man["reused"] = True
+            return man
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    man = generate(persons, profile, seed, work, model=model)
+    man["generate_seconds"] = round(time.perf_counter() - t0, 1)
+    return man
+
+
+def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: bool = False,
+          recall: float = 0.7, max_comparisons: int | None = None,
+          memory_limit: str = "4GB", log: Any = print) -> dict[str, Any]:
+    """Generate, run both systems, score; returns every figure."""
+    man = _prepare(persons, profile, seed, work)
+    log(f"register: {man['records']:,} records of {persons:,} persons ({profile}, seed {seed})"
+        + (" [reused data]" if man.get("reused") else ""))
+    project_yaml = work / "project.yaml"
+    truth = work / "truth.csv"
+    log("running our pipeline (linkage run) ...")
+    ours = run_ours(project_yaml, work, memory_limit)
+    o = score_mapping(Path(ours.extra["mapping"]), truth)
+    log(f"  {ours.seconds:.1f} s, {ours.peak_rss_mb:.0f} MB, {ours.extra['comparisons']:,} "
+        "comparisons")
+    base: Measured | None = None
+    b: dict[str, Any] | None = None
+    if not skip_baseline:
+        from linkage.config import load_project
+
+        log("running the plain-Splink baseline ...")
+        base = run_plain(load_project(project_yaml).register, profile, work, recall=recall,
+                         max_comparisons=max_comparisons)
+        if "mapping" in base.extra:
+            b = score_mapping(Path(base.extra["mapping"]), truth)
+        log(f"  {base.seconds:.1f} s, {base.peak_rss_mb:.0f} MB, "
+            f"{base.extra['comparisons']:,} comparisons ({base.extra['stats']['status']})")
+    result: dict[str, Any] = {
+        "profile": profile, "persons": persons, "seed": seed, "records": man["records"],
+        "work": str(work),
+        "ours": {"seconds": ours.seconds, "peak_rss_mb": ours.peak_rss_mb,
+                 "stages_elapsed": ours.extra["stages"],
+                 "comparisons": ours.extra["comparisons"],
+                 "comparisons_by_rule": ours.extra["comparisons_by_rule"],
+                 "persons": ours.extra["summary"].get("persons"), "score": o},
+        "baseline": None if base is None else {
+            "seconds": base.seconds, "peak_rss_mb": base.peak_rss_mb,
+            "stats": base.extra["stats"], "score": b},
+        "ratios_ours_over_baseline": ratios(ours, o, base, b),
+    }
+    (work / "bench_accuracy.json").write_text(json.dumps(result, indent=2, default=str) + "\n",
+                                              encoding="utf-8")
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """The printed report of :func:`bench`'s result."""
+    o = result["ours"]
+    om = Measured([], 0, o["seconds"], o["peak_rss_mb"], "", "")
+    rows: list[tuple[str, Measured | None, dict[str, Any] | None, str]] = [
+        ("ours", om, o["score"], "")]
+    b = result["baseline"]
+    if b is None:
+        rows.append(("plain Splink", None, None, ""))
+    else:
+        bm = Measured([], 0, b["seconds"], b["peak_rss_mb"], "", "")
+        note = (f"not run: {b['stats']['comparisons']:,} comparisons > cap "
+                f"{b['stats'].get('max_comparisons', 0):,}") if b["score"] is None else ""
+        rows.append(("plain Splink", bm, b["score"], note))
+    stages = o["stages_elapsed"]
+    lines = [
+        f"{result['profile']}: {result['persons']:,} persons, {result['records']:,} records, "
+        f"seed {result['seed']}  ({result['work']})",
+        "",
+        format_table(rows),
+        "",
+        f"ours: {o['comparisons']:,} comparisons scored; {o['persons']:,} persons published; "
+        f"ingest done at {stages.get('ingested', float('nan')):.1f} s of {o['seconds']:.1f} s",
+        "  by rule: "
+        + ", ".join(f"{k} {v:,}" for k, v in (o["comparisons_by_rule"] or {}).items()),
+    ]
+    if b is not None:
+        st = b["stats"]
+        lines.append(f"plain Splink: {st['comparisons']:,} comparisons "
+                     f"({st['status']}); stages " + ", ".join(
+                         f"{k} {v:.1f}s" for k, v in st.get("stages_seconds", {}).items()))
+        lines.append("  EM blocks: " + ", ".join(
+            f"{k} {v:,}" for k, v in st.get("em_comparisons_by_rule", {}).items()))
+    r = result["ratios_ours_over_baseline"]
+    if r["pairwise_f1"] is not None:
+        lines.append(f"ours / baseline: pairwise F1 x{r['pairwise_f1']}, B-cubed F1 "
+                     f"x{r['bcubed_f1']}, time x{r['seconds']}, peak memory x{r['peak_rss']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_accuracy",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--persons", type=int, default=100_000)
+    ap.add_argument("--profile", choices=sorted(DEFAULT_SEEDS), default="sahel")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="generator seed (default 11 for sahel, 12 for horn)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="working directory (default data/bench/accuracy-PROFILE-PERSONS-sSEED)")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--recall", type=float, default=0.7,
+                    help="baseline: assumed recall of the national-ID rule for the prior")
+    ap.add_argument("--max-comparisons", type=int, default=None,
+                    help="baseline: stop above this many comparisons (default 200M)")
+    ap.add_argument("--memory-limit", default="4GB", help="our run's scratch DuckDB limit")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args(argv)
+    seed = DEFAULT_SEEDS[args.profile] if args.seed is None else args.seed
+    work = (args.work or ROOT / "data" / "bench" /
+            f"accuracy-{args.profile}-{args.persons}-s{seed}").resolve()
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result = bench(args.persons, args.profile, seed, work, skip_baseline=args.skip_baseline,
+                   recall=args.recall, max_comparisons=args.max_comparisons,
+                   memory_limit=args.memory_limit, log=log)
+    print(json.dumps(result, indent=2, default=str) if args.json else report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
