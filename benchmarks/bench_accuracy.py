@@ -139,7 +139,8 @@ def run_ours(project_yaml: Path, work: Path, memory_limit: str = "4GB") -> Measu
 
 
 def run_plain(register: Path, scheme: str, work: Path, *, recall: float = 0.7,
-              max_comparisons: int | None = None) -> Measured:
+              max_comparisons: int | None = None,
+              em_max_pairs: float | None = None) -> Measured:
     """:mod:`benchmarks.baseline` in a subprocess on ``register``'s active records."""
     stats_path = work / "baseline_stats.json"
     mapping = work / "baseline_mapping.csv"
@@ -149,6 +150,8 @@ def run_plain(register: Path, scheme: str, work: Path, *, recall: float = 0.7,
            "--recall", str(recall)]
     if max_comparisons is not None:
         cmd += ["--max-comparisons", str(max_comparisons)]
+    if em_max_pairs:
+        cmd += ["--em-max-pairs", str(em_max_pairs)]
     m = run_measured(cmd, work / "logs" / "baseline").check()
     stats = json.loads(stats_path.read_text(encoding="utf-8"))
     stats.pop("model", None)
@@ -223,7 +226,8 @@ def _prepare(persons: int, profile: str, seed: int, work: Path) -> dict[str, Any
 
 def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: bool = False,
           recall: float = 0.7, max_comparisons: int | None = None,
-          memory_limit: str = "4GB", log: Any = print) -> dict[str, Any]:
+          em_max_pairs: float | None = None, memory_limit: str = "4GB",
+          log: Any = print) -> dict[str, Any]:
     """Generate, run both systems, score; returns every figure."""
     man = _prepare(persons, profile, seed, work)
     log(f"register: {man['records']:,} records of {persons:,} persons ({profile}, seed {seed})"
@@ -242,7 +246,7 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
 
         log("running the plain-Splink baseline ...")
         base = run_plain(load_project(project_yaml).register, profile, work, recall=recall,
-                         max_comparisons=max_comparisons)
+                         max_comparisons=max_comparisons, em_max_pairs=em_max_pairs)
         if "mapping" in base.extra:
             b = score_mapping(Path(base.extra["mapping"]), truth)
         log(f"  {base.seconds:.1f} s, {base.peak_rss_mb:.0f} MB, "
@@ -294,7 +298,8 @@ def report(result: dict[str, Any]) -> str:
     if b is not None:
         st = b["stats"]
         lines.append(f"plain Splink: {st['comparisons']:,} comparisons "
-                     f"({st['status']}); stages " + ", ".join(
+                     f"({st['status']}, EM max_pairs {st.get('em_max_pairs')}); stages "
+                     + ", ".join(
                          f"{k} {v:.1f}s" for k, v in st.get("stages_seconds", {}).items()))
         lines.append("  EM blocks: " + ", ".join(
             f"{k} {v:,}" for k, v in st.get("em_comparisons_by_rule", {}).items()))
@@ -320,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="baseline: assumed recall of the national-ID rule for the prior")
     ap.add_argument("--max-comparisons", type=int, default=None,
                     help="baseline: stop above this many comparisons (default 200M)")
+    ap.add_argument("--em-max-pairs", type=float, default=2e7,
+                    help="baseline: sample each EM block down to about this many pairs "
+                         "(0: EM on every blocked pair; default 2e7)")
     ap.add_argument("--memory-limit", default="4GB", help="our run's scratch DuckDB limit")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
@@ -332,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = bench(args.persons, args.profile, seed, work, skip_baseline=args.skip_baseline,
                    recall=args.recall, max_comparisons=args.max_comparisons,
-                   memory_limit=args.memory_limit, log=log)
+                   em_max_pairs=args.em_max_pairs or None, memory_limit=args.memory_limit,
+                   log=log)
     print(json.dumps(result, indent=2, default=str) if args.json else report(result))
     return 0
 

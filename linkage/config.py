@@ -313,6 +313,6 @@ def load_project(path: Path | str) -> ProjectConfig:
         model=(base / model) if model else None,
         country_code=country,
         thresholds=thresholds,
-        max_block_size=k.int("max_block_size", 500, 2),
+        max_block_size=k.int("max_block_size", 100, 2),
         sources=tuple(sources),
     )

@@ -117,6 +117,12 @@ def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:
 
 def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input"
                 ) -> Linker:
+    if isinstance(settings, dict):
+        # Blocking belongs to this version of the engine, not to the trained model: a
+        # model file trained with other keys still predicts with today's capped keys.
+        settings = dict(settings, blocking_rules_to_generate_predictions=[
+            block_on(f"bk_{k}").get_blocking_rule("duckdb").as_dict()
+            for k in BLOCKING_KEYS])
     db_api = DuckDBAPI(con)
     sdf = db_api.register(table, table_name=f"{table}_splink")
     return Linker(sdf, settings, log_level=logging.WARNING)

@@ -40,10 +40,21 @@ SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 # column ``bk_<name>`` whose over-large blocks are nulled (see linkage.blocking).
 BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
     "nid": ("national_id",),
+    # Tiers: when a coarse key's block is capped ("mamad|traur|1980"), the finer key
+    # below it still brings that record's true pairs within reach.
     "given_family_year": ("given_key", "family_key", "birth_year"),
+    "given_family_year_commune": ("given_key", "family_key", "birth_year", "commune"),
     "given_family_commune": ("given_key", "family_key", "commune"),
+    "given_family_village": ("given_key", "family_key", "village"),
+    # Given-name spellings the key does not unite (Fatim / Fatoumata, typos).
+    "phonetic_family_commune": ("given_phonetic", "family_key", "commune"),
+    "family_year_village": ("family_key", "birth_year", "village"),
     "given_father": ("given_key", "father_key"),
     "given_father_year": ("given_key", "father_key", "birth_year"),
+    "given_father_grandfather": ("given_key", "father_key", "grandfather_key"),
+    "given_father_village": ("given_key", "father_key", "village"),
+    "phonetic_father_commune": ("given_phonetic", "father_key", "commune"),
+    "father_year_village": ("father_key", "birth_year", "village"),
     "names_sorted_year": ("name_keys", "birth_year"),
     "names_sorted_commune": ("name_keys", "commune"),
     "given_year_village": ("given_key", "birth_year", "village"),
