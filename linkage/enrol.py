@@ -38,7 +38,7 @@ import pyarrow as pa
 from linkage import persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids import IdAllocator
-from linkage.register import Register, query
+from linkage.register import API_FILE, Register, query
 from linkage.resolver import Index
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,8 @@ class Enroller:
                     INSERT INTO records (uid, source, record_key, file, row_number, raw,
                                          record_hash, status, first_seen, updated_at,
                                          retired_at, {cols})
-                    SELECT uid, source, record_key, 'grpc', NULL, raw, record_hash, 'active',
-                           ?, ?, NULL, {cols} FROM stage_enrol""", [now, now])
+                    SELECT uid, source, record_key, ?, NULL, raw, record_hash, 'active',
+                           ?, ?, NULL, {cols} FROM stage_enrol""", [API_FILE, now, now])
             finally:
                 cur.unregister("stage_enrol")
         if updates:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
-from linkage.register import query
+from linkage.register import API_FILE, query
 from linkage.standardise import RejectError, make_standardiser
 
 
@@ -289,7 +289,9 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
             WHERE r.record_hash <> s.record_hash OR r.status <> 'active'""")[0]
         (report.retired,) = query(cur, """
             SELECT count(*) FROM records r WHERE r.source = ? AND r.status = 'active'
-              AND NOT EXISTS (SELECT 1 FROM stage_records s WHERE s.uid = r.uid)""", [src.name])[0]
+              AND r.file IS DISTINCT FROM ?
+              AND NOT EXISTS (SELECT 1 FROM stage_records s WHERE s.uid = r.uid)""",
+            [src.name, API_FILE])[0]
         report.unchanged = len(stage) - report.added - report.updated
 
         cols = ", ".join(std_cols)
@@ -310,9 +312,9 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
             WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.uid = s.uid)""", [src.name, now, now])
         cur.execute("""
             UPDATE records SET status = 'retired', retired_at = ?
-            WHERE source = ? AND status = 'active'
+            WHERE source = ? AND status = 'active' AND file IS DISTINCT FROM ?
               AND NOT EXISTS (SELECT 1 FROM stage_records s WHERE s.uid = records.uid)""",
-                    [now, src.name])
+                    [now, src.name, API_FILE])
     finally:
         cur.unregister("stage_records")
 

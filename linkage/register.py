@@ -42,6 +42,10 @@ from linkage.canonical import STANDARD_COLUMNS
 
 SCHEMA_VERSION = 1
 
+#: ``records.file`` of records enrolled through the API. A file extract of the same
+#: source never retires them: they did not come from its files.
+API_FILE = "grpc"
+
 _STD_COLS_SQL = ",\n    ".join(f"{c} {t}" for c, t in STANDARD_COLUMNS.items())
 
 SCHEMA = f"""

@@ -156,3 +156,19 @@ def test_missing_key_column_names_file_and_column(reg: Register, tmp_path: Path)
 def test_no_matching_file(reg: Register, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match=r"path: no file matches"):
         ingest(reg, source_yaml(tmp_path, "absent_*.csv"))
+
+
+def test_api_enrolled_records_survive_a_new_extract(reg: Register, tmp_path: Path) -> None:
+    from linkage.register import API_FILE
+
+    data = tmp_path / "r.csv"
+    data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n", encoding="utf-8")
+    y = source_yaml(tmp_path, "r.csv")
+    ingest(reg, y)
+    with reg.transaction() as cur:  # as linkage.enrol writes a record sent over the API
+        cur.execute("INSERT INTO records (uid, source, record_key, file, record_hash, status) "
+                    "VALUES ('roster:api-1', 'roster', 'api-1', ?, 'h', 'active')", [API_FILE])
+    data.write_text(HEADER + "2;Awa;Diarra;F;1990\n", encoding="utf-8")
+    report = ingest(reg, y)
+    assert report.retired == 1  # record 1 vanished from the file; the API record did not
+    assert records(reg)["api-1"][0] == "active"
