@@ -46,6 +46,7 @@ class BlockingReport:
     """Comparisons each blocking rule adds, and the records whose blocks were capped."""
 
     max_block_size: int
+    records: int
     comparisons_by_rule: dict[str, int]
     capped_records_by_rule: dict[str, int]
 
@@ -77,30 +78,34 @@ def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_s
                   table: str = "linkage_input") -> BlockingReport:
     """Load records (arrow) into ``table`` with capped blocking-key columns.
 
-    Returns the blocking report: exact comparison counts per rule after capping (each
-    rule counts only pairs no earlier rule generated, as Splink scores them).
+    Returns the blocking report with the records whose block was capped, per rule (the
+    comparison counts are filled in by :func:`count_comparisons`).
     """
     con.register("linkage_records_arrow", records)
     keys = ",\n".join(f"{_key_expr(cols)} AS bk_{name}" for name, cols in BLOCKING_KEYS.items())
     con.execute(f"CREATE OR REPLACE TEMP TABLE linkage_raw_keys AS "
                 f"SELECT *, {keys} FROM linkage_records_arrow")
     con.unregister("linkage_records_arrow")
-    capped = ",\n".join(
-        f"CASE WHEN count(*) OVER (PARTITION BY bk_{name}) <= {int(max_block_size)} "
-        f"THEN bk_{name} END AS bk_{name}"
-        for name in BLOCKING_KEYS)
-    base_cols = [c for c in records.column_names]
-    con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(base_cols)}, {capped} "
-                f"FROM linkage_raw_keys")
-    capped_counts = {}
-    # Count capped records per rule in one pass rather than a correlated subquery.
+    # Oversized keys are few: find them with one GROUP BY per key (much cheaper than a
+    # window over a million rows), then null them with an anti-join-like lookup.
+    capped_counts: dict[str, int] = {}
     for name in BLOCKING_KEYS:
-        capped_counts[name] = con.execute(f"""
-            SELECT coalesce(sum(n), 0) FROM (
-              SELECT count(*) AS n FROM linkage_raw_keys WHERE bk_{name} IS NOT NULL
-              GROUP BY bk_{name} HAVING count(*) > ?)""", [max_block_size]).fetchall()[0][0]
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE linkage_big_{name} AS
+            SELECT bk_{name} AS k, count(*) AS n FROM linkage_raw_keys
+            WHERE bk_{name} IS NOT NULL GROUP BY bk_{name} HAVING count(*) > ?""",
+                    [max_block_size])
+        ((n,),) = con.execute(f"SELECT coalesce(sum(n), 0) FROM linkage_big_{name}").fetchall()
+        capped_counts[name] = int(n)
+    capped = ",\n".join(
+        f"CASE WHEN bk_{name} IN (SELECT k FROM linkage_big_{name}) THEN NULL "
+        f"ELSE bk_{name} END AS bk_{name}" for name in BLOCKING_KEYS)
+    con.execute(f"CREATE OR REPLACE TABLE {table} AS "
+                f"SELECT {', '.join(records.column_names)}, {capped} FROM linkage_raw_keys")
+    for name in BLOCKING_KEYS:
+        con.execute(f"DROP TABLE linkage_big_{name}")
     con.execute("DROP TABLE linkage_raw_keys")
-    return BlockingReport(max_block_size, {}, {k: int(v) for k, v in capped_counts.items()})
+    return BlockingReport(max_block_size, records.num_rows, {}, capped_counts)
 
 
 def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:

@@ -273,6 +273,29 @@ class Model:
         return cls(version=data["version"], settings=data["splink_settings"],
                    metadata=data.get("metadata", {}))
 
+    def for_register(self, n_records: int) -> Model:
+        """This model with its prior rescaled to a register of ``n_records`` records.
+
+        The prior (probability that two random records match) is duplicates per record
+        divided by the number of pairs, so it falls as 1/n: a model trained on 100,000
+        records used unchanged on 1,000,000 would overrate every pair tenfold and chain
+        common names into giant clusters. The trained register size is in the metadata.
+
+        Example:
+            >>> m = Model("v", {"probability_two_random_records_match": 1e-5},
+            ...           {"records": 100_000})
+            >>> round(m.for_register(1_000_001).settings["probability_two_random_records_match"], 9)
+            1e-06
+        """
+        trained = self.metadata.get("records")
+        prior = self.settings.get("probability_two_random_records_match")
+        if not trained or not prior or n_records <= 1:
+            return self
+        scaled = min(0.5, prior * (trained - 1) / (n_records - 1))
+        return Model(self.version, dict(self.settings,
+                                        probability_two_random_records_match=scaled),
+                     self.metadata)
+
     def level_parameters(self) -> dict[str, list[dict[str, Any]]]:
         """m and u of each comparison level, by comparison name (null levels omitted)."""
         out: dict[str, list[dict[str, Any]]] = {}

@@ -134,7 +134,8 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 blocking = engine.prepare_input(scratch, records, project.max_block_size)
                 del records
                 model = load_or_train_model(cur, scratch, project, progress, retrain=retrain)
-                linker = engine.make_linker(scratch, model.settings)
+                linker = engine.make_linker(
+                    scratch, model.for_register(blocking.records).settings)
                 blocking = engine.count_comparisons(linker, blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
                 progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")

@@ -279,7 +279,8 @@ class Index:
     def from_arrow(cls, table: pa.Table, model: Model, *, max_block_size: int) -> Index:
         """Index an Arrow table of ``uid``, ``person_id`` and the standardised columns."""
         n = table.num_rows
-        index = cls(model, max_block_size, capacity=max(1024, int(n * 1.25)))
+        # The prior depends on the register's size (see Model.for_register).
+        index = cls(model.for_register(n), max_block_size, capacity=max(1024, int(n * 1.25)))
         index.n = n
         index.uids = table.column("uid").to_pylist()
         index.uid_index = {u: i for i, u in enumerate(index.uids)}
