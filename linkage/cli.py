@@ -7,6 +7,7 @@ traceback, and never personal data.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -35,7 +36,6 @@ def _load(project_path: Path) -> ProjectConfig:
 
 def _guard(fn):
     """Turn domain errors into one-line CLI errors."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -279,7 +278,3 @@ def last_summary(reg: Register) -> dict[str, Any] | None:
                       "ORDER BY finished_at DESC LIMIT 1")
     cur.close()
     return json.loads(rows[0][0]) if rows else None
-
-
-def default_project_path() -> Path:
-    return Path("project.yaml")
