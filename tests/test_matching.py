@@ -10,28 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import prepared_scratch
 
-from benchmarks.generate import generate
 from linkage import engine
-from linkage.config import load_project
 from linkage.model import BLOCKING_KEYS, SHIPPED_MODELS_DIR, Model
-from linkage.pipeline import active_records, ingest_all
-from linkage.register import Register
 from linkage.standardise import standardise
 
 MATCH = 0.8  # the default match threshold
 
 
 def _linker(tmp: Path, profile: str) -> Any:
-    generate(persons=600, profile=profile, seed=3, out=tmp)
-    project = load_project(tmp / "project.yaml")
-    reg = Register.open(project.register)
-    with reg.transaction() as cur:
-        ingest_all(cur, project, progress=lambda _: None)
-        records = active_records(cur)
-    reg.close()
-    con = engine.new_scratch("1GB")
-    engine.prepare_input(con, records, project.max_block_size)
+    con = prepared_scratch(tmp, persons=600, profile=profile, seed=3)
     return engine.make_linker(con, Model.load(SHIPPED_MODELS_DIR / f"{profile}.json").settings)
 
 

@@ -6,13 +6,10 @@ import copy
 from pathlib import Path
 
 import pytest
+from helpers import prepared_scratch
 
-from benchmarks.generate import generate
 from linkage import engine
-from linkage.config import load_project
 from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError, check_parameters
-from linkage.pipeline import active_records, ingest_all
-from linkage.register import Register
 
 
 def _level(model: Model, comparison: str, label: str) -> dict:
@@ -34,15 +31,7 @@ def test_shipped_models_are_plausible(profile: str) -> None:
 
 def test_training_on_a_generated_register_learns_persons_not_households(
         tmp_path: Path) -> None:
-    generate(persons=3000, profile="sahel", seed=5, out=tmp_path)
-    project = load_project(tmp_path / "project.yaml")
-    reg = Register.open(project.register)
-    with reg.transaction() as cur:
-        ingest_all(cur, project, progress=lambda _: None)
-        records = active_records(cur)
-    reg.close()
-    con = engine.new_scratch("1GB")
-    engine.prepare_input(con, records, project.max_block_size)
+    con = prepared_scratch(tmp_path, persons=3000, profile="sahel", seed=5)
     model = engine.train(con, max_pairs=2e5)
     con.close()
     check_parameters(model)  # raises on m <= u for given-name or date agreement
