@@ -27,7 +27,7 @@ from linkage import engine, persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
 from linkage.ingest import IngestReport, ingest_source
-from linkage.model import Model
+from linkage.model import SHIPPED_MODELS_DIR, Model
 from linkage.register import Register, query
 
 Progress = Callable[[str], None]
@@ -90,6 +90,11 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPy
         progress(f"model {model.version} from {path}")
     else:
         model = engine.train(scratch, progress=progress, prefix=project.name)
+        if path.resolve().is_relative_to(SHIPPED_MODELS_DIR.resolve()):
+            # Never overwrite a model shipped with the code: save beside the project.
+            path = project.path.parent / "models" / f"{model.version}.json"
+            progress(f"  the configured model is a shipped one; set `model: {path}` in "
+                     f"{project.path} to use the new one")
         model.save(path)
         for w in model.metadata.get("warnings", []):
             progress(f"  model warning: {w}")
