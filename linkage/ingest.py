@@ -167,17 +167,19 @@ def _clean(value: Any) -> str | None:
 
 
 def read_source(src: SourceConfig, path: Path, file_sha: str,
-                records: dict[str, list], rejects: list[dict], seen: dict[str, tuple[str, int]]
-                ) -> int:
+                records: dict[str, list], rejects: list[dict], seen: dict[str, tuple[str, int]],
+                progress: Callable[[str], None] | None = None) -> int:
     """Read one file of a source into column lists (``records``) and ``rejects``.
 
-    Returns the number of rows read.
+    Returns the number of rows read. ``progress`` hears a line every 200,000 rows.
     """
     rows = 0
     mapping = src.columns
     standardisers: dict = {}  # one per age reference date: set up once, not per row
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
         rows += 1
+        if progress is not None and rows % 200_000 == 0:
+            progress(f"  {src.name}: {rows:,} rows read from {path.name}")
         if values is None:
             rejects.append(dict(source=src.name, file=str(path), file_sha256=file_sha,
                                 row_number=row_number, record_key=None, raw=raw_text,
@@ -245,7 +247,8 @@ def _records_table(records: dict[str, list]) -> pa.Table:
 
 
 def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: bool = False,
-                  now: dt.datetime | None = None) -> IngestReport:
+                  now: dt.datetime | None = None,
+                  progress: Callable[[str], None] | None = None) -> IngestReport:
     """Ingest one source as a full extract, inside the caller's transaction.
 
     Args:
@@ -253,6 +256,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         src: the source configuration.
         force: re-read even when the files are unchanged.
         now: timestamp to record (defaults to the current UTC time).
+        progress: hears a line every 200,000 rows read (long extracts).
     """
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     report = IngestReport(src.name)
@@ -274,7 +278,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     seen: dict[str, tuple[str, int]] = {}
     rows_by_file = {}
     for path, sha in hashes.items():
-        rows_by_file[path] = read_source(src, path, sha, records, rejects, seen)
+        rows_by_file[path] = read_source(src, path, sha, records, rejects, seen, progress)
     report.rows = sum(rows_by_file.values())
 
     stage = _records_table(records)

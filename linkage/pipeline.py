@@ -67,7 +67,7 @@ def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force:
     reports = []
     for src in project.sources:
         progress(f"ingest {src.name} ({src.format}, {len(src.paths)} file(s))")
-        report = ingest_source(cur, src, force=force)
+        report = ingest_source(cur, src, force=force, progress=progress)
         progress("  " + report.line())
         reports.append(report)
     return reports
