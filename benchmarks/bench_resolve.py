@@ -121,6 +121,15 @@ def build(directory: Path, records: int, seed: int = 1) -> Any:
 
 def query_details(project: Any, n: int, seed: int = 7) -> list[Any]:
     """PersonDetails for ``n`` rows sampled from the project's source files."""
+    return [p for _, p in sample_records(project, n, seed)]
+
+
+def sample_records(project: Any, n: int, seed: int = 7, rate: float | None = None
+                   ) -> list[tuple[str, Any]]:
+    """(record uid, PersonDetails) of ``n`` rows sampled from the project's source files.
+
+    ``rate`` is the share of rows read (default: enough for ``n`` out of a 1M register).
+    """
     from linkage.ingest import READERS
     from linkage.service.v1 import linkage_pb2 as pb
     from linkage.standardise import parse_birth_date, parse_sex
@@ -133,7 +142,7 @@ def query_details(project: Any, n: int, seed: int = 7) -> list[Any]:
     for src in project.sources:
         for path in src.paths:
             for _, values, _, _ in READERS[src.format](src, path):
-                if values is None or rng.random() > 3 * n / 1_000_000 + 0.02:
+                if values is None or rng.random() > (rate or 3 * n / 1_000_000 + 0.02):
                     continue
                 raw = {f: (values.get(c) or "").strip() for f, c in src.columns.items()}
                 p = pb.PersonDetails()
@@ -168,7 +177,7 @@ def query_details(project: Any, n: int, seed: int = 7) -> list[Any]:
                 p.mother_name = raw.get("mother_name", "")
                 if any((p.name.given_name, p.name.surname, p.name.full_name,
                         p.name.father_name)):
-                    out.append(p)
+                    out.append((f"{src.name}:{(values.get(src.record_key) or '').strip()}", p))
     rng.shuffle(out)
     return out[:n]
 

@@ -6,9 +6,11 @@ records off a queue in groups, and for each group, inside one register transacti
 
 * upserts the record into ``records`` (idempotent by ``(source, record key)``: the same
   content again is ``unchanged``; new content is ``updated`` and keeps its person);
-* resolves a new record against the in-memory index; the best person is joined when
-  its match probability reaches ``thresholds.match``, else a new person ID is issued
-  from the register's allocator (``meta.id_next_seq`` kept in step);
+* links the group's new records against the in-memory index in one vectorised pass
+  (each record against the live records and the group's earlier records, as if they
+  came one by one); in order, a record joins its best candidate's person when the
+  match probability reaches ``thresholds.match``, else a new person ID is issued from
+  the register's allocator (``meta.id_next_seq`` kept in step);
 * writes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``), and commits once for the group.
 
@@ -29,7 +31,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -39,7 +41,7 @@ from linkage import persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids import IdAllocator
 from linkage.register import API_FILE, Register, query
-from linkage.resolver import Index
+from linkage.resolver import Index, probability
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,21 @@ class EnrolResult:
     person_id: str | None
     outcome: str
     match_probability: float = 0.0
+
+
+@dataclass
+class _Txn:
+    """What one enrolment transaction has done so far."""
+
+    existing: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (hash, status)
+    assigned: dict[str, str] = field(default_factory=dict)  # uid -> person ID
+    inserts: list[EnrolItem] = field(default_factory=list)
+    updates: list[EnrolItem] = field(default_factory=list)
+    pr_rows: list[tuple[str, str]] = field(default_factory=list)
+    new_persons: list[tuple[str, int]] = field(default_factory=list)
+    events: list[tuple[str, str, str | None, str | None, str]] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # uids put in the index
+    results: list[EnrolResult] = field(default_factory=list)
 
 
 _STOP = object()
@@ -185,70 +202,106 @@ class Enroller:
     def _apply(self, items: list[EnrolItem]) -> list[EnrolResult]:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         cur = self.register.cursor()
-        added: list[str] = []
-        seq_before, issued_new, alloc_before = self.next_seq, [], self._allocator
+        seq_before, alloc_before = self.next_seq, self._allocator
+        txn = _Txn()
         cur.execute("BEGIN TRANSACTION")
         try:
             uids = list(dict.fromkeys(it.uid for it in items))
-            existing = {u: (h, s) for u, h, s in query(
+            txn.existing = {u: (h, s) for u, h, s in query(
                 cur, "SELECT uid, record_hash, status FROM records "
                      "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids])}
-            assigned = dict(query(cur, "SELECT uid, person_id FROM person_records "
-                                       "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids]))
+            txn.assigned = dict(query(cur, "SELECT uid, person_id FROM person_records "
+                                           "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids]))
             for name in {it.source for it in items} - self.known_sources:
                 kind, programme = self.config_sources[name]
                 cur.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?, NULL)",
                             [name, kind, programme])
-            inserts: list[EnrolItem] = []
-            updates: list[EnrolItem] = []
-            pr_rows: list[tuple[str, str]] = []
-            new_persons: list[tuple[str, int]] = []
-            events: list[tuple[str, str, str | None, str | None, str]] = []
-            results = []
+            # A uid seen twice in a group: the second waits for the first to be linked.
+            segment: list[EnrolItem] = []
+            seen: set[str] = set()
             for it in items:
-                uid = it.uid
-                prev, pid = existing.get(uid), assigned.get(uid)
-                h = it.record_hash
-                if prev is not None and pid is not None and prev == (h, "active"):
-                    results.append(EnrolResult(uid, pid, UNCHANGED, 1.0))
-                    continue
-                (updates if prev is not None else inserts).append(it)
-                existing[uid] = (h, "active")
-                if prev is not None and pid is not None:
-                    self.index.add(uid, pid, it.row)
-                    added.append(uid)
-                    results.append(EnrolResult(uid, pid, UPDATED, 1.0))
-                    continue
-                res = self.index.resolve(it.row, max_candidates=1, exclude=uid, evidence=False)
-                best = res.candidates[0] if res.candidates else None
-                if best is not None and best.match_probability >= self.match_threshold:
-                    pid, outcome, prob = best.person_id, LINKED, best.match_probability
-                else:
-                    pid, seq = self._allocate(cur)
-                    issued_new.append(pid)
-                    new_persons.append((pid, seq))
-                    events.append(("created", pid, None, None, "enrolled"))
-                    outcome, prob = CREATED, best.match_probability if best else 0.0
-                events.append(("record_added", pid, uid, None, "enrolled"))
-                pr_rows.append((uid, pid))
-                assigned[uid] = pid
-                self.index.add(uid, pid, it.row)
-                added.append(uid)
-                results.append(EnrolResult(uid, pid, outcome, prob))
-            self._write(cur, inserts, updates, pr_rows, new_persons, events, now)
+                if it.uid in seen:
+                    self._link(cur, segment, txn)
+                    segment, seen = [], set()
+                segment.append(it)
+                seen.add(it.uid)
+            self._link(cur, segment, txn)
+            self._write(cur, txn, now)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
-            for uid in added:
+            for uid in txn.added:
                 self.index.remove(uid)
             self.next_seq = seq_before
             self._allocator = alloc_before
-            self.issued.difference_update(issued_new)
+            self.issued.difference_update(p for p, _ in txn.new_persons)
             raise
         finally:
             cur.close()
         self.known_sources |= {it.source for it in items}
-        return results
+        return txn.results
+
+    def _link(self, cur: Any, items: list[EnrolItem], txn: _Txn) -> None:
+        """Store and link records of distinct uids: all new ones scored in one pass."""
+        index = self.index
+        new: list[tuple[int, EnrolItem]] = []  # (index row, item)
+        new_keys: list[list[tuple[str, str]]] = []
+        slots: list[EnrolResult | int] = []  # a result, or the position in ``new``
+        for it in items:
+            uid = it.uid
+            prev, pid = txn.existing.get(uid), txn.assigned.get(uid)
+            h = it.record_hash
+            if prev is not None and pid is not None and prev == (h, "active"):
+                slots.append(EnrolResult(uid, pid, UNCHANGED, 1.0))
+                continue
+            (txn.updates if prev is not None else txn.inserts).append(it)
+            txn.existing[uid] = (h, "active")
+            keys = index.block_keys(it.row)
+            txn.added.append(uid)
+            if prev is not None and pid is not None:  # new content, same person
+                index.add(uid, pid, it.row, keys)
+                slots.append(EnrolResult(uid, pid, UPDATED, 1.0))
+                continue
+            slots.append(len(new))
+            new.append((index.add(uid, None, it.row, keys, pending=True), it))
+            new_keys.append(keys)
+        if new:
+            decided = self._decide(cur, new, new_keys, txn)
+            slots = [decided[s] if isinstance(s, int) else s for s in slots]
+        txn.results.extend(slots)  # type: ignore[arg-type]
+
+    def _decide(self, cur: Any, new: list[tuple[int, EnrolItem]],
+                keys: list[list[tuple[str, str]]], txn: _Txn) -> list[EnrolResult]:
+        """Each new record joins its best candidate's person at the match threshold,
+        else gets a new person ID; in order, so a record can join an earlier one."""
+        index = self.index
+        rows = [at for at, _ in new]
+        bounds, cand, weights = index.link_group(rows, keys)
+        out = []
+        for k, (at, it) in enumerate(new):
+            lo, hi = bounds[k], bounds[k + 1]
+            prob, pid = 0.0, None
+            if hi > lo:
+                w = weights[lo:hi]
+                persons = index.person[cand[lo:hi]]
+                top = Index.top1(w, persons)
+                if top is not None:  # None only for NaN weights, which link_group removes
+                    prob = probability(float(w[top]))
+                    pid = index.persons.values[persons[top]]
+            if pid is not None and prob >= self.match_threshold:
+                outcome = LINKED
+            else:
+                pid, seq = self._allocate(cur)
+                txn.new_persons.append((pid, seq))
+                txn.events.append(("created", pid, None, None, "enrolled"))
+                outcome = CREATED
+            txn.events.append(("record_added", pid, it.uid, None, "enrolled"))
+            txn.pr_rows.append((it.uid, pid))
+            txn.assigned[it.uid] = pid
+            index.assign(at, pid)
+            out.append(EnrolResult(it.uid, pid, outcome, prob))
+        index.publish(rows)
+        return out
 
     def _allocate(self, cur: Any) -> tuple[str, int]:
         if self._allocator is None:
@@ -258,10 +311,9 @@ class Enroller:
         self.next_seq = nxt
         return pid, nxt - 1
 
-    def _write(self, cur: Any, inserts: list[EnrolItem], updates: list[EnrolItem],
-               pr_rows: list[tuple[str, str]], new_persons: list[tuple[str, int]],
-               events: list[tuple[str, str, str | None, str | None, str]],
-               now: dt.datetime) -> None:
+    def _write(self, cur: Any, txn: _Txn, now: dt.datetime) -> None:
+        inserts, updates, pr_rows = txn.inserts, txn.updates, txn.pr_rows
+        new_persons, events = txn.new_persons, txn.events
         std = list(STANDARD_COLUMNS)
         if inserts:
             data: dict[str, list[Any]] = {

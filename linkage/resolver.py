@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -205,10 +206,95 @@ def _key(row: Mapping[str, Any], cols: Sequence[str]) -> str | None:
     return "|".join(parts)
 
 
-@dataclass
-class _Query:
-    row: dict[str, Any]
-    codes: dict[str, int] = field(default_factory=dict)
+class _Pairs:
+    """The pairs scored in one pass: right sides are index rows, left sides a query or rows.
+
+    A left side is either one query record, whose codes are Python ints that numpy
+    broadcasts (a value the register has never seen has the code ``_ABSENT`` and its
+    text comes from ``row``), or index rows ``li``: that is how a group of enrolled
+    records is scored against its candidates at once. Each column is gathered once.
+    """
+
+    __slots__ = ("_l", "_r", "freq", "index", "lcodes", "li", "lk", "ri", "row")
+
+    def __init__(self, index: Index, ri: np.ndarray, *, li: np.ndarray | None = None,
+                 row: Mapping[str, Any] | None = None, lcodes: dict[str, int] | None = None,
+                 freq: _GroupFrequencies | None = None, lk: np.ndarray | None = None):
+        self.index, self.ri, self.li, self.row, self.lcodes = index, ri, li, row, lcodes
+        self.freq, self.lk = freq, lk  # lk: each pair's left record's place in its group
+        self._l: dict[str, np.ndarray] = {}
+        self._r: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.ri)
+
+    @property
+    def single(self) -> bool:
+        """True when the left side is one query record."""
+        return self.li is None
+
+    def sub(self, sel: np.ndarray) -> _Pairs:
+        return _Pairs(self.index, self.ri[sel], li=None if self.li is None else self.li[sel],
+                      row=self.row, lcodes=self.lcodes, freq=self.freq,
+                      lk=None if self.lk is None else self.lk[sel])
+
+    def tf(self, col: str, codes: Any, at: np.ndarray) -> Any:
+        """Term frequencies of ``codes``, the values of ``col`` in the pairs ``at``."""
+        if self.freq is None:
+            return self.index.tf_of(col, codes)
+        assert self.lk is not None
+        return self.freq.tf(col, codes, self.lk[at])
+
+    def left(self, col: str) -> Any:
+        """The left side's codes of ``col``: an int (one query) or an array."""
+        if self.li is None:
+            assert self.lcodes is not None
+            return self.lcodes[col]
+        v = self._l.get(col)
+        if v is None:
+            v = self._l[col] = self.index.column(col)[self.li]
+        return v
+
+    def right(self, col: str) -> np.ndarray:
+        v = self._r.get(col)
+        if v is None:
+            v = self._r[col] = self.index.column(col)[self.ri]
+        return v
+
+    def left_value(self, col: str, code: int) -> str:
+        if code == _ABSENT:
+            assert self.row is not None
+            return self.row[col]
+        return self.index.vocab[col].values[code]
+
+
+class _GroupFrequencies:
+    """Term frequencies as each record of a pending group saw them when it was added.
+
+    The index counts every record of the group; the k-th record saw the counts less
+    the group's records from the k-th on (itself included: a query is not counted).
+    """
+
+    def __init__(self, index: Index, rows: np.ndarray):
+        self.index = index
+        self.size = g = len(rows)
+        self.keys: dict[str, np.ndarray] = {}  # sorted value * size + place
+        self.nonnull_from: dict[str, np.ndarray] = {}  # [k]: non-NULL values from k on
+        for col in index.tf_columns:
+            v = index.cols[col][rows].astype(np.int64)
+            nn = v >= 0
+            self.keys[col] = np.sort(v[nn] * g + np.flatnonzero(nn))
+            self.nonnull_from[col] = np.append(np.cumsum(nn[::-1])[::-1], 0)
+
+    def tf(self, col: str, codes: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        g, keys = self.size, self.keys[col]
+        v = np.maximum(codes, 0).astype(np.int64)
+        later = np.searchsorted(keys, v * g + g) - np.searchsorted(keys, v * g + ks)
+        count = self.index.tf_counts[col][v] - later
+        total = self.index.tf_totals[col] - self.nonnull_from[col][ks]
+        tf = np.where(codes >= 0, count / np.maximum(total, 1), np.nan)
+        tf[tf <= 0] = np.nan
+        return tf
 
 
 class Index:
@@ -246,23 +332,7 @@ class Index:
                                for comp in self.comparisons]
         self._tf_levels = [[i for i, lvl in enumerate(comp.levels) if lvl.tf_column]
                            for comp in self.comparisons]
-        nul = _NULL
-
-        def key_null(col: str) -> Callable[[_Query], bool]:
-            return lambda q: q.codes[col] == nul
-
-        # When the query's side of a null level is NULL, that level holds for all.
-        self._query_null: dict[str, Callable[[_Query], bool]] = {
-            "given_name": key_null("given_key"), "family_name": key_null("family_key"),
-            "father_name": key_null("father_key"),
-            "grandfather_name": key_null("grandfather_key"),
-            "birth_date": key_null("birth_year"), "sex": key_null("sex"),
-            "national_id": key_null("national_id"), "phone": key_null("phone"),
-            "location": lambda q: q.codes["village"] == nul and q.codes["commune"] == nul,
-            "household": lambda q: (q.codes["phone"] == nul and q.codes["village"] == nul
-                                    and q.codes["commune"] == nul),
-            "mother_name": key_null("mother_key"),
-        }
+        self._pending: set[int] = set()  # enrolled rows not yet given a person
 
     # ------------------------------------------------------------------ building
 
@@ -317,8 +387,10 @@ class Index:
             keyed = keyed.append_column("idx", pa.array(np.arange(table.num_rows, dtype=np.int64)))
             con.register("idx_input", keyed)
             for name, cols in BLOCKING_KEYS.items():
-                rows = _arrow(con, f"SELECT bk, list(idx) FROM (SELECT {_key_expr(cols)} AS bk, "
-                                   "idx FROM idx_input) WHERE bk IS NOT NULL GROUP BY bk")
+                # Ascending lists: link_group finds a row's place in a block by bisection.
+                rows = _arrow(con, f"SELECT bk, list(idx ORDER BY idx) FROM (SELECT "
+                                   f"{_key_expr(cols)} AS bk, idx FROM idx_input) "
+                                   "WHERE bk IS NOT NULL GROUP BY bk")
                 self.blocks[name] = dict(zip(rows.column(0).to_pylist(),
                                              rows.column(1).to_pylist(), strict=True))
         finally:
@@ -337,8 +409,29 @@ class Index:
         self.person = _grow(self.person, new, _NULL)
         self.alive = _grow(self.alive, new, False)
 
-    def add(self, uid: str, person_id: str, row: Mapping[str, Any]) -> int:
-        """Add (or replace) a record: it is searchable at once. Returns its index."""
+    @staticmethod
+    def block_keys(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(blocking key name, key) of a standardised row, NULL keys left out."""
+        out = []
+        for name, cols in BLOCKING_KEYS.items():
+            k = _key(row, cols)
+            if k is not None:
+                out.append((name, k))
+        return out
+
+    def add(self, uid: str, person_id: str | None, row: Mapping[str, Any],
+            keys: list[tuple[str, str]] | None = None, *, pending: bool = False) -> int:
+        """Add (or replace) a record: it is searchable at once. Returns its index row.
+
+        Args:
+            uid: the record's uid; a live row of the same uid is retired.
+            person_id: its person (``None`` with ``pending``).
+            row: its standardised columns.
+            keys: its :meth:`block_keys`, when the caller has them already.
+            pending: add it unsearchable and without a person, to be linked by
+                :meth:`link_group`, given a person by :meth:`assign` and made searchable
+                by :meth:`publish`.
+        """
         with self._lock:
             old = self.uid_index.get(uid)
             if old is not None:
@@ -359,19 +452,38 @@ class Index:
                 self.cols[c][i] = _NULL if v is None else int(v)
             p = row.get("birth_precision")
             self.prec[i] = _NULL if p is None else _PRECISION.get(p, 9)
-            self.person[i] = self.persons.code(person_id, add=True)
-            self.alive[i] = True
+            if pending:
+                self.person[i] = _NULL
+                self._pending.add(i)
+            else:
+                assert person_id is not None
+                self.person[i] = self.persons.code(person_id, add=True)
+                self.alive[i] = True
             self.uids.append(uid)
             self.uid_index[uid] = i
             self.n = i + 1
-            for name, cols in BLOCKING_KEYS.items():
-                k = _key(row, cols)
-                if k is not None:
-                    self.blocks[name].setdefault(k, []).append(i)
+            blocks = self.blocks
+            for name, k in (self.block_keys(row) if keys is None else keys):
+                blocks[name].setdefault(k, []).append(i)  # i is the largest: stays ascending
             return i
 
+    def assign(self, i: int, person_id: str) -> None:
+        """Give pending row ``i`` its person (it stays unsearchable until :meth:`publish`)."""
+        self.person[i] = self.persons.code(person_id, add=True)
+
+    def publish(self, rows: Sequence[int]) -> None:
+        """Make pending rows searchable."""
+        with self._lock:
+            for i in rows:
+                if i in self._pending:
+                    self._pending.discard(i)
+                    self.alive[i] = True
+
     def _kill(self, i: int) -> None:
+        if not (self.alive[i] or i in self._pending):
+            return
         self.alive[i] = False
+        self._pending.discard(i)
         for c in self.tf_counts:
             code = self.cols[c][i]
             if code >= 0:
@@ -382,7 +494,7 @@ class Index:
         """Make a record unsearchable (it stays in the arrays, marked dead)."""
         with self._lock:
             i = self.uid_index.pop(uid, None)
-            if i is not None and self.alive[i]:
+            if i is not None:
                 self._kill(i)
 
     def person_of(self, uid: str) -> str | None:
@@ -393,26 +505,27 @@ class Index:
 
     # ------------------------------------------------------------------ scoring
 
-    def _encode(self, row: Mapping[str, Any]) -> _Query:
-        q = _Query(dict(row))
-        for c in STR_COLUMNS:
-            q.codes[c] = self.vocab[c].code(row.get(c))
+    def _encode(self, row: Mapping[str, Any]) -> dict[str, int]:
+        codes = {c: self.vocab[c].code(row.get(c)) for c in STR_COLUMNS}
         for c in INT_COLUMNS:
             v = row.get(c)
-            q.codes[c] = _NULL if v is None else int(v)
+            codes[c] = _NULL if v is None else int(v)
         p = row.get("birth_precision")
-        q.codes["prec"] = _NULL if p is None else _PRECISION.get(p, 9)
-        return q
+        codes["prec"] = _NULL if p is None else _PRECISION.get(p, 9)
+        return codes
 
-    def candidates(self, row: Mapping[str, Any], exclude: str | None = None) -> np.ndarray:
+    def column(self, col: str) -> np.ndarray:
+        """The code array of a column (``prec``: the birth-date precision rank)."""
+        return self.prec if col == "prec" else self.cols[col]
+
+    def candidates(self, row: Mapping[str, Any], exclude: str | None = None,
+                   keys: list[tuple[str, str]] | None = None) -> np.ndarray:
         """Indices of live records sharing at least one (uncapped) block with ``row``."""
         parts = []
-        for name, cols in BLOCKING_KEYS.items():
-            k = _key(row, cols)
-            if k is None:
-                continue
-            block = self.blocks[name].get(k)
-            if block and len(block) <= self.max_block_size:
+        blocks, cap = self.blocks, self.max_block_size
+        for name, k in (self.block_keys(row) if keys is None else keys):
+            block = blocks[name].get(k)
+            if block and len(block) <= cap:
                 parts.append(block)
         if not parts:
             return np.empty(0, np.int64)
@@ -425,207 +538,211 @@ class Index:
             idx = idx[idx != self.uid_index[exclude]]
         return idx
 
-    def _eq(self, col: str, q: _Query, c: np.ndarray) -> np.ndarray:
-        code = q.codes[col]
-        if code == _NULL:
-            return np.zeros(len(c), bool)
-        return self.cols[col][c] == code
+    def _by_value(self, pairs: _Pairs, lcol: str, rcol: str,
+                  fn: Callable[[str, str], bool]) -> np.ndarray:
+        """fn(left value, right value) per pair, computed once per distinct pair of values.
 
-    def _null(self, col: str, q: _Query, c: np.ndarray) -> np.ndarray:
-        if q.codes[col] == _NULL:
-            return np.ones(len(c), bool)
-        return self.cols[col][c] == _NULL
+        A NULL on either side is not true (SQL three-valued logic).
+        """
+        lc, r = pairs.left(lcol), pairs.right(rcol)
+        rvals = self.vocab[rcol].values
+        if pairs.single:
+            if lc == _NULL:
+                return np.zeros(len(r), bool)
+            a = pairs.left_value(lcol, lc)
+            if len(r) > 64:  # many candidates: once per distinct value
+                uniq, inv = np.unique(r, return_inverse=True)
+                ok = np.fromiter((u >= 0 and fn(a, rvals[u]) for u in uniq.tolist()), bool,
+                                 len(uniq))
+                return ok[inv]
+            memo: dict[int, bool] = {}
+            out = []
+            for code in r.tolist():
+                hit = memo.get(code)
+                if hit is None:
+                    hit = memo[code] = code >= 0 and fn(a, rvals[code])
+                out.append(hit)
+            return np.array(out, bool)
+        lvals = self.vocab[lcol].values
+        res = np.zeros(len(r), bool)
+        at = np.flatnonzero((lc >= 0) & (r >= 0))
+        if len(at) == 0:
+            return res
+        stride = len(rvals) + 1
+        uniq, inv = np.unique(lc[at].astype(np.int64) * stride + r[at], return_inverse=True)
+        ok = np.fromiter((fn(lvals[k // stride], rvals[k % stride]) for k in uniq.tolist()),
+                         bool, len(uniq))
+        res[at] = ok[inv]
+        return res
 
-    def _by_value(self, col: str, c: np.ndarray, fn: Callable[[str], bool]) -> np.ndarray:
-        """fn(candidate value) for each candidate, computed once per distinct value."""
-        values = self.vocab[col].values
-        if len(c) > 64:  # many candidates: once per distinct value
-            uniq, inv = np.unique(self.cols[col][c], return_inverse=True)
-            ok = np.fromiter((u >= 0 and fn(values[u]) for u in uniq.tolist()), bool, len(uniq))
-            return ok[inv]
-        memo: dict[int, bool] = {}
-        out = []
-        for code in self.cols[col][c].tolist():
-            hit = memo.get(code)
-            if hit is None:
-                hit = memo[code] = code >= 0 and fn(values[code])
-            out.append(hit)
-        return np.array(out, bool)
+    def _conditions(self) -> dict[str, list[Callable[[_Pairs], np.ndarray]]]:
+        """Per comparison, one condition per level (in model order, ELSE omitted).
 
-    def _jw(self, col: str, q: _Query, c: np.ndarray) -> np.ndarray:
-        a = q.row.get(col)
-        if a is None:
-            return np.zeros(len(c), bool)
-        return self._by_value(col, c, lambda b: _jw(a, b) >= 0.9)
+        Each mirrors a level's SQL of :func:`linkage.model.build_settings`, the left side
+        as ``_l`` and the candidate as ``_r``; a condition on a NULL is not true.
+        """
+        by_value = self._by_value
+        Cond = Callable[[_Pairs], np.ndarray]
 
-    def _conditions(self) -> dict[str, list[Callable[[_Query, np.ndarray], np.ndarray]]]:
-        """Per comparison, one condition per level (in model order, ELSE omitted)."""
-        eq, null, jw = self._eq, self._null, self._jw
-
-        def name(std: str, key: str) -> list[Callable[[_Query, np.ndarray], np.ndarray]]:
-            return [lambda q, c: null(key, q, c),
-                    lambda q, c: eq(std, q, c),
-                    lambda q, c: eq(key, q, c),
-                    lambda q, c: jw(std, q, c),
-                    among(key)]
-
-        def among(key: str) -> Callable[[_Query, np.ndarray], np.ndarray]:
-            # linkage.model._among_other_tokens: this key is one of the other's name tokens
-            def cond(q: _Query, c: np.ndarray) -> np.ndarray:
-                k, nk = q.row.get(key), q.row.get("name_keys")
-                out = np.zeros(len(c), bool)
-                if k is not None:
-                    out |= self._by_value("name_keys", c, lambda v: _has_token(v, k))
-                if nk is not None:
-                    out |= self._by_value(key, c, lambda v: _has_token(nk, v))
-                return out
-
+        def eq(col: str) -> Cond:
+            def cond(pp: _Pairs) -> np.ndarray:
+                lv = pp.left(col)
+                return (lv != _NULL) & (pp.right(col) == lv)
             return cond
 
-        def year(q: _Query, c: np.ndarray) -> tuple[np.ndarray, int]:
-            return self.cols["birth_year"][c], q.codes["birth_year"]
+        def int_eq(lcol: str, rcol: str) -> Cond:  # left lcol = right rcol
+            def cond(pp: _Pairs) -> np.ndarray:
+                lv = pp.left(lcol)
+                return (lv != _NULL) & (pp.right(rcol) == lv)
+            return cond
 
-        def both_day(q: _Query, c: np.ndarray) -> np.ndarray:
-            if q.codes["prec"] != _DAY:
-                return np.zeros(len(c), bool)
-            return self.prec[c] == _DAY
+        def null(col: str) -> Cond:
+            return lambda pp: (pp.left(col) == _NULL) | (pp.right(col) == _NULL)
 
-        def imprecise(q: _Query, c: np.ndarray) -> np.ndarray:
+        def jw(col: str) -> Cond:
+            return lambda pp: by_value(pp, col, col, lambda a, b: _jw(a, b) >= 0.9)
+
+        def among(key: str) -> Cond:
+            # linkage.model._among_other_tokens: one side's key is a name token of the other
+            return lambda pp: (by_value(pp, key, "name_keys", lambda a, b: _has_token(b, a))
+                               | by_value(pp, "name_keys", key, lambda a, b: _has_token(a, b)))
+
+        def name(std: str, key: str, similar: str | None = None) -> list[Cond]:
+            return [null(key), eq(std), eq(key), jw(similar or std), among(key)]
+
+        def both_day(pp: _Pairs) -> np.ndarray:
+            return (pp.left("prec") == _DAY) & (pp.right("prec") == _DAY)
+
+        def imprecise(pp: _Pairs) -> np.ndarray:
             # (precision_l <> 'day' OR precision_r <> 'day'): a NULL side is not true.
-            p = self.prec[c]
-            mine = q.codes["prec"] not in (_NULL, _DAY)
-            return np.full(len(c), True) if mine else (p != _NULL) & (p != _DAY)
+            lp, rp = pp.left("prec"), pp.right("prec")
+            return ((lp != _NULL) & (lp != _DAY)) | ((rp != _NULL) & (rp != _DAY))
 
-        def int_eq(col: str, qv: int, c: np.ndarray) -> np.ndarray:
-            if qv == _NULL:
-                return np.zeros(len(c), bool)
-            return self.cols[col][c] == qv
+        def year_gap(pp: _Pairs) -> tuple[Any, np.ndarray]:
+            ly, ry = pp.left("birth_year"), pp.right("birth_year")
+            return (ly != _NULL) & (ry != _NULL), np.abs(ry - ly)
 
-        def year_diff(q: _Query, c: np.ndarray, d: int) -> np.ndarray:
-            y, qy = year(q, c)
-            if qy == _NULL:
-                return np.zeros(len(c), bool)
-            return (y != _NULL) & (np.abs(y - qy) == d)
+        def year_diff(d: int) -> Cond:
+            def cond(pp: _Pairs) -> np.ndarray:
+                known, gap = year_gap(pp)
+                return known & (gap == d)
+            return cond
 
-        def year_within(q: _Query, c: np.ndarray, d: int) -> np.ndarray:
-            y, qy = year(q, c)
-            if qy == _NULL:
-                return np.zeros(len(c), bool)
-            return (y != _NULL) & (np.abs(y - qy) <= d)
+        def year_within(d: int) -> Cond:
+            def cond(pp: _Pairs) -> np.ndarray:
+                known, gap = year_gap(pp)
+                return known & (gap <= d)
+            return cond
 
-        birth = [
-            lambda q, c: (self.cols["birth_year"][c] == _NULL) | (q.codes["birth_year"] == _NULL),
-            lambda q, c: both_day(q, c) & eq("birth_date", q, c),
-            lambda q, c: (both_day(q, c) & int_eq("birth_year", q.codes["birth_year"], c)
-                          & int_eq("birth_day", q.codes["birth_month"], c)
-                          & int_eq("birth_month", q.codes["birth_day"], c)),
-            lambda q, c: imprecise(q, c) & year_diff(q, c, 0),
-            lambda q, c: imprecise(q, c) & year_diff(q, c, 1),
-            lambda q, c: imprecise(q, c) & year_diff(q, c, 2),
-            lambda q, c: both_day(q, c) & int_eq("birth_year", q.codes["birth_year"], c),
-            lambda q, c: year_within(q, c, 5),
+        def all_of(*conds: Cond) -> Cond:
+            def cond(pp: _Pairs) -> np.ndarray:
+                out = conds[0](pp)
+                for c in conds[1:]:
+                    out = out & c(pp)
+                return out
+            return cond
+
+        def any_of(*conds: Cond) -> Cond:
+            def cond(pp: _Pairs) -> np.ndarray:
+                out = conds[0](pp)
+                for c in conds[1:]:
+                    out = out | c(pp)
+                return out
+            return cond
+
+        same_year = int_eq("birth_year", "birth_year")
+        swapped = all_of(same_year, int_eq("birth_month", "birth_day"),
+                         int_eq("birth_day", "birth_month"))  # day and month swapped
+        birth: list[Cond] = [
+            null("birth_year"),
+            all_of(both_day, eq("birth_date")),
+            all_of(both_day, swapped),
+            *[all_of(imprecise, year_diff(d)) for d in (0, 1, 2)],
+            all_of(both_day, same_year),
+            year_within(5),
         ]
 
-        def exact(col: str) -> list[Callable[[_Query, np.ndarray], np.ndarray]]:
-            return [lambda q, c: null(col, q, c), lambda q, c: eq(col, q, c)]
+        def exact(col: str) -> list[Cond]:
+            return [null(col), eq(col)]
 
-        def nid_typo(q: _Query, c: np.ndarray) -> np.ndarray:
-            a = q.row.get("national_id")
-            if a is None:
-                return np.zeros(len(c), bool)
-            return self._by_value("national_id", c, lambda b: _dl1(a, b))
-
-        location = [
-            lambda q, c: null("village", q, c) & null("commune", q, c),
-            lambda q, c: eq("village", q, c),
-            lambda q, c: eq("commune", q, c),
-            lambda q, c: eq("region", q, c),
-        ]
-        household = [
-            lambda q, c: (null("phone", q, c) & null("village", q, c) & null("commune", q, c)),
-            lambda q, c: ((eq("phone", q, c) | eq("mother_key", q, c)) & eq("village", q, c)),
-            lambda q, c: eq("phone", q, c) | eq("mother_key", q, c),
-            lambda q, c: eq("village", q, c),
-            lambda q, c: eq("commune", q, c),
-            lambda q, c: eq("region", q, c),
-        ]
+        kin = any_of(eq("phone"), eq("mother_key"))
+        location = [all_of(null("village"), null("commune")),
+                    eq("village"), eq("commune"), eq("region")]
+        household = [all_of(null("phone"), null("village"), null("commune")),
+                     all_of(kin, eq("village")), kin,
+                     eq("village"), eq("commune"), eq("region")]
         # Comparisons of earlier model versions stay here: check_model() decides which
         # the model has, and only those are scored.
         return {
             "household": household,
-            "given_name": [lambda q, c: null("given_key", q, c),
-                           lambda q, c: eq("given_std", q, c),
-                           lambda q, c: eq("given_key", q, c),
-                           lambda q, c: jw("given_first", q, c),
-                           among("given_key")],
+            "given_name": name("given_std", "given_key", similar="given_first"),
             "family_name": name("family_std", "family_key"),
             "father_name": name("father_std", "father_key"),
             "grandfather_name": name("grandfather_std", "grandfather_key"),
             "birth_date": birth,
             "sex": exact("sex"),
-            "national_id": [*exact("national_id"), nid_typo],
+            "national_id": [*exact("national_id"),
+                            lambda pp: by_value(pp, "national_id", "national_id", _dl1)],
             "phone": exact("phone"),
             "location": location,
             "mother_name": exact("mother_key"),
         }
 
-    def _tf_value(self, col: str, value: Any) -> float | None:
-        total = self.tf_totals[col]
-        code = self.vocab[col].codes.get(value) if value is not None else None
-        if code is None or total == 0 or self.tf_counts[col][code] <= 0:
-            return None
-        return float(self.tf_counts[col][code]) / total
+    def tf_of(self, col: str, codes: Any) -> Any:
+        """Term frequency of codes (an int or an array); NaN for NULL or unseen values."""
+        total, counts = self.tf_totals[col], self.tf_counts[col]
+        if isinstance(codes, int):
+            if codes < 0 or total == 0 or counts[codes] <= 0:
+                return math.nan
+            return float(counts[codes]) / total
+        tf = np.where(codes >= 0, counts[np.maximum(codes, 0)] / max(total, 1), np.nan)
+        tf[tf <= 0] = np.nan
+        return tf
 
-    def score(self, row: Mapping[str, Any], c: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Score candidates ``c`` against ``row``.
-
-        Returns:
-            (match weights, level positions [k x comparisons], evidence weights
-            [k x comparisons] with the tf part in a third array [k x comparisons]).
-        """
-        q = self._encode(row)
-        k = len(c)
+    def _score(self, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        k = len(pairs)
         ncomp = len(self.comparisons)
         pos = np.zeros((k, ncomp), np.int8)
         weights = np.zeros((k, ncomp), np.float64)
         tf_adj = np.zeros((k, ncomp), np.float64)
         for j, comp in enumerate(self.comparisons):
-            if self._query_null[comp.name](q):
-                continue  # the null level holds for every candidate: level 0, weight 0
             conds = self._conds[comp.name]
             p = np.full(k, len(comp.levels) - 1, np.int8)
-            if k <= 32:  # few candidates: every condition on all, the first match wins
-                for i in range(len(conds) - 1, -1, -1):
-                    p[conds[i](q, c)] = i
-            else:  # many: each condition only on candidates no earlier level claimed
+            if k <= 32:  # few pairs: every condition on all, the first match wins
+                hit = conds[0](pairs)
+                if hit.all():
+                    continue  # the null level holds for every pair: level 0, weight 0
+                for i in range(len(conds) - 1, 0, -1):
+                    p[conds[i](pairs)] = i
+                p[hit] = 0
+            else:  # many: each condition only on pairs no earlier level claimed
                 rem = np.arange(k)
+                sub = pairs
                 for i, cond in enumerate(conds):
-                    hit = cond(q, c[rem])
+                    hit = cond(sub)
                     p[rem[hit]] = i
-                    rem = rem[~hit]
+                    if not hit.any():
+                        continue
+                    keep = ~hit
+                    rem = rem[keep]
                     if len(rem) == 0:
                         break
+                    sub = sub.sub(keep)
             pos[:, j] = p
             weights[:, j] = self._level_weights[j][p]
-            for i in self._tf_levels[j]:
+            tf_levels = self._tf_levels[j]
+            present = np.bincount(p).tolist() if tf_levels else ()
+            for i in tf_levels:
+                if i >= len(present) or not present[i]:
+                    continue
                 lvl = comp.levels[i]
                 at = p == i
-                if not at.any():
-                    continue
                 col = lvl.tf_column
                 assert col is not None
-                tf_l = self._tf_value(col, row.get(col))
-                codes = self.cols[col][c[at]]
-                total = self.tf_totals[col]
-                tf_r = np.where(codes >= 0,
-                                self.tf_counts[col][np.maximum(codes, 0)] / max(total, 1), np.nan)
-                tf_r[tf_r <= 0] = np.nan
-                if tf_l is None:
-                    tfv = tf_r
-                else:
-                    tfv = np.where(np.isnan(tf_r), tf_l, np.maximum(tf_r, tf_l))
-                tfv = np.maximum(tfv, lvl.tf_min)
+                lv = pairs.left(col)
+                tf_l = pairs.tf(col, lv if pairs.single else lv[at], at)
+                tf_r = pairs.tf(col, pairs.right(col)[at], at)
+                tfv = np.maximum(np.fmax(tf_r, tf_l), lvl.tf_min)  # fmax: the side not NaN
                 adj = np.where(np.isnan(tfv), 0.0,
                                lvl.tf_weight * (lvl.log2_u_exact - np.log2(np.where(
                                    np.isnan(tfv), 1.0, tfv))))
@@ -633,9 +750,68 @@ class Index:
         total_w = self.prior_weight + weights.sum(axis=1) + tf_adj.sum(axis=1)
         return total_w, pos, weights + tf_adj, tf_adj
 
+    def score(self, row: Mapping[str, Any], c: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Score candidates ``c`` against a query ``row``.
+
+        Returns:
+            (match weights, level positions [k x comparisons], evidence weights
+            [k x comparisons] with the tf part in a fourth array [k x comparisons]).
+        """
+        return self._score(_Pairs(self, c, row=row, lcodes=self._encode(row)))
+
+    def score_pairs(self, li: np.ndarray, ri: np.ndarray) -> np.ndarray:
+        """Match weights of the pairs (index row ``li[k]``, index row ``ri[k]``)."""
+        return self._score(_Pairs(self, ri, li=li))[0]
+
+    def link_group(self, positions: Sequence[int], keys: Sequence[list[tuple[str, str]]]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score pending records (see :meth:`add`) against what precedes each of them.
+
+        The k-th record's candidates are the live records and the group's records added
+        before it that share an uncapped block with it, the cap counting the block as it
+        stood when the record was added: the same candidates as enrolling the records
+        one by one, and the term frequencies as they stood then. All pairs are scored in
+        one pass.
+
+        Args:
+            positions: index rows of the pending records, in enrolment order.
+            keys: each record's :meth:`block_keys`.
+
+        Returns:
+            ``(bounds, candidates, weights)``: the k-th record's candidate rows are
+            ``candidates[bounds[k]:bounds[k + 1]]`` (ascending), with their match weights
+            (NaN scored as ``-inf``).
+        """
+        blocks, cap = self.blocks, self.max_block_size
+        qid: list[int] = []
+        flat: list[int] = []
+        for k, (at, ks) in enumerate(zip(positions, keys, strict=True)):
+            for name, key in ks:
+                block = blocks[name].get(key)
+                if not block:
+                    continue
+                n = bisect_left(block, at)  # blocks are ascending
+                if 0 < n <= cap:
+                    flat.extend(block[:n])
+                    qid.extend([k] * n)
+        group = np.asarray(positions, np.int64)
+        if not flat:
+            return np.zeros(len(group) + 1, np.int64), np.empty(0, np.int64), np.empty(0)
+        stride = np.int64(self.n)
+        pairs = np.unique(np.array(qid, np.int64) * stride + np.array(flat, np.int64))
+        q, c = pairs // stride, pairs % stride
+        visible = self.alive[c] | np.isin(c, group)
+        q, c = q[visible], c[visible]
+        freq = _GroupFrequencies(self, group)
+        w = self._score(_Pairs(self, c, li=group[q], freq=freq, lk=q))[0]
+        w[np.isnan(w)] = -np.inf
+        return np.searchsorted(q, np.arange(len(group) + 1)), c, w
+
     def resolve(self, row: Mapping[str, Any], *, max_candidates: int = 10,
                 min_probability: float = 0.0, exclude: str | None = None,
-                evidence: bool = True) -> Resolution:
+                evidence: bool = True, keys: list[tuple[str, str]] | None = None
+                ) -> Resolution:
         """Candidate persons for a standardised row, best first.
 
         Args:
@@ -643,13 +819,24 @@ class Index:
             max_candidates: at most this many persons.
             min_probability: leave out persons whose best record scores below this.
             exclude: a record uid not to compare with (the record itself, on update).
+            keys: the row's :meth:`block_keys`, when the caller has them already.
         """
         with self._lock:
-            c = self.candidates(row, exclude)
+            c = self.candidates(row, exclude, keys)
             if len(c) == 0:
                 return Resolution([], 0)
             w, pos, ev_w, tf_adj = self.score(row, c)
             persons = self.person[c]
+            if max_candidates == 1 and not evidence:
+                top = self.top1(w, persons)
+                if top is not None:  # else NaN weights: rank them as below
+                    prob = probability(float(w[top]))
+                    if prob < min_probability:
+                        return Resolution([], int(len(c)))
+                    pc_ = persons[top]
+                    return Resolution([Candidate(
+                        self.persons.values[pc_], self.uids[c[top]], float(w[top]), prob, [],
+                        int(np.count_nonzero(persons == pc_)))], int(len(c)))
             order = np.argsort(-w, kind="stable")
             first_p, first_at, counts = np.unique(persons[order], return_index=True,
                                                   return_counts=True)
@@ -668,6 +855,23 @@ class Index:
                 out.append(Candidate(self.persons.values[first_p[r]], self.uids[c[b]],
                                      float(w[b]), prob, ev, int(counts[r])))
             return Resolution(out, int(len(c)))
+
+
+    @staticmethod
+    def top1(w: np.ndarray, persons: np.ndarray) -> int | None:
+        """Position of the first-ranked candidate's best record, as :meth:`resolve` ranks.
+
+        The ranking below puts first the person with the highest record weight, ties
+        going to the lowest person code, and that person's first such record. ``None``
+        when a weight is NaN.
+        """
+        m = w.max()
+        if m != m:
+            return None
+        ties = np.flatnonzero(w == m)
+        if len(ties) == 1:
+            return int(ties[0])
+        return int(ties[np.argmin(persons[ties])])
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:

@@ -13,6 +13,8 @@ from benchmarks.bench_accuracy import bench, report
 from benchmarks.febrl import entity, write_project
 from linkage.config import load_project
 
+ROOT = Path(__file__).resolve().parents[1]
+
 PERSONS = 400
 
 
@@ -58,3 +60,22 @@ def test_febrl_project_loads(tmp_path: Path) -> None:
     assert project.model is None  # no shipped model: `linkage run` trains one
     assert len(truth) == 10_000
     assert len(set(truth.values())) == 5_000
+
+
+def test_realtime_benchmarks_end_to_end(tmp_path: Path) -> None:
+    """bench_resolve and bench_enrol run at a tiny scale and write their figures."""
+    from benchmarks import bench_enrol, bench_resolve
+
+    base = tmp_path / "rt"
+    assert bench_resolve.main(["--records", "3000", "--dir", str(base), "--queries", "50",
+                               "--seconds", "1", "--splink-queries", "2"]) == 0
+    resolve = json.loads((base / "bench_resolve.json").read_text())
+    assert resolve["resolve_grpc"]["sequential"]["calls"] == 50
+    assert resolve["splink_predict_between"]["calls"] == 2
+    assert bench_enrol.main(["--base", str(base), "--records", "1000", "--batch", "400",
+                             "--model", str(ROOT / "models" / "sahel.json")]) == 0
+    enrol = json.loads((tmp_path / "rt_enrol" / "bench_enrol.json").read_text())
+    out = enrol["outcomes"]
+    assert enrol["records"] == 1000 and out["created"] + out["linked"] == 1000
+    assert out["linked"] > 50  # the population repeats people: some records must link
+    assert enrol["accuracy_among_enrolled"]["pairwise_precision"] > 0.8

@@ -493,6 +493,11 @@ def test_scores_match_splink(tmp_path: Path) -> None:
         w, *_ = index.score(rows[uid_l], np.array([index.uid_index[uid_r]]))
         worst = max(worst, abs(float(w[0]) - mw))
     assert worst < 1e-6, worst
+    # and scored all at once, index rows against index rows, as a group is enrolled
+    li = np.array([index.uid_index[u] for u, _, _ in pairs])
+    ri = np.array([index.uid_index[u] for _, u, _ in pairs])
+    together = index.score_pairs(li, ri)
+    assert np.abs(together - np.array([mw for *_, mw in pairs])).max() < 1e-6
     # and the string similarity behind the jaro-winkler levels agrees with DuckDB's
     names = sorted({v for r in rows.values() for v in (r["given_first"], r["family_std"]) if v})
     sims = con.execute("SELECT a.v, b.v, jaro_winkler_similarity(a.v, b.v) FROM "
