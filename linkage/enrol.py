@@ -19,12 +19,20 @@ lock for its whole transaction, so an enrolment never writes concurrently with a
 (which would be a DuckDB write-write conflict that loses one of them): records that
 arrive during a run wait in the queue and are applied right after the run commits;
 the next run re-links them with everything else.
+
+A caller that stops waiting (and answers QUEUED) first *journals* its record in the
+``enrol_queue`` table, a table the batch never touches; the writer deletes the row in
+the transaction that applies the record, and :class:`Enroller` replays the table when
+it starts, so a crash between QUEUED and the batch's commit loses nothing. Who owns a
+record is decided under one small lock: once the writer has claimed it for a group,
+the caller waits for the group's commit instead of journaling.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import queue
@@ -57,6 +65,9 @@ class EnrolItem:
     record_key: str
     raw: dict[str, Any]  # raw canonical fields, stored as the record's JSON
     row: dict[str, Any]  # standardised columns
+    seq: int = -1  # submission order, set by Enroller.submit
+    claimed: bool = False  # taken by the writer for a group
+    journaled: bool = False  # in enrol_queue
 
     @property
     def uid(self) -> str:
@@ -69,6 +80,15 @@ class EnrolItem:
     @cached_property
     def record_hash(self) -> str:
         return hashlib.sha1(self.raw_json.encode("utf-8")).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "record_key": self.record_key,
+                           "raw": self.raw, "row": self.row}, ensure_ascii=False, default=str)
+
+    @classmethod
+    def from_json(cls, text: str, seq: int) -> EnrolItem:
+        d = json.loads(text)
+        return cls(d["source"], d["record_key"], d["raw"], d["row"], seq=seq, journaled=True)
 
 
 @dataclass
@@ -122,9 +142,21 @@ class Enroller:
         self.on_commit = on_commit or (lambda: None)
         self.max_group = max_group
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._claim = threading.Lock()  # item.claimed / item.journaled change under it
+        self._group: list[tuple[EnrolItem, Future[EnrolResult]]] = []  # awaiting the lock
         self._thread = threading.Thread(target=self._loop, name="linkage-writer", daemon=True)
         self.reload()
+        cur = self.register.cursor()
+        try:
+            journal = query(cur, "SELECT seq, item FROM enrol_queue ORDER BY seq")
+        finally:
+            cur.close()
+        self._seq = itertools.count(journal[-1][0] + 1 if journal else 0)
         self._thread.start()
+        if journal:
+            log.info("replaying %d queued enrolment(s) from the journal", len(journal))
+        for seq, text in journal:
+            self._queue.put((EnrolItem.from_json(text, seq), Future()))
 
     def reload(self, index: Index | None = None) -> None:
         """Re-read the ID allocator state (after a batch run published) and the index."""
@@ -156,16 +188,49 @@ class Enroller:
     def submit(self, item: EnrolItem) -> Future[EnrolResult]:
         """Queue a record; the future resolves once its group has committed."""
         fut: Future[EnrolResult] = Future()
+        item.seq = next(self._seq)
         self._queue.put((item, fut))
         return fut
 
+    def journal(self, item: EnrolItem) -> bool:
+        """Keep a submitted record in ``enrol_queue`` until it is applied.
+
+        Returns False when the writer has already claimed it: its group commits soon,
+        so the caller should wait for the result rather than answer QUEUED.
+        """
+        with self._claim:
+            if item.claimed:
+                return False
+            if not item.journaled:
+                cur = self.register.cursor()
+                try:
+                    cur.execute("INSERT INTO enrol_queue VALUES (?, ?, ?, ?)",
+                                [item.seq, dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                                 item.uid, item.to_json()])
+                finally:
+                    cur.close()
+                item.journaled = True
+            return True
+
     def close(self, timeout: float = 30.0) -> None:
-        """Apply what is queued (unless a batch holds the lock past ``timeout``), then stop."""
+        """Apply what is queued (unless a batch holds the lock past ``timeout``), then stop.
+
+        What is still waiting then is journaled, to be applied when the server restarts.
+        """
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("writer still busy at shutdown; %d queued enrolment(s) not applied",
-                        self._queue.qsize())
+            waiting = list(self._group)
+            while True:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is not _STOP:
+                    waiting.append(nxt)
+            kept = sum(self.journal(it) for it, _ in waiting)
+            log.warning("writer still busy at shutdown: %d waiting enrolment(s) journaled "
+                        "for the next start", kept)
 
     # ------------------------------------------------------------------ the writer
 
@@ -185,7 +250,12 @@ class Enroller:
                     stop = True
                     break
                 group.append(nxt)
+            self._group = group
             with self.write_lock:
+                with self._claim:
+                    for it, _ in group:
+                        it.claimed = True
+                self._group = []
                 try:
                     results = self._apply([it for it, _ in group])
                 except Exception as exc:  # every caller learns; the writer lives on
@@ -227,6 +297,10 @@ class Enroller:
                 seen.add(it.uid)
             self._link(cur, segment, txn)
             self._write(cur, txn, now)
+            journaled = [it.seq for it in items if it.journaled]
+            if journaled:
+                cur.execute("DELETE FROM enrol_queue WHERE seq IN (SELECT unnest(?::BIGINT[]))",
+                            [journaled])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

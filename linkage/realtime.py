@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,11 +211,19 @@ class Realtime:
 
     def enrol(self, item: EnrolItem, *, timeout: float | None = None) -> EnrolResult:
         """Enrol one prepared record; QUEUED when a batch holds the register past the wait."""
-        fut = self._enroller().submit(item)
+        enroller = self._enroller()
+        return self._outcome(enroller, item, enroller.submit(item), self._wait(timeout))
+
+    @staticmethod
+    def _outcome(enroller: Enroller, item: EnrolItem, fut: Future[EnrolResult],
+                 wait: float) -> EnrolResult:
+        """The record's result within ``wait``, else QUEUED once it is journaled."""
         try:
-            return fut.result(timeout=self._wait(timeout))
+            return fut.result(timeout=wait)
         except FutureTimeout:
-            return EnrolResult(item.uid, None, QUEUED)
+            if enroller.journal(item):
+                return EnrolResult(item.uid, None, QUEUED)
+            return fut.result()  # the writer has it: its group is committing
 
     def _wait(self, remaining: float | None) -> float:
         """How long a caller waits for its enrolment before hearing QUEUED.
@@ -244,10 +253,7 @@ class Realtime:
                 out.append(p)
                 continue
             item, fut = p
-            try:
-                out.append(fut.result(timeout=self._wait(deadline())))
-            except FutureTimeout:
-                out.append(EnrolResult(item.uid, None, QUEUED))
+            out.append(self._outcome(enroller, item, fut, self._wait(deadline())))
         return out
 
     def person(self, pid: str) -> lookup.PersonView:

@@ -147,6 +147,14 @@ CREATE TABLE IF NOT EXISTS person_events (
     other_person_id VARCHAR,
     cause VARCHAR
 );
+-- Enrolments answered QUEUED (a batch held the register): kept here until applied, so
+-- a crash before then loses none; the server replays them when it starts.
+CREATE TABLE IF NOT EXISTS enrol_queue (
+    seq BIGINT NOT NULL,           -- submission order
+    queued_at TIMESTAMP NOT NULL,
+    uid VARCHAR NOT NULL,
+    item VARCHAR NOT NULL          -- JSON: source, record_key, raw, row (standardised)
+);
 CREATE TABLE IF NOT EXISTS constraints (
     uid_a VARCHAR NOT NULL,
     uid_b VARCHAR NOT NULL,

@@ -16,9 +16,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -227,3 +229,25 @@ def svc_server(svc_register: SmallRegister) -> Iterator[RunningServer]:
         channel.close()
         server.stop(None).wait()
         core.close()
+
+
+def slow_batch(hold: float):  # noqa: ANN201
+    """A stand-in batch runner: one long write transaction over tables a run rewrites.
+
+    It holds the register's write lock and a real DuckDB write transaction for
+    ``hold`` seconds, so calls made meanwhile meet a batch at its longest stage.
+    """
+
+    def run(project, *, register, progress, **_kw):  # noqa: ANN001, ANN202
+        progress("run-standin: register")
+        with register.transaction() as cur:
+            cur.execute("CREATE OR REPLACE TEMP TABLE keep AS SELECT * FROM person_records")
+            cur.execute("DELETE FROM person_records")
+            cur.execute("INSERT INTO person_records SELECT * FROM keep")
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('standin', 'yes')")
+            progress("holding the transaction")
+            time.sleep(hold)
+        progress("run-standin: published")
+        return SimpleNamespace(run_id="run-standin", model_version="test-model", summary={})
+
+    return run

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import duckdb
 import grpc
@@ -351,28 +350,10 @@ def test_deadline_is_honoured(svc_server: RunningServer) -> None:
 # ----------------------------------------------------------------------------- batch control
 
 
-def _slow_runner(hold: float):
-    """A stand-in batch: one long write transaction over the tables a run rewrites."""
-
-    def run(project, *, register, progress, **_kw):  # noqa: ANN001, ANN202
-        progress("run-standin: register")
-        with register.transaction() as cur:
-            cur.execute("CREATE OR REPLACE TEMP TABLE keep AS SELECT * FROM person_records")
-            cur.execute("DELETE FROM person_records")
-            cur.execute("INSERT INTO person_records SELECT * FROM keep")
-            cur.execute("INSERT OR REPLACE INTO meta VALUES ('standin', 'yes')")
-            progress("holding the transaction")
-            time.sleep(hold)
-        progress("run-standin: published")
-        return SimpleNamespace(run_id="run-standin", model_version="test-model", summary={})
-
-    return run
-
-
 def test_calls_during_a_running_batch(svc_server: RunningServer) -> None:
     """Reads are served, enrolments are queued (never lost) while a batch writes."""
     core, s, b = svc_server.core, stub(svc_server), batch_stub(svc_server)
-    core.batch.runner = _slow_runner(3.0)
+    core.batch.runner = fx.slow_batch(3.0)
     try:
         run = b.StartRun(pb.StartRunRequest(), timeout=5)
         assert run.state == pb.RUN_STATE_RUNNING
@@ -417,15 +398,6 @@ def test_calls_during_a_running_batch(svc_server: RunningServer) -> None:
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def _pipeline_importable() -> str | None:
-    try:
-        importlib.import_module("linkage.pipeline")
-    except SyntaxError as exc:  # engine.py used a Python 3.12 f-string at the time of writing
-        return f"linkage.pipeline does not import on this Python: {exc}"
-    return None
-
-
-@pytest.mark.skipif(_pipeline_importable() is not None, reason=str(_pipeline_importable()))
 def test_real_batch_run_through_the_api(tmp_path: Path) -> None:
     """StartRun runs linkage.pipeline.run on the server's register; calls go on meanwhile."""
     from linkage.realtime import Realtime, RealtimeOptions
@@ -440,11 +412,15 @@ def test_real_batch_run_through_the_api(tmp_path: Path) -> None:
             s, b = pb_grpc.LinkageServiceStub(ch), pb_grpc.BatchServiceStub(ch)
             uid = next(u for u in small.rows if u.startswith("cash_transfer:"))
             run = b.StartRun(pb.StartRunRequest(force_ingest=True), timeout=5)
+            while not core.write_lock.locked():  # the run holds its write transaction
+                assert core.batch.running, "the run ended before it was seen writing"
+                time.sleep(0.01)
             during = s.Resolve(pb.ResolveRequest(person=details(small.rows[uid])), timeout=5)
             assert during.candidates
             e = s.Enrol(pb.EnrolRequest(source="mis_api", record_key="RB-1",
                                         person=details(small.rows[uid])), timeout=10)
-            assert e.outcome in (pb.ENROL_OUTCOME_LINKED, pb.ENROL_OUTCOME_QUEUED)
+            # journaled in the register while the run's own transaction is open
+            assert e.outcome == pb.ENROL_OUTCOME_QUEUED
             lines = list(b.WatchRun(pb.WatchRunRequest(run_id=run.run_id), timeout=120))
             assert lines
             final = b.GetRun(pb.GetRunRequest(run_id=run.run_id), timeout=5)
@@ -453,6 +429,8 @@ def test_real_batch_run_through_the_api(tmp_path: Path) -> None:
             got = s.GetPersonByRecord(pb.GetPersonByRecordRequest(
                 record=pb.RecordRef(source="mis_api", record_key="RB-1")), timeout=5)
             assert got.person_id
+            assert core._read(lambda cur: cur.execute(
+                "SELECT count(*) FROM enrol_queue").fetchall()) == [(0,)]
     finally:
         server.stop(None).wait()
         core.close()
@@ -507,6 +485,103 @@ def test_scores_match_splink(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- SIGTERM
+
+
+def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """A server process; returns it with its port once it says it is serving."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    line = ""
+    deadline = time.monotonic() + 60
+    while "serving on" not in line:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+_LONG_BATCH_SERVER = """
+import sys
+import service_fixtures as fx
+from linkage.config import load_project
+from linkage.realtime import Realtime, RealtimeOptions
+from linkage.service.server import create_server
+core = Realtime.open(load_project(sys.argv[1]), options=RealtimeOptions(enrol_wait=0.3))
+core.batch.runner = fx.slow_batch(300)
+server, port = create_server(core, port=0)
+server.start()
+print(f"serving on 127.0.0.1:{port}", flush=True)
+server.wait_for_termination()
+"""
+
+
+def test_queued_enrolments_survive_a_crash_during_a_batch(tmp_path: Path) -> None:
+    """QUEUED is durable: SIGKILL mid-batch, restart, and the records are applied."""
+    small = build_small_register(tmp_path, persons=60)
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    register = str(small.project.register)
+    con = duckdb.connect(register, read_only=True)
+    published = con.execute("SELECT count(*), max(person_id) FROM person_records").fetchall()
+    con.close()
+    row = next(iter(small.rows.values()))
+    proc, port = _start(["-c", _LONG_BATCH_SERVER, str(small.project.path)], env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            s, b = pb_grpc.LinkageServiceStub(ch), pb_grpc.BatchServiceStub(ch)
+            run = b.StartRun(pb.StartRunRequest(), timeout=5)
+            for progress in b.WatchRun(pb.WatchRunRequest(run_id=run.run_id), timeout=30):
+                if progress.message == "holding the transaction":
+                    break
+            one = s.Enrol(pb.EnrolRequest(source="mis_api", record_key="CRASH-1",
+                                          person=details(row)), timeout=10)
+            many = s.EnrolBatch(iter([pb.EnrolBatchRequest(records=[
+                pb.EnrolRequest(source="mis_api", record_key=f"CRASH-{i}", person=details(row))
+                for i in (2, 3)])]), timeout=10)
+            assert one.outcome == pb.ENROL_OUTCOME_QUEUED
+            assert [r.outcome for r in many.results] == [pb.ENROL_OUTCOME_QUEUED] * 2
+    finally:
+        proc.kill()  # SIGKILL: no drain, the batch's transaction never commits
+        proc.communicate(timeout=10)
+    con = duckdb.connect(register, read_only=True)
+    assert con.execute("SELECT count(*), max(person_id) FROM person_records"
+                       ).fetchall() == published
+    assert con.execute("SELECT count(*) FROM meta WHERE key = 'standin'").fetchall() == [(0,)]
+    assert con.execute("SELECT uid FROM enrol_queue ORDER BY seq").fetchall() == [
+        (f"mis_api:CRASH-{i}",) for i in (1, 2, 3)]
+    con.close()
+
+    # The real server, started again, replays the journal.
+    proc, port = _start(["-m", "linkage", "serve", "-p", str(small.project.path),
+                         "--port", "0"], env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            s = pb_grpc.LinkageServiceStub(ch)
+            deadline = time.monotonic() + 15
+            for i in (1, 2, 3):
+                while True:
+                    try:
+                        got = s.GetPersonByRecord(pb.GetPersonByRecordRequest(
+                            record=pb.RecordRef(source="mis_api", record_key=f"CRASH-{i}")),
+                            timeout=5)
+                        break
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.NOT_FOUND
+                        assert time.monotonic() < deadline, f"CRASH-{i} was lost"
+                        time.sleep(0.1)
+                assert got.person_id.startswith("P-")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "replaying 3 queued enrolment(s)" in err
+    con = duckdb.connect(register, read_only=True)
+    assert con.execute("SELECT count(*) FROM enrol_queue").fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM records WHERE source = 'mis_api' AND uid LIKE "
+                       "'mis_api:CRASH-%'").fetchall() == [(3,)]
+    con.close()
 
 
 def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> None:
