@@ -638,3 +638,37 @@ def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> Non
     n = con.execute("SELECT count(*) FROM records WHERE source = 'mis_api'").fetchall()[0][0]
     con.close()
     assert n == 6
+
+
+def test_journal_of_an_unknown_source_is_kept_not_replayed(tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    """A journaled enrolment whose source left the project waits for an operator."""
+    import json
+
+    from linkage.realtime import Realtime
+
+    small = build_small_register(tmp_path, persons=40)
+    row = {"given_std": "AMADOU", "family_std": "DIALLO"}
+    con = duckdb.connect(str(small.project.register))
+    for seq, source in ((7, "gone_programme"), (8, "mis_api")):
+        item = {"source": source, "record_key": f"J-{seq}",
+                "raw": {"given_name": "Amadou", "family_name": "Diallo"}, "row": row}
+        con.execute("INSERT INTO enrol_queue VALUES (?, now()::TIMESTAMP, ?, ?)",
+                    [seq, f"{source}:J-{seq}", json.dumps(item)])
+    con.close()
+    with caplog.at_level(logging.INFO, logger="linkage.enrol"):
+        core = Realtime.open(small.project)
+    try:
+        deadline = time.monotonic() + 10
+        while core._read(lambda cur: cur.execute(
+                "SELECT count(*) FROM enrol_queue").fetchall()) != [(1,)]:
+            assert time.monotonic() < deadline, "the known source's record was not replayed"
+            time.sleep(0.05)
+        assert core.person_by_record("mis_api", "J-8").person_id.startswith("P-")
+        left = core._read(lambda cur: cur.execute("SELECT uid FROM enrol_queue").fetchall())
+        assert left == [("gone_programme:J-7",)]
+        assert "unknown sources ['gone_programme'] left in enrol_queue" in caplog.text
+        assert "Amadou" not in caplog.text and "DIALLO" not in caplog.text
+    finally:
+        core.close()
