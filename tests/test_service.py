@@ -500,6 +500,9 @@ def _start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, int]
     return proc, int(line.rsplit(":", 1)[1])
 
 
+_SERVER_ENV = dict(os.environ, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+
 _LONG_BATCH_SERVER = """
 import sys
 import service_fixtures as fx
@@ -518,8 +521,7 @@ server.wait_for_termination()
 def test_queued_enrolments_survive_a_crash_during_a_batch(tmp_path: Path) -> None:
     """QUEUED is durable: SIGKILL mid-batch, restart, and the records are applied."""
     small = build_small_register(tmp_path, persons=60)
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env = _SERVER_ENV
     register = str(small.project.register)
     con = duckdb.connect(register, read_only=True)
     published = con.execute("SELECT count(*), max(person_id) FROM person_records").fetchall()
@@ -586,19 +588,9 @@ def test_queued_enrolments_survive_a_crash_during_a_batch(tmp_path: Path) -> Non
 
 def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> None:
     small = build_small_register(tmp_path, persons=60)
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "linkage", "serve", "-p", str(small.project.path), "--port", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc, port = _start(["-m", "linkage", "serve", "-p", str(small.project.path),
+                         "--port", "0"], _SERVER_ENV)
     try:
-        line = ""
-        deadline = time.monotonic() + 60
-        while "serving on" not in line:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline
-        port = int(line.rsplit(":", 1)[1])
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             s = pb_grpc.LinkageServiceStub(ch)
             row = next(iter(small.rows.values()))
