@@ -584,16 +584,10 @@ class Index:
         by_value = self._by_value
         Cond = Callable[[_Pairs], np.ndarray]
 
-        def eq(col: str) -> Cond:
+        def eq(col: str, rcol: str | None = None) -> Cond:  # left col = right rcol (col)
             def cond(pp: _Pairs) -> np.ndarray:
                 lv = pp.left(col)
-                return (lv != _NULL) & (pp.right(col) == lv)
-            return cond
-
-        def int_eq(lcol: str, rcol: str) -> Cond:  # left lcol = right rcol
-            def cond(pp: _Pairs) -> np.ndarray:
-                lv = pp.left(lcol)
-                return (lv != _NULL) & (pp.right(rcol) == lv)
+                return (lv != _NULL) & (pp.right(rcol or col) == lv)
             return cond
 
         def null(col: str) -> Cond:
@@ -650,9 +644,9 @@ class Index:
                 return out
             return cond
 
-        same_year = int_eq("birth_year", "birth_year")
-        swapped = all_of(same_year, int_eq("birth_month", "birth_day"),
-                         int_eq("birth_day", "birth_month"))  # day and month swapped
+        same_year = eq("birth_year")
+        swapped = all_of(same_year, eq("birth_month", "birth_day"),
+                         eq("birth_day", "birth_month"))  # day and month swapped
         birth: list[Cond] = [
             null("birth_year"),
             all_of(both_day, eq("birth_date")),
