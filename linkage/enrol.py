@@ -153,17 +153,17 @@ class Enroller:
             cur.close()
         self._seq = itertools.count(journal[-1][0] + 1 if journal else 0)
         self._thread.start()
-        items = [EnrolItem.from_json(text, seq) for seq, text in journal]
-        unknown = [it for it in items if not self.source_known(it.source)]
+        replay, unknown = [], []
+        for seq, text in journal:
+            it = EnrolItem.from_json(text, seq)
+            (replay if self.source_known(it.source) else unknown).append(it)
         if unknown:  # the project lost a source since: keep them for an operator
             log.warning("%d journaled enrolment(s) of unknown sources %s left in enrol_queue",
                         len(unknown), sorted({it.source for it in unknown}))
-        if len(items) > len(unknown):
-            log.info("replaying %d queued enrolment(s) from the journal",
-                     len(items) - len(unknown))
-        for it in items:
-            if self.source_known(it.source):
-                self._queue.put((it, Future()))
+        if replay:
+            log.info("replaying %d queued enrolment(s) from the journal", len(replay))
+        for it in replay:
+            self._queue.put((it, Future()))
 
     def reload(self, index: Index | None = None) -> None:
         """Re-read the ID allocator state (after a batch run published) and the index."""
