@@ -518,12 +518,11 @@ class Index:
         """The code array of a column (``prec``: the birth-date precision rank)."""
         return self.prec if col == "prec" else self.cols[col]
 
-    def candidates(self, row: Mapping[str, Any], exclude: str | None = None,
-                   keys: list[tuple[str, str]] | None = None) -> np.ndarray:
+    def candidates(self, row: Mapping[str, Any]) -> np.ndarray:
         """Indices of live records sharing at least one (uncapped) block with ``row``."""
         parts = []
         blocks, cap = self.blocks, self.max_block_size
-        for name, k in (self.block_keys(row) if keys is None else keys):
+        for name, k in self.block_keys(row):
             block = blocks[name].get(k)
             if block and len(block) <= cap:
                 parts.append(block)
@@ -533,10 +532,7 @@ class Index:
         for b in parts:
             seen.update(b)
         idx = np.array(sorted(seen), np.int64)
-        idx = idx[self.alive[idx]]
-        if exclude is not None and exclude in self.uid_index:
-            idx = idx[idx != self.uid_index[exclude]]
-        return idx
+        return idx[self.alive[idx]]
 
     def _by_value(self, pairs: _Pairs, lcol: str, rcol: str,
                   fn: Callable[[str, str], bool]) -> np.ndarray:
@@ -803,34 +799,20 @@ class Index:
         return np.searchsorted(q, np.arange(len(group) + 1)), c, w
 
     def resolve(self, row: Mapping[str, Any], *, max_candidates: int = 10,
-                min_probability: float = 0.0, exclude: str | None = None,
-                evidence: bool = True, keys: list[tuple[str, str]] | None = None
-                ) -> Resolution:
+                min_probability: float = 0.0) -> Resolution:
         """Candidate persons for a standardised row, best first.
 
         Args:
             row: standardised columns (:data:`linkage.canonical.STANDARD_COLUMNS`).
             max_candidates: at most this many persons.
             min_probability: leave out persons whose best record scores below this.
-            exclude: a record uid not to compare with (the record itself, on update).
-            keys: the row's :meth:`block_keys`, when the caller has them already.
         """
         with self._lock:
-            c = self.candidates(row, exclude, keys)
+            c = self.candidates(row)
             if len(c) == 0:
                 return Resolution([], 0)
             w, pos, ev_w, tf_adj = self.score(row, c)
             persons = self.person[c]
-            if max_candidates == 1 and not evidence:
-                top = self.top1(w, persons)
-                if top is not None:  # else NaN weights: rank them as below
-                    prob = probability(float(w[top]))
-                    if prob < min_probability:
-                        return Resolution([], int(len(c)))
-                    pc_ = persons[top]
-                    return Resolution([Candidate(
-                        self.persons.values[pc_], self.uids[c[top]], float(w[top]), prob, [],
-                        int(np.count_nonzero(persons == pc_)))], int(len(c)))
             order = np.argsort(-w, kind="stable")
             first_p, first_at, counts = np.unique(persons[order], return_index=True,
                                                   return_counts=True)
@@ -845,19 +827,18 @@ class Index:
                 ev = [Evidence(comp.name, comp.levels[pos[b, j]].cvv,
                                comp.levels[pos[b, j]].label, float(ev_w[b, j]),
                                float(tf_adj[b, j]))
-                      for j, comp in enumerate(self.comparisons)] if evidence else []
+                      for j, comp in enumerate(self.comparisons)]
                 out.append(Candidate(self.persons.values[first_p[r]], self.uids[c[b]],
                                      float(w[b]), prob, ev, int(counts[r])))
             return Resolution(out, int(len(c)))
-
 
     @staticmethod
     def top1(w: np.ndarray, persons: np.ndarray) -> int | None:
         """Position of the first-ranked candidate's best record, as :meth:`resolve` ranks.
 
-        The ranking below puts first the person with the highest record weight, ties
-        going to the lowest person code, and that person's first such record. ``None``
-        when a weight is NaN.
+        :meth:`resolve` puts first the person with the highest record weight, ties going
+        to the lowest person code, and that person's first such record. ``None`` when a
+        weight is NaN.
         """
         m = w.max()
         if m != m:
