@@ -268,7 +268,7 @@ def bench_splink(project: Any, queries: int = 20) -> dict[str, Any]:
 
     from linkage.canonical import STANDARD_COLUMNS
     from linkage.model import BLOCKING_KEYS, Model
-    from linkage.resolver import _key_expr
+    from linkage.matching.definition import key_sql
 
     model = Model.load(project.model)
     src = duckdb.connect(str(project.register), read_only=True)
@@ -279,7 +279,7 @@ def bench_splink(project: Any, queries: int = 20) -> dict[str, Any]:
     con = duckdb.connect()
     con.execute("SET threads = 2")
     con.register("recs", table)
-    keys = ", ".join(f"{_key_expr(c)} AS bk_{n}" for n, c in BLOCKING_KEYS.items())
+    keys = ", ".join(f"{key_sql(c)} AS bk_{n}" for n, c in BLOCKING_KEYS.items())
     con.execute(f"CREATE TABLE existing AS SELECT *, {keys} FROM recs")
     db = DuckDBAPI(con)
     existing = db.register("existing", table_name="existing_splink")

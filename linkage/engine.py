@@ -4,7 +4,7 @@ The work happens in a scratch DuckDB database (in memory, spilling to a temp dir
 never in the register file, so Splink's many intermediate tables never touch the
 published register. Only the results (pairs kept for review and the clustering) go back.
 
-Blocking keys (:data:`linkage.model.BLOCKING_KEYS`) are materialised as ``bk_*``
+Blocking keys (:data:`linkage.matching.definition.BLOCKING_KEYS`) are materialised as ``bk_*``
 columns, and a key shared by more than ``max_block_size`` records is set to NULL for
 those records: a capped block can't explode the comparison count the way
 "Mamadou Traoré, 1980" does on a Mali-like register. The pairs such a record loses are
@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, block_on
 
+from linkage.matching.definition import key_sql
 from linkage.model import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
@@ -55,14 +56,6 @@ class BlockingReport:
         return sum(self.comparisons_by_rule.values())
 
 
-def _key_expr(cols: tuple[str, ...]) -> str:
-    # NULL when any part is NULL: a key missing a component is no key at all.
-    parts = [f"CAST({c} AS VARCHAR)" for c in cols]
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in cols)
-    joined = " || '|' || ".join(parts)
-    return f"CASE WHEN {not_null} THEN {joined} END"
-
-
 def new_scratch(memory_limit: str = "4GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB for Splink's intermediate tables, spilling to a temp dir."""
     con = duckdb.connect()
@@ -82,7 +75,7 @@ def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_s
     comparison counts are filled in by :func:`count_comparisons`).
     """
     con.register("linkage_records_arrow", records)
-    keys = ",\n".join(f"{_key_expr(cols)} AS bk_{name}" for name, cols in BLOCKING_KEYS.items())
+    keys = ",\n".join(f"{key_sql(cols)} AS bk_{name}" for name, cols in BLOCKING_KEYS.items())
     con.execute(f"CREATE OR REPLACE TEMP TABLE linkage_raw_keys AS "
                 f"SELECT *, {keys} FROM linkage_records_arrow")
     con.unregister("linkage_records_arrow")

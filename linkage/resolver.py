@@ -5,19 +5,18 @@ records, too slow for a check before enrolment. This module keeps, in memory:
 
 * the standardised columns of every live record (those with a published person), each
   column dictionary-encoded as an ``int32`` code array (``-1`` is NULL);
-* for each blocking key of :data:`linkage.model.BLOCKING_KEYS`, a dict key -> record
+* for each blocking key of :data:`linkage.matching.definition.BLOCKING_KEYS`, a dict key -> record
   indices (blocks larger than the project's ``max_block_size`` are skipped, as the batch
   caps them);
 * value counts of every term-frequency column.
 
 A query record is standardised like a roster row, its candidates are the union of its
-blocks, and each comparison level is computed with numpy over the candidates, mirroring
-the SQL conditions of :func:`linkage.model.build_settings` one by one (three-valued
-logic included: a condition on a NULL is not true). Level weights, the prior and the
-term-frequency adjustment come from Splink's own objects built from the model JSON, so
-the arithmetic is Splink's; ``tests/test_service.py`` checks the scores against
-``linker.inference.score_pairs`` so the two cannot drift. :func:`check_model` refuses a
-model whose comparisons differ from the ones mirrored here.
+blocks, and each comparison level is evaluated with numpy over the candidates by the
+same level expressions the batch compiles to SQL (:mod:`linkage.matching.definition`).
+Level weights, the prior and the term-frequency adjustment come from Splink's own
+objects built from the model JSON (:mod:`linkage.matching.splink_internals`), so the
+arithmetic is Splink's; ``tests/test_parity.py`` checks both against Splink. A model
+trained on another definition is refused (:meth:`linkage.model.Model.check_definition`).
 
 Record scores are aggregated to persons by taking each person's best record.
 
@@ -33,82 +32,32 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import duckdb
-import jellyfish
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.engine import _key_expr
 from linkage.errors import NotReady
-from linkage.model import BLOCKING_KEYS, Model, build_settings
+from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_of, key_sql
+from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE
+from linkage.matching.splink_internals import LevelWeights, scorecard
+from linkage.model import Model
 
-INT_COLUMNS = ("birth_year", "birth_month", "birth_day")
 STR_COLUMNS = tuple(c for c in STANDARD_COLUMNS if c not in INT_COLUMNS and c != "household_id")
-_PRECISION = {"day": 1, "month": 2, "year": 3, "placeholder": 4, "age": 5}
-_DAY = _PRECISION["day"]
-_NULL = -1
-_ABSENT = -2  # a query value the register has never seen: not NULL, equal to nothing
-
-
-class ModelMismatch(RuntimeError):
-    """The model's comparisons are not the ones this module mirrors."""
-
-
-def check_model(model: Model) -> None:
-    """Fail when the model's comparison SQL differs from :func:`build_settings`'s.
-
-    Raises:
-        ModelMismatch: naming the first comparison or level that differs.
-    """
-    expected = build_settings().get_settings("duckdb").as_dict()["comparisons"]
-    actual = model.settings.get("comparisons", [])
-    if [c["output_column_name"] for c in actual] != [c["output_column_name"] for c in expected]:
-        raise ModelMismatch("model comparisons differ from linkage.model.build_settings(): "
-                            "the resolver cannot mirror them")
-    for exp, act in zip(expected, actual, strict=True):
-        e = [lvl["sql_condition"] for lvl in exp["comparison_levels"]]
-        a = [lvl["sql_condition"] for lvl in act["comparison_levels"]]
-        if e != a:
-            raise ModelMismatch(f"model comparison {exp['output_column_name']!r} has different "
-                                "levels from linkage.model.build_settings()")
-
-
-@lru_cache(maxsize=1 << 20)
-def _jw(a: str, b: str) -> float:
-    return jellyfish.jaro_winkler_similarity(a, b)
-
-
-@lru_cache(maxsize=1 << 18)
-def _dl1(a: str, b: str) -> bool:
-    return jellyfish.damerau_levenshtein_distance(a, b) <= 1
-
-
-@lru_cache(maxsize=1 << 18)
-def _has_token(tokens: str, token: str) -> bool:
-    # ' ' || tokens || ' ' LIKE '% ' || token || ' %'
-    return f" {token} " in f" {tokens} "
-
-
-@dataclass
-class _Level:
-    label: str
-    cvv: int  # Splink's comparison vector value
-    weight: float  # log2(m/u), 0 for the null level
-    tf_column: str | None
-    tf_weight: float
-    log2_u_exact: float
-    tf_min: float
+_NULL = NULL_CODE
+_ABSENT = ABSENT_CODE
 
 
 @dataclass
 class _Comparison:
+    """A comparison as scored here: its trained levels and their conditions (ELSE omitted)."""
+
     name: str
-    levels: list[_Level]
+    levels: tuple[LevelWeights, ...]
+    conditions: list[Callable[[_Pairs], np.ndarray]]
 
 
 @dataclass
@@ -148,31 +97,6 @@ def probability(weight: float) -> float:
     return p / (1.0 + p)
 
 
-def _scorecard(model: Model) -> tuple[float, list[_Comparison]]:
-    from splink.internals.settings_creator import SettingsCreator
-
-    settings = SettingsCreator.from_path_or_dict(model.settings).get_settings("duckdb")
-    prior = settings._probability_two_random_records_match
-    comps = []
-    for comp in settings.comparisons:
-        levels = []
-        for lvl in comp.comparison_levels:
-            w = lvl._match_weight
-            tf_col = None
-            log2u = 0.0
-            if (lvl._has_tf_adjustments and lvl._tf_adjustment_weight != 0
-                    and not lvl.is_null_level and not lvl._is_else_level):
-                tf_col = lvl._tf_adjustment_input_column_name
-                log2u = math.log2(lvl._u_probability_corresponding_to_exact_match(
-                    comp.comparison_levels))
-            levels.append(_Level(lvl.label_for_charts, lvl.comparison_vector_value,
-                                 0.0 if w is None else float(w), tf_col,
-                                 float(lvl._tf_adjustment_weight), log2u,
-                                 float(lvl._tf_minimum_u_value)))
-        comps.append(_Comparison(comp.output_column_name, levels))
-    return math.log2(prior / (1 - prior)), comps
-
-
 class _Vocab:
     """Dictionary encoding of one column: value -> code, code -> value."""
 
@@ -193,17 +117,6 @@ class _Vocab:
             self.values.append(value)
             self.codes[value] = c
         return c
-
-
-def _key(row: Mapping[str, Any], cols: Sequence[str]) -> str | None:
-    # Mirrors linkage.engine._key_expr: NULL when any part is NULL, parts joined by '|'.
-    parts = []
-    for c in cols:
-        v = row.get(c)
-        if v is None:
-            return None
-        parts.append(str(v))
-    return "|".join(parts)
 
 
 class _Pairs:
@@ -267,6 +180,53 @@ class _Pairs:
             return self.row[col]
         return self.index.vocab[col].values[code]
 
+    def constant(self, col: str, side: str, value: str) -> tuple[Any, Any]:
+        """(equals ``value``, is NULL) for one side's ``col``: bools or boolean arrays."""
+        code = self.index.vocab[col].codes.get(value)
+        v = self.left(col) if side == "l" else self.right(col)
+        if side == "l" and self.single and v == _ABSENT:
+            assert self.row is not None  # a value the register never saw: compare its text
+            return self.row[col] == value, False
+        if code is None:
+            return np.zeros(np.shape(v), bool), v == _NULL
+        return v == code, v == _NULL
+
+    def by_value(self, lcol: str, rcol: str, fn: Callable[[str, str], bool]) -> np.ndarray:
+        """fn(left value, right value) per pair, computed once per distinct pair of values.
+
+        A NULL on either side is not true (SQL three-valued logic).
+        """
+        lc, r = self.left(lcol), self.right(rcol)
+        rvals = self.index.vocab[rcol].values
+        if self.single:
+            if lc == _NULL:
+                return np.zeros(len(r), bool)
+            a = self.left_value(lcol, lc)
+            if len(r) > 64:  # many candidates: once per distinct value
+                uniq, inv = np.unique(r, return_inverse=True)
+                ok = np.fromiter((u >= 0 and fn(a, rvals[u]) for u in uniq.tolist()), bool,
+                                 len(uniq))
+                return ok[inv]
+            memo: dict[int, bool] = {}
+            out = []
+            for code in r.tolist():
+                hit = memo.get(code)
+                if hit is None:
+                    hit = memo[code] = code >= 0 and fn(a, rvals[code])
+                out.append(hit)
+            return np.array(out, bool)
+        lvals = self.index.vocab[lcol].values
+        res = np.zeros(len(r), bool)
+        at = np.flatnonzero((lc >= 0) & (r >= 0))
+        if len(at) == 0:
+            return res
+        stride = len(rvals) + 1
+        uniq, inv = np.unique(lc[at].astype(np.int64) * stride + r[at], return_inverse=True)
+        ok = np.fromiter((fn(lvals[k // stride], rvals[k % stride]) for k in uniq.tolist()),
+                         bool, len(uniq))
+        res[at] = ok[inv]
+        return res
+
 
 class _GroupFrequencies:
     """Term frequencies as each record of a pending group saw them when it was added.
@@ -305,16 +265,20 @@ class Index:
     """
 
     def __init__(self, model: Model, max_block_size: int, *, capacity: int = 1024):
-        check_model(model)
+        model.check_definition()
         self.model = model
         self.max_block_size = max_block_size
-        self.prior_weight, self.comparisons = _scorecard(model)
+        card = scorecard(model.settings)
+        self.prior_weight = card.prior_weight
+        conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
+                      for c in COMPARISONS}
+        self.comparisons = [_Comparison(name, levels, conditions[name])
+                            for name, levels in card.comparisons]
         self.n = 0
         cap = max(capacity, 16)
         self.vocab: dict[str, _Vocab] = {c: _Vocab([]) for c in STR_COLUMNS}
         self.cols: dict[str, np.ndarray] = {c: np.full(cap, _NULL, np.int32)
                                             for c in (*STR_COLUMNS, *INT_COLUMNS)}
-        self.prec = np.full(cap, _NULL, np.int8)
         self.person = np.full(cap, _NULL, np.int32)
         self.alive = np.zeros(cap, bool)
         self.uids: list[str] = []
@@ -327,7 +291,6 @@ class Index:
                                                  for c in self.tf_columns}
         self.tf_totals: dict[str, int] = dict.fromkeys(self.tf_columns, 0)
         self._lock = threading.Lock()
-        self._conds = self._conditions()
         self._level_weights = [np.array([lvl.weight for lvl in comp.levels])
                                for comp in self.comparisons]
         self._tf_levels = [[i for i, lvl in enumerate(comp.levels) if lvl.tf_column]
@@ -367,9 +330,6 @@ class Index:
         for name in INT_COLUMNS:
             arr = table.column(name).cast(pa.int32()).fill_null(_NULL)
             index.cols[name][:n] = arr.to_numpy(zero_copy_only=False)
-        prec_vals = index.vocab["birth_precision"].values
-        prec_map = np.array([_PRECISION.get(v, 9) for v in prec_vals] + [_NULL], np.int8)
-        index.prec[:n] = prec_map[index.cols["birth_precision"][:n]]  # -1 indexes the NULL
         index.alive[:n] = True
         for col in index.tf_columns:
             codes = index.cols[col][:n]
@@ -389,7 +349,7 @@ class Index:
             for name, cols in BLOCKING_KEYS.items():
                 # Ascending lists: link_group finds a row's place in a block by bisection.
                 rows = _arrow(con, f"SELECT bk, list(idx ORDER BY idx) FROM (SELECT "
-                                   f"{_key_expr(cols)} AS bk, idx FROM idx_input) "
+                                   f"{key_sql(cols)} AS bk, idx FROM idx_input) "
                                    "WHERE bk IS NOT NULL GROUP BY bk")
                 self.blocks[name] = dict(zip(rows.column(0).to_pylist(),
                                              rows.column(1).to_pylist(), strict=True))
@@ -405,7 +365,6 @@ class Index:
         new = max(size, cap * 2)
         for c in self.cols:
             self.cols[c] = _grow(self.cols[c], new, _NULL)
-        self.prec = _grow(self.prec, new, _NULL)
         self.person = _grow(self.person, new, _NULL)
         self.alive = _grow(self.alive, new, False)
 
@@ -414,7 +373,7 @@ class Index:
         """(blocking key name, key) of a standardised row, NULL keys left out."""
         out = []
         for name, cols in BLOCKING_KEYS.items():
-            k = _key(row, cols)
+            k = key_of(row, cols)
             if k is not None:
                 out.append((name, k))
         return out
@@ -450,8 +409,6 @@ class Index:
             for c in INT_COLUMNS:
                 v = row.get(c)
                 self.cols[c][i] = _NULL if v is None else int(v)
-            p = row.get("birth_precision")
-            self.prec[i] = _NULL if p is None else _PRECISION.get(p, 9)
             if pending:
                 self.person[i] = _NULL
                 self._pending.add(i)
@@ -510,13 +467,11 @@ class Index:
         for c in INT_COLUMNS:
             v = row.get(c)
             codes[c] = _NULL if v is None else int(v)
-        p = row.get("birth_precision")
-        codes["prec"] = _NULL if p is None else _PRECISION.get(p, 9)
         return codes
 
     def column(self, col: str) -> np.ndarray:
-        """The code array of a column (``prec``: the birth-date precision rank)."""
-        return self.prec if col == "prec" else self.cols[col]
+        """The code array of a column."""
+        return self.cols[col]
 
     def candidates(self, row: Mapping[str, Any]) -> np.ndarray:
         """Indices of live records sharing at least one (uncapped) block with ``row``."""
@@ -533,150 +488,6 @@ class Index:
             seen.update(b)
         idx = np.array(sorted(seen), np.int64)
         return idx[self.alive[idx]]
-
-    def _by_value(self, pairs: _Pairs, lcol: str, rcol: str,
-                  fn: Callable[[str, str], bool]) -> np.ndarray:
-        """fn(left value, right value) per pair, computed once per distinct pair of values.
-
-        A NULL on either side is not true (SQL three-valued logic).
-        """
-        lc, r = pairs.left(lcol), pairs.right(rcol)
-        rvals = self.vocab[rcol].values
-        if pairs.single:
-            if lc == _NULL:
-                return np.zeros(len(r), bool)
-            a = pairs.left_value(lcol, lc)
-            if len(r) > 64:  # many candidates: once per distinct value
-                uniq, inv = np.unique(r, return_inverse=True)
-                ok = np.fromiter((u >= 0 and fn(a, rvals[u]) for u in uniq.tolist()), bool,
-                                 len(uniq))
-                return ok[inv]
-            memo: dict[int, bool] = {}
-            out = []
-            for code in r.tolist():
-                hit = memo.get(code)
-                if hit is None:
-                    hit = memo[code] = code >= 0 and fn(a, rvals[code])
-                out.append(hit)
-            return np.array(out, bool)
-        lvals = self.vocab[lcol].values
-        res = np.zeros(len(r), bool)
-        at = np.flatnonzero((lc >= 0) & (r >= 0))
-        if len(at) == 0:
-            return res
-        stride = len(rvals) + 1
-        uniq, inv = np.unique(lc[at].astype(np.int64) * stride + r[at], return_inverse=True)
-        ok = np.fromiter((fn(lvals[k // stride], rvals[k % stride]) for k in uniq.tolist()),
-                         bool, len(uniq))
-        res[at] = ok[inv]
-        return res
-
-    def _conditions(self) -> dict[str, list[Callable[[_Pairs], np.ndarray]]]:
-        """Per comparison, one condition per level (in model order, ELSE omitted).
-
-        Each mirrors a level's SQL of :func:`linkage.model.build_settings`, the left side
-        as ``_l`` and the candidate as ``_r``; a condition on a NULL is not true.
-        """
-        by_value = self._by_value
-        Cond = Callable[[_Pairs], np.ndarray]
-
-        def eq(col: str, rcol: str | None = None) -> Cond:  # left col = right rcol (col)
-            def cond(pp: _Pairs) -> np.ndarray:
-                lv = pp.left(col)
-                return (lv != _NULL) & (pp.right(rcol or col) == lv)
-            return cond
-
-        def null(col: str) -> Cond:
-            return lambda pp: (pp.left(col) == _NULL) | (pp.right(col) == _NULL)
-
-        def jw(col: str) -> Cond:
-            return lambda pp: by_value(pp, col, col, lambda a, b: _jw(a, b) >= 0.9)
-
-        def among(key: str) -> Cond:
-            # linkage.model._among_other_tokens: one side's key is a name token of the other
-            return lambda pp: (by_value(pp, key, "name_keys", lambda a, b: _has_token(b, a))
-                               | by_value(pp, "name_keys", key, lambda a, b: _has_token(a, b)))
-
-        def name(std: str, key: str, similar: str | None = None) -> list[Cond]:
-            return [null(key), eq(std), eq(key), jw(similar or std), among(key)]
-
-        def both_day(pp: _Pairs) -> np.ndarray:
-            return (pp.left("prec") == _DAY) & (pp.right("prec") == _DAY)
-
-        def imprecise(pp: _Pairs) -> np.ndarray:
-            # (precision_l <> 'day' OR precision_r <> 'day'): a NULL side is not true.
-            lp, rp = pp.left("prec"), pp.right("prec")
-            return ((lp != _NULL) & (lp != _DAY)) | ((rp != _NULL) & (rp != _DAY))
-
-        def year_gap(pp: _Pairs) -> tuple[Any, np.ndarray]:
-            ly, ry = pp.left("birth_year"), pp.right("birth_year")
-            return (ly != _NULL) & (ry != _NULL), np.abs(ry - ly)
-
-        def year_diff(d: int) -> Cond:
-            def cond(pp: _Pairs) -> np.ndarray:
-                known, gap = year_gap(pp)
-                return known & (gap == d)
-            return cond
-
-        def year_within(d: int) -> Cond:
-            def cond(pp: _Pairs) -> np.ndarray:
-                known, gap = year_gap(pp)
-                return known & (gap <= d)
-            return cond
-
-        def all_of(*conds: Cond) -> Cond:
-            def cond(pp: _Pairs) -> np.ndarray:
-                out = conds[0](pp)
-                for c in conds[1:]:
-                    out = out & c(pp)
-                return out
-            return cond
-
-        def any_of(*conds: Cond) -> Cond:
-            def cond(pp: _Pairs) -> np.ndarray:
-                out = conds[0](pp)
-                for c in conds[1:]:
-                    out = out | c(pp)
-                return out
-            return cond
-
-        same_year = eq("birth_year")
-        swapped = all_of(same_year, eq("birth_month", "birth_day"),
-                         eq("birth_day", "birth_month"))  # day and month swapped
-        birth: list[Cond] = [
-            null("birth_year"),
-            all_of(both_day, eq("birth_date")),
-            all_of(both_day, swapped),
-            *[all_of(imprecise, year_diff(d)) for d in (0, 1, 2)],
-            all_of(both_day, same_year),
-            year_within(5),
-        ]
-
-        def exact(col: str) -> list[Cond]:
-            return [null(col), eq(col)]
-
-        kin = any_of(eq("phone"), eq("mother_key"))
-        location = [all_of(null("village"), null("commune")),
-                    eq("village"), eq("commune"), eq("region")]
-        household = [all_of(null("phone"), null("village"), null("commune")),
-                     all_of(kin, eq("village")), kin,
-                     eq("village"), eq("commune"), eq("region")]
-        # Comparisons of earlier model versions stay here: check_model() decides which
-        # the model has, and only those are scored.
-        return {
-            "household": household,
-            "given_name": name("given_std", "given_key", similar="given_first"),
-            "family_name": name("family_std", "family_key"),
-            "father_name": name("father_std", "father_key"),
-            "grandfather_name": name("grandfather_std", "grandfather_key"),
-            "birth_date": birth,
-            "sex": exact("sex"),
-            "national_id": [*exact("national_id"),
-                            lambda pp: by_value(pp, "national_id", "national_id", _dl1)],
-            "phone": exact("phone"),
-            "location": location,
-            "mother_name": exact("mother_key"),
-        }
 
     def tf_of(self, col: str, codes: Any) -> Any:
         """Term frequency of codes (an int or an array); NaN for NULL or unseen values."""
@@ -696,7 +507,7 @@ class Index:
         weights = np.zeros((k, ncomp), np.float64)
         tf_adj = np.zeros((k, ncomp), np.float64)
         for j, comp in enumerate(self.comparisons):
-            conds = self._conds[comp.name]
+            conds = comp.conditions
             p = np.full(k, len(comp.levels) - 1, np.int8)
             if k <= 32:  # few pairs: every condition on all, the first match wins
                 hit = conds[0](pairs)

@@ -21,7 +21,7 @@ def test_shipped_models_are_plausible(profile: str) -> None:
     model = Model.load(SHIPPED_MODELS_DIR / f"{profile}.json")
     check_parameters(model)
     exact = _level(model, "given_name", "exact")
-    other = _level(model, "given_name", "All other comparisons")
+    other = _level(model, "given_name", "different")
     assert exact["m"] > 10 * exact["u"]  # agreeing given names are strong evidence
     assert other["m"] < 0.1 * other["u"]  # disagreeing given names weigh heavily against
     far = _level(model, "birth_date", "more than 5 years apart")

@@ -24,8 +24,10 @@ from grpc_status import rpc_status
 from service_fixtures import RunningServer, build_small_register
 
 from linkage.ids import new_id
+from linkage.matching.definition import key_sql
+from linkage.matching.levels import jaro_winkler
 from linkage.model import Model
-from linkage.resolver import Index, _jw, _key_expr, check_model
+from linkage.resolver import Index
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -448,7 +450,7 @@ def test_scores_match_splink(tmp_path: Path) -> None:
 
     small = build_small_register(tmp_path, persons=250, seed=11)
     model = Model.load(small.project.model)
-    check_model(model)
+    model.check_definition()
     src = duckdb.connect(str(small.project.register), read_only=True)
     cols = ", ".join(STANDARD_COLUMNS)
     table = src.sql(f"SELECT r.uid, r.source, p.person_id, {cols} FROM records r JOIN "
@@ -458,7 +460,7 @@ def test_scores_match_splink(tmp_path: Path) -> None:
     index = Index.from_arrow(table, model, max_block_size=10_000)
     con = duckdb.connect()
     con.register("recs", table)
-    keys = ", ".join(f"{_key_expr(c)} AS bk_{n}" for n, c in BLOCKING_KEYS.items())
+    keys = ", ".join(f"{key_sql(c)} AS bk_{n}" for n, c in BLOCKING_KEYS.items())
     con.execute(f"CREATE TABLE linkage_input AS SELECT * EXCLUDE (person_id), {keys} FROM recs")
     linker = Linker(DuckDBAPI(con).register("linkage_input", table_name="linkage_input_splink"),
                     model.settings)
@@ -481,7 +483,7 @@ def test_scores_match_splink(tmp_path: Path) -> None:
     sims = con.execute("SELECT a.v, b.v, jaro_winkler_similarity(a.v, b.v) FROM "
                        "(SELECT unnest(?::VARCHAR[]) v) a, (SELECT unnest(?::VARCHAR[]) v) b",
                        [names, names]).fetchall()
-    assert all((_jw(a, b) >= 0.9) == (s >= 0.9) for a, b, s in sims)
+    assert all((jaro_winkler(a, b) >= 0.9) == (s >= 0.9) for a, b, s in sims)
 
 
 # ----------------------------------------------------------------------------- SIGTERM

@@ -31,7 +31,7 @@ from grpc_status import rpc_status
 from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady, RunInProgress
 from linkage.realtime import Realtime, RealtimeOptions
-from linkage.resolver import ModelMismatch
+from linkage.model import ModelError
 from linkage.service.servicer import BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
@@ -64,7 +64,7 @@ class ExceptionToStatus(grpc.ServerInterceptor):
       ``google.rpc.BadRequest`` listing the field violations;
     * :class:`~linkage.errors.NotFound` -> NOT_FOUND;
     * :class:`~linkage.errors.RunInProgress`, :class:`~linkage.errors.NotReady`,
-      :class:`~linkage.resolver.ModelMismatch` -> FAILED_PRECONDITION;
+      :class:`~linkage.model.ModelError` -> FAILED_PRECONDITION;
     * :class:`TimeoutError` -> DEADLINE_EXCEEDED;
     * anything else -> INTERNAL with a generic message and a reference; the traceback
       is logged under that reference (messages of our exceptions carry no personal data,
@@ -129,7 +129,7 @@ class ExceptionToStatus(grpc.ServerInterceptor):
                            f"invalid request: {fields}", [bad])
         if isinstance(exc, NotFound):
             return _status(grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND, str(exc))
-        if isinstance(exc, RunInProgress | NotReady | ModelMismatch):
+        if isinstance(exc, RunInProgress | NotReady | ModelError):
             return _status(grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION,
                            str(exc))
         if isinstance(exc, TimeoutError):
