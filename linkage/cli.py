@@ -66,7 +66,8 @@ def cli() -> None:
 def ingest(project_path: Path, force: bool) -> None:
     """Read every source into the register (lossless, idempotent).
 
-    Bad rows land in the `rejects` table with their row number and reason.
+    Rows without a key or a name land in the `rejects` table with their row number and
+    reason; a bad value in another field is blanked and listed in `field_warnings`.
     """
     from linkage.pipeline import ingest_all, stderr_progress
 
@@ -81,6 +82,8 @@ def ingest(project_path: Path, force: bool) -> None:
         click.echo(r.line())
         for reason, n in sorted(r.reject_reasons.items(), key=lambda x: -x[1])[:10]:
             click.echo(f"    rejected {n:,}: {reason}")
+        for reason, n in sorted(r.warning_reasons.items(), key=lambda x: -x[1])[:10]:
+            click.echo(f"    field blanked {n:,}: {reason}")
 
 
 @cli.command()

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from linkage.canonical import RAW_FIELDS
+from linkage.standardise.dates import MIN_YEAR
 
 FORMATS = ("csv", "parquet", "jsonl")
 KINDS = ("programme", "civil_registry")
@@ -74,6 +75,7 @@ class SourceConfig:
     age_reference_column: str | None = None
     sex_codes: dict[str, list[str]] | None = None
     country_code: str = ""
+    min_birth_year: int = MIN_YEAR  # the project's setting
 
     @property
     def source_columns(self) -> list[str]:
@@ -96,6 +98,7 @@ class ProjectConfig:
     thresholds: Thresholds
     max_block_size: int
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
+    min_birth_year: int = MIN_YEAR  # earlier birth years are blanked with a field warning
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -153,9 +156,12 @@ class _Keys:
             raise self._err(key, f"expected a number between {lo} and {hi}")
         return float(value)
 
-    def int(self, key: str, default: int, lo: int) -> int:
+    def int(self, key: str, default: int, lo: int, hi: int | None = None) -> int:
         value = self.data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+                hi is not None and value > hi):
+            if hi is not None:
+                raise self._err(key, f"expected a whole number between {lo} and {hi}")
             raise self._err(key, f"expected a whole number of at least {lo}")
         return value
 
@@ -175,8 +181,11 @@ _SOURCE_KEYS = {"name", "kind", "programme", "path", "format", "delimiter", "enc
                 "age_reference_date", "age_reference_column", "sex_codes", "country_code"}
 
 
-def load_source(path: Path | str, *, default_country_code: str = "") -> SourceConfig:
+def load_source(path: Path | str, *, default_country_code: str = "",
+                min_birth_year: int = MIN_YEAR) -> SourceConfig:
     """Read and validate one source file.
+
+    ``default_country_code`` and ``min_birth_year`` come from the project file.
 
     Raises:
         ConfigError: naming the file and the offending key.
@@ -266,11 +275,12 @@ def load_source(path: Path | str, *, default_country_code: str = "") -> SourceCo
         age_reference_column=ref_col,
         sex_codes=sex_codes,
         country_code=k.str("country_code", default_country_code) or default_country_code,
+        min_birth_year=min_birth_year,
     )
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size"}
+                 "max_block_size", "min_birth_year"}
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -286,6 +296,8 @@ def load_project(path: Path | str) -> ProjectConfig:
     if country and not country.lstrip("+").isdigit():
         raise ConfigError(path, "country_code", "expected digits such as \"223\"")
     country = country.lstrip("+")
+    # A 4-digit year no later than this one (dates are read as 4-digit years).
+    min_birth_year = k.int("min_birth_year", MIN_YEAR, 1000, dt.date.today().year)
     sources_raw = k.data.get("sources")
     if not isinstance(sources_raw, list) or not sources_raw:
         raise ConfigError(path, "sources", "expected a non-empty list of source files")
@@ -293,7 +305,8 @@ def load_project(path: Path | str) -> ProjectConfig:
     for i, entry in enumerate(sources_raw):
         if not isinstance(entry, str):
             raise ConfigError(path, f"sources[{i}]", "expected a path to a source file")
-        sources.append(load_source(base / entry, default_country_code=country))
+        sources.append(load_source(base / entry, default_country_code=country,
+                                   min_birth_year=min_birth_year))
     names = [s.name for s in sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -315,4 +328,5 @@ def load_project(path: Path | str) -> ProjectConfig:
         thresholds=thresholds,
         max_block_size=k.int("max_block_size", 100, 2),
         sources=tuple(sources),
+        min_birth_year=min_birth_year,
     )

@@ -1,10 +1,15 @@
 """Lossless, idempotent ingest of source files into the register.
 
 Every input row either becomes a record or lands in ``rejects`` with its source, file,
-row number, raw values and a reason. Each ingest of a source is taken as a *full
-extract*: keys seen for the first time are added, keys whose row changed are updated,
-keys that vanished are marked ``retired`` (never deleted). A file set identical (by
-content hash) to the one last ingested is skipped, so re-ingesting changes nothing.
+row number, raw values and a reason. A row is rejected only when it has no usable record
+key or no name at all; a bad value in any other field (a birth year before the project's
+``min_birth_year``, a future date, an unknown sex code, a phone of the wrong length...)
+blanks that field only and is stored in ``field_warnings``.
+
+Each ingest of a source is taken as a *full extract*: keys seen for the first time are
+added, keys whose row changed are updated, keys that vanished are marked ``retired``
+(never deleted). A file set identical (by content hash) to the one last ingested is
+skipped, so re-ingesting changes nothing.
 
 Row numbers count data rows from 1 (the header of a CSV file is not a row).
 """
@@ -27,7 +32,7 @@ import pyarrow as pa
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.register import API_FILE, query
-from linkage.standardise import RejectError, make_standardiser
+from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
 
 
 class IngestError(RuntimeError):
@@ -46,15 +51,18 @@ class IngestReport:
     retired: int = 0
     unchanged: int = 0
     rejected: int = 0
+    warned: int = 0  # fields blanked on kept records (rows in field_warnings)
     skipped: bool = False  # the same files were ingested before
     reject_reasons: dict[str, int] = field(default_factory=dict)
+    warning_reasons: dict[str, int] = field(default_factory=dict)  # 'field: reason' -> count
 
     def line(self) -> str:
         if self.skipped:
             return f"{self.source}: unchanged files, nothing to do"
         return (f"{self.source}: {self.rows:,} rows from {self.files} file(s): "
                 f"{self.added:,} added, {self.updated:,} updated, {self.unchanged:,} unchanged, "
-                f"{self.retired:,} retired, {self.rejected:,} rejected")
+                f"{self.retired:,} retired, {self.rejected:,} rejected, "
+                f"{self.warned:,} field warnings")
 
 
 # A row as read: (row number, values by source column) or (row number, None, reason).
@@ -168,14 +176,23 @@ def _clean(value: Any) -> str | None:
 
 def read_source(src: SourceConfig, path: Path, file_sha: str,
                 records: dict[str, list], rejects: list[dict], seen: dict[str, tuple[str, int]],
-                progress: Callable[[str], None] | None = None) -> int:
-    """Read one file of a source into column lists (``records``) and ``rejects``.
+                progress: Callable[[str], None] | None = None,
+                warnings: list[dict] | None = None) -> int:
+    """Read one file of a source into column lists (``records``), ``rejects`` and
+    ``warnings`` (rows for ``field_warnings``: fields blanked on kept records).
 
     Returns the number of rows read. ``progress`` hears a line every 200,000 rows.
     """
     rows = 0
     mapping = src.columns
+    if warnings is None:
+        warnings = []
+    base = StandardiseOptions(
+        source=src.name, birth_date_format=src.birth_date_format,
+        age_reference_date=src.age_reference_date, country_code=src.country_code,
+        sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year)
     standardisers: dict = {}  # one per age reference date: set up once, not per row
+    found: list[FieldWarning] = []  # this row's field warnings
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
         rows += 1
         if progress is not None and rows % 200_000 == 0:
@@ -203,22 +220,23 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
                                  f"{Path(first_file).name})")
             continue
         raw = {f: _clean(values.get(col)) for f, col in mapping.items()}
+        found.clear()
         ref = src.age_reference_date
         if src.age_reference_column:
             ref_raw = _clean(values.get(src.age_reference_column))
             try:
                 ref = dt.date.fromisoformat(ref_raw) if ref_raw else ref
             except ValueError:
-                reject(src.age_reference_column, "age reference date is not YYYY-MM-DD")
-                continue
+                found.append(FieldWarning("age_reference_date", ref_raw,
+                                          "age reference date is not YYYY-MM-DD"))
+            if ref is None and raw.get("age") is not None:
+                found.append(FieldWarning("age", raw["age"], "no age reference date"))
+                raw["age"] = None  # an age alone, with no date to count from, is no birth year
         std_fn = standardisers.get(ref)
         if std_fn is None:
-            std_fn = standardisers[ref] = make_standardiser(
-                source=src.name, birth_date_format=src.birth_date_format,
-                age_reference_date=ref, country_code=src.country_code,
-                sex_codes=src.sex_codes, name_order=src.name_order)
+            std_fn = standardisers[ref] = make_standardiser(base, age_reference_date=ref)
         try:
-            std = std_fn(raw)
+            std = std_fn(raw, found)
         except RejectError as exc:
             reject(exc.field, exc.reason)
             continue
@@ -231,10 +249,20 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         records["record_hash"].append(hashlib.sha1(raw_json.encode("utf-8")).hexdigest())
         for col in STANDARD_COLUMNS:
             records[col].append(std.get(col))
+        for w in found:
+            column = (src.age_reference_column if w.field == "age_reference_date"
+                      else mapping.get(w.field))
+            warnings.append(dict(source=src.name, file=str(path), file_sha256=file_sha,
+                                 row_number=row_number, record_key=key, field=w.field,
+                                 source_column=column, raw_value=w.value, reason=w.reason))
     return rows
 
 
 _ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
+_WARNING_SCHEMA = pa.schema(
+    [pa.field(n, pa.int64() if n == "row_number" else pa.string())
+     for n in ("source", "file", "file_sha256", "row_number", "record_key", "field",
+               "source_column", "raw_value", "reason")])
 
 
 def _records_table(records: dict[str, list]) -> pa.Table:
@@ -275,10 +303,12 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     records: dict[str, list] = {c: [] for c in ("uid", "record_key", "file", "row_number", "raw",
                                                  "record_hash", *STANDARD_COLUMNS)}
     rejects: list[dict] = []
+    warnings: list[dict] = []
     seen: dict[str, tuple[str, int]] = {}
     rows_by_file = {}
     for path, sha in hashes.items():
-        rows_by_file[path] = read_source(src, path, sha, records, rejects, seen, progress)
+        rows_by_file[path] = read_source(src, path, sha, records, rejects, seen, progress,
+                                         warnings)
     report.rows = sum(rows_by_file.values())
 
     stage = _records_table(records)
@@ -288,9 +318,16 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         (report.added,) = query(cur, """
             SELECT count(*) FROM stage_records s
             WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.uid = s.uid)""")[0]
-        (report.updated,) = query(cur, """
+        # A row also counts as updated when the same raw values now standardise differently
+        # (a forced re-read after min_birth_year changed): records match the latest reading,
+        # as rejects and field_warnings do.
+        def std_changed(t: str) -> str:
+            return " OR ".join(f"{t}.{c} IS DISTINCT FROM s.{c}" for c in std_cols)
+
+        (report.updated,) = query(cur, f"""
             SELECT count(*) FROM stage_records s JOIN records r USING (uid)
-            WHERE r.record_hash <> s.record_hash OR r.status <> 'active'""")[0]
+            WHERE r.record_hash <> s.record_hash OR r.status <> 'active' OR {std_changed("r")}"""
+        )[0]
         (report.retired,) = query(cur, """
             SELECT count(*) FROM records r WHERE r.source = ? AND r.status = 'active'
               AND r.file IS DISTINCT FROM ?
@@ -306,7 +343,8 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
                    retired_at = NULL, {set_std}
             FROM stage_records s
             WHERE records.uid = s.uid
-              AND (records.record_hash <> s.record_hash OR records.status <> 'active')""", [now])
+              AND (records.record_hash <> s.record_hash OR records.status <> 'active'
+                   OR {std_changed("records")})""", [now])
         cur.execute(f"""
             INSERT INTO records (uid, source, record_key, file, row_number, raw, record_hash,
                                  status, first_seen, updated_at, retired_at, {cols})
@@ -322,6 +360,13 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     finally:
         cur.unregister("stage_records")
 
+    # The files just read replace what an earlier reading of the same files said (a newer
+    # version of the code or of min_birth_year may keep a row an older one rejected).
+    shas = sorted(set(hashes.values()))
+    cur.execute("DELETE FROM rejects WHERE source = ? AND list_contains(?, file_sha256)",
+                [src.name, shas])
+    cur.execute("DELETE FROM field_warnings WHERE source = ? AND list_contains(?, file_sha256)",
+                [src.name, shas])
     if rejects:
         rej = pa.Table.from_pylist(rejects)
         cur.register("stage_rejects", rej)
@@ -335,6 +380,20 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     report.rejected = len(rejects)
     for r in rejects:
         report.reject_reasons[r["reason"]] = report.reject_reasons.get(r["reason"], 0) + 1
+    if warnings:
+        cur.register("stage_warnings", pa.Table.from_pylist(warnings, schema=_WARNING_SCHEMA))
+        try:
+            cur.execute("""
+                INSERT OR IGNORE INTO field_warnings
+                SELECT source, file, file_sha256, row_number, record_key, field, source_column,
+                       raw_value, reason, ?
+                FROM stage_warnings""", [now])
+        finally:
+            cur.unregister("stage_warnings")
+    report.warned = len(warnings)
+    for w in warnings:
+        what = f"{w['field']}: {w['reason']}"
+        report.warning_reasons[what] = report.warning_reasons.get(what, 0) + 1
 
     cur.execute("DELETE FROM source_files WHERE source = ?", [src.name])
     cur.executemany("INSERT INTO source_files VALUES (?, ?, ?, ?, ?)",

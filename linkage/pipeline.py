@@ -209,6 +209,11 @@ def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
             SELECT j.source, count(*) FROM rejects j JOIN source_files f
               ON f.source = j.source AND f.sha256 = j.file_sha256 GROUP BY j.source"""):
         per_source.setdefault(source, {"records": 0})["rejected"] = n
+    # Fields blanked on kept records, counted the same way.
+    for source, n in query(cur, """
+            SELECT w.source, count(*) FROM field_warnings w JOIN source_files f
+              ON f.source = w.source AND f.sha256 = w.file_sha256 GROUP BY w.source"""):
+        per_source.setdefault(source, {"records": 0})["warnings"] = n
     for r in reports:
         per_source.setdefault(r.source, {"records": 0})
         per_source[r.source].update(added=r.added, updated=r.updated, retired=r.retired)
@@ -253,11 +258,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     """A readable summary for the terminal."""
     lines = [f"Run {summary.get('run_id')}  model {summary.get('model_version')}  "
              f"{summary.get('seconds', '?')} s", ""]
-    lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'persons':>10}"
+    lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'warnings':>10}{'persons':>10}"
                  f"{'dup. persons':>14}{'dup. records':>14}")
     for name, s in summary["sources"].items():
         lines.append(f"{name:<22}{s.get('records', 0):>10,}{s.get('rejected', 0):>10,}"
-                     f"{s.get('persons', 0):>10,}{s.get('persons_with_duplicates', 0):>14,}"
+                     f"{s.get('warnings', 0):>10,}{s.get('persons', 0):>10,}"
+                     f"{s.get('persons_with_duplicates', 0):>14,}"
                      f"{s.get('duplicate_records', 0):>14,}")
     lines += ["", f"persons: {summary['persons']:,}",
               f"people in more than one programme: {summary['persons_in_several_programmes']:,}",

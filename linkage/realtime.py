@@ -144,7 +144,7 @@ class Realtime:
 
     def standardise(self, person: PersonInput, source: str = "api") -> dict[str, Any]:
         """Standardise a person's details like a roster row, or :class:`InvalidRequest`."""
-        from linkage.standardise import RejectError, standardise
+        from linkage.standardise import RejectError, StandardiseOptions, standardise
 
         country = self.project.country_code
         try:
@@ -154,11 +154,15 @@ class Realtime:
         raw = {k: v for k, v in person.raw.items() if v is not None and str(v).strip()}
         if "age" in raw and person.age_reference_date is None:
             raise InvalidRequest([("person.age.reference_date", "required with an age")])
+        options = StandardiseOptions(
+            source=source, birth_date_format="%Y-%m-%d",
+            age_reference_date=person.age_reference_date, country_code=country,
+            sex_codes=None, name_order=person.name_order,
+            min_birth_year=self.project.min_birth_year)
         try:
-            return standardise(raw, source=source, birth_date_format="%Y-%m-%d",
-                               age_reference_date=person.age_reference_date,
-                               country_code=country, sex_codes=None,
-                               name_order=person.name_order)
+            # No warnings list: strict, a bad field is an error naming it (batch ingest is
+            # lenient and blanks the field instead).
+            return standardise(raw, options)
         except RejectError as exc:
             raise InvalidRequest([(FIELD_PATHS.get(exc.field, f"person.{exc.field}"),
                                    exc.reason)]) from None

@@ -9,7 +9,10 @@ sources        one row per configured source (name, kind, programme label)
 source_files   files ingested, by content hash, so re-ingesting is a no-op
 records        one row per (source, record key): raw row as JSON, standardised
                columns, content hash, status ``active`` / ``retired``
-rejects        rows that could not become records: source, file, row, reason
+rejects        rows that could not become records (no key, no name, unreadable row):
+               source, file, row, reason
+field_warnings fields blanked on records that were kept (a future birth date, an
+               unknown sex code, ...): source, file, row, field, raw value, reason
 model_versions trained models (version, file, hash, training metadata)
 runs           batch runs: times, status, model version, summary JSON
 links          scored pairs kept for review from the last published run
@@ -89,6 +92,21 @@ CREATE TABLE IF NOT EXISTS rejects (
     reason VARCHAR NOT NULL,
     rejected_at TIMESTAMP,
     PRIMARY KEY (source, file_sha256, row_number)
+);
+-- One row per field blanked on an ingested record; the record itself is kept. Like
+-- rejects, the only place (with records.raw) where the raw value is stored.
+CREATE TABLE IF NOT EXISTS field_warnings (
+    source VARCHAR NOT NULL,
+    file VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    record_key VARCHAR,
+    field VARCHAR NOT NULL,           -- canonical field blanked: 'birth_date', 'sex', ...
+    source_column VARCHAR,            -- the source's column for it
+    raw_value VARCHAR,
+    reason VARCHAR NOT NULL,
+    warned_at TIMESTAMP,
+    PRIMARY KEY (source, file_sha256, row_number, field)
 );
 CREATE TABLE IF NOT EXISTS model_versions (
     version VARCHAR PRIMARY KEY,

@@ -89,11 +89,19 @@ def test_jsonl_with_bad_json_line(reg: Register, tmp_path: Path) -> None:
     assert rejects(reg) == [(2, None, None, "invalid JSON")]
 
 
+def warnings(reg: Register) -> list[tuple]:
+    cur = reg.cursor()
+    rows = query(cur, "SELECT row_number, record_key, field, source_column, raw_value, reason "
+                      "FROM field_warnings ORDER BY row_number, field")
+    cur.close()
+    return rows
+
+
 def test_bad_rows_land_in_rejects_with_reasons(reg: Register, tmp_path: Path) -> None:
     body = (HEADER
             + "1;Moussa;Traoré;M;14/03/1980\n"   # good
-            + "2;Awa;Diarra;F;31/02/19x5\n"      # bad date
-            + "3;Adama;Coulibaly;X;1980\n"       # unknown sex code
+            + "2;Awa;Diarra;F;31/02/19x5\n"      # bad date: kept, date blanked
+            + "3;Adama;Coulibaly;X;1980\n"       # unknown sex code: kept, sex blanked
             + "4;;;M;1980\n"                     # empty names
             + ";Seydou;Touré;M;1981\n"           # missing record key
             + "1;Moussa;Traoré;M;14/03/1980\n"   # duplicate key
@@ -101,33 +109,40 @@ def test_bad_rows_land_in_rejects_with_reasons(reg: Register, tmp_path: Path) ->
     data = body.encode("utf-8") + "8;Kadiatou;Cissé;F;1999\n".encode("latin-1")  # bad bytes
     (tmp_path / "r.csv").write_bytes(data)
     report = ingest(reg, source_yaml(tmp_path, "r.csv"))
-    assert report.rows == 8 and report.added == 1 and report.rejected == 7
+    assert report.rows == 8 and report.added == 3 and report.rejected == 5
+    assert report.warned == 2
     got = {row: (key, field, reason) for row, key, field, reason in rejects(reg)}
-    assert got[2][:2] == ("2", "birth_date") and "date" in got[2][2]
-    assert got[3][:2] == ("3", "sex") and "sex" in got[3][2]
+    assert set(got) == {4, 5, 6, 7, 8}
     assert got[4][0] == "4" and "name" in got[4][2]
     assert got[5] == (None, "record_key", "missing record key (id)")
     assert got[6][0] == "1" and got[6][2].startswith("duplicate record key (first at row 1")
     assert got[7][2] == "expected 5 fields, found 4"
     assert got[8][2] == "invalid utf-8 bytes in row"
     cur = reg.cursor()
-    (raw,) = query(cur, "SELECT raw FROM rejects WHERE row_number = 3")[0]
+    (raw,) = query(cur, "SELECT raw FROM rejects WHERE row_number = 4")[0]
     cur.close()
-    assert json.loads(raw)["sexe"] == "X"  # raw values kept: nothing is lost
+    assert json.loads(raw)["sexe"] == "M"  # raw values kept: nothing is lost
+    got_warnings = {row: (key, field, column, value, reason)
+                    for row, key, field, column, value, reason in warnings(reg)}
+    assert got_warnings[2][:4] == ("2", "birth_date", "date_naissance", "31/02/19x5")
+    assert "unparseable date" in got_warnings[2][4]
+    assert got_warnings[3] == ("3", "sex", "sexe", "X", "unknown sex code")
+    assert records(reg)["3"] == ("active", "adama", "coulibaly", None, 1980, "year")
 
 
 def test_reingest_is_idempotent(reg: Register, tmp_path: Path) -> None:
-    (tmp_path / "r.csv").write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;x\n",
-                                    encoding="utf-8")
+    (tmp_path / "r.csv").write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;x\n"
+                                    "3;;;F;1990\n", encoding="utf-8")
     y = source_yaml(tmp_path, "r.csv")
     ingest(reg, y)
-    before = (records(reg), rejects(reg))
+    before = (records(reg), rejects(reg), warnings(reg))
+    assert len(before[1]) == 1 and len(before[2]) == 1
     again = ingest(reg, y)
     assert again.skipped
     with reg.transaction() as cur:
         forced = ingest_source(cur, load_source(y), force=True)
-    assert (forced.added, forced.updated, forced.retired, forced.unchanged) == (0, 0, 0, 1)
-    assert (records(reg), rejects(reg)) == before
+    assert (forced.added, forced.updated, forced.retired, forced.unchanged) == (0, 0, 0, 2)
+    assert (records(reg), rejects(reg), warnings(reg)) == before
 
 
 def test_updated_extract_adds_updates_and_retires(reg: Register, tmp_path: Path) -> None:

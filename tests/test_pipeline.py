@@ -61,6 +61,8 @@ def test_run_publishes_persons_and_summary(published: Path) -> None:
 
     summary = json.loads(summary_json)
     assert summary["persons"] == n_persons
+    # bad dates and sex codes planted by the generator are blanked, their records kept
+    assert sum(s.get("warnings", 0) for s in summary["sources"].values()) > 0
     text = format_summary(summary)
     assert "programme overlap" in text and "people in more than one programme" in text
 

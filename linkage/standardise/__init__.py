@@ -25,8 +25,8 @@ from linkage.standardise.dates import (
     from_age,
     parse_birth_date,
 )
-from linkage.standardise.errors import RejectError
-from linkage.standardise.ids import clean_national_id
+from linkage.standardise.errors import FieldWarning, RejectError
+from linkage.standardise.ids import clean_national_id, national_id_problem
 from linkage.standardise.names import (
     NAME_ORDERS,
     VariantTable,
@@ -40,8 +40,13 @@ from linkage.standardise.names import (
     translit_key,
     use_variants,
 )
-from linkage.standardise.phones import normalise_phone
-from linkage.standardise.record import make_standardiser, standardise
+from linkage.standardise.phones import normalise_phone, phone_problem
+from linkage.standardise.record import (
+    StandardiseOptions,
+    Standardiser,
+    make_standardiser,
+    standardise,
+)
 from linkage.standardise.sex import DEFAULT_SEX_CODES, parse_sex
 
 __all__ = [
@@ -53,7 +58,10 @@ __all__ = [
     "PRECISIONS",
     "RELATIONS",
     "BirthDate",
+    "FieldWarning",
     "RejectError",
+    "StandardiseOptions",
+    "Standardiser",
     "VariantTable",
     "clean_national_id",
     "date_relation",
@@ -61,9 +69,11 @@ __all__ = [
     "from_age",
     "load_variants",
     "make_standardiser",
+    "national_id_problem",
     "normalise_phone",
     "parse_birth_date",
     "parse_sex",
+    "phone_problem",
     "phonetic",
     "rule_key",
     "split_full_name",

@@ -39,8 +39,9 @@ RELATIONS: tuple[str, ...] = (
     "mismatch",
     "missing",
 )
-#: Earliest plausible birth year of a living beneficiary.
-MIN_YEAR = 1900
+#: Default earliest accepted birth year (a project's ``min_birth_year`` overrides it): far
+#: enough back for historical registers, before it a year is a typing accident.
+MIN_YEAR = 1800
 #: Oldest plausible age in years.
 MAX_AGE = 120
 #: (day, month) pairs that forms use as a default when only the year is known.
@@ -139,9 +140,10 @@ def _component(value: str | None) -> int | None:
     return n or None
 
 
-def _build(year: int, month: int | None, day: int | None, today: date, shape: str) -> BirthDate:
-    if year < MIN_YEAR:
-        raise ValueError(f"year {year} out of range")
+def _build(year: int, month: int | None, day: int | None, today: date, shape: str,
+           min_year: int) -> BirthDate:
+    if year < min_year:
+        raise ValueError(f"year before {min_year}")
     if year > today.year:
         raise ValueError("date in the future")
     if month is None:
@@ -166,7 +168,8 @@ def _build(year: int, month: int | None, day: int | None, today: date, shape: st
     return BirthDate(year, month, day, "day")
 
 
-def parse_birth_date(raw: str | None, fmt: str, *, today: date | None = None) -> BirthDate:
+def parse_birth_date(raw: str | None, fmt: str, *, today: date | None = None,
+                     min_year: int = MIN_YEAR) -> BirthDate:
     """Parse a birth date written in the source's format, year-only forms included.
 
     Args:
@@ -177,6 +180,7 @@ def parse_birth_date(raw: str | None, fmt: str, *, today: date | None = None) ->
         fmt: A strptime-like format using ``%d %m %Y %y`` (``'%d/%m/%Y'``, ``'%Y-%m-%d'``,
             ``'%m/%d/%Y'``, ``'%Y'``).
         today: Reference for "in the future" (default: the current date).
+        min_year: Earliest accepted year (default :data:`MIN_YEAR`).
 
     Returns:
         A :class:`BirthDate`; 01/01/YYYY and 01/07/YYYY become precision ``'placeholder'``
@@ -184,7 +188,7 @@ def parse_birth_date(raw: str | None, fmt: str, *, today: date | None = None) ->
 
     Raises:
         ValueError: with a reason safe to store ("unparseable date (shape '99/99/9999')",
-            "year 1820 out of range", "date in the future", ...).
+            "year before 1800", "date in the future", ...).
 
     Examples:
         >>> parse_birth_date("12/06/1975", "%d/%m/%Y")
@@ -194,18 +198,18 @@ def parse_birth_date(raw: str | None, fmt: str, *, today: date | None = None) ->
         >>> parse_birth_date("01/01/1975", "%d/%m/%Y").precision
         'placeholder'
     """
-    return _parse_cached(raw.strip() if raw else "", fmt, today or date.today())
+    return _parse_cached(raw.strip() if raw else "", fmt, today or date.today(), min_year)
 
 
 @lru_cache(maxsize=1 << 18)
-def _parse_cached(raw: str, fmt: str, today: date) -> BirthDate:
+def _parse_cached(raw: str, fmt: str, today: date, min_year: int) -> BirthDate:
     if not raw:
         raise ValueError("empty date")
     value = _TIME_SUFFIX.sub("", raw)
     shape = _shape(value)
     m = _YEAR_ONLY.match(value)
     if m:
-        return _build(int(m.group(1) or m.group(2)), None, None, today, shape)
+        return _build(int(m.group(1) or m.group(2)), None, None, today, shape, min_year)
     m = _format_regex(fmt).match(value)
     if m:
         groups = m.groupdict()
@@ -217,13 +221,15 @@ def _parse_cached(raw: str, fmt: str, today: date) -> BirthDate:
             year = today.year - (today.year - yy) % 100
         else:
             raise ValueError(f"unparseable date (shape {shape!r}, no year in format)")
-        return _build(year, _component(groups.get("m")), _component(groups.get("d")), today, shape)
+        return _build(year, _component(groups.get("m")), _component(groups.get("d")), today, shape,
+                      min_year)
     m = _MONTH_YEAR.match(value)
     if m:  # "06/1975": month and year only, whatever the day-first/month-first format
-        return _build(int(m.group(2)), _component(m.group(1)), None, today, shape)
+        return _build(int(m.group(2)), _component(m.group(1)), None, today, shape, min_year)
     m = _ISO.match(value)
     if m:
-        return _build(int(m.group(1)), _component(m.group(2)), _component(m.group(3)), today, shape)
+        return _build(int(m.group(1)), _component(m.group(2)), _component(m.group(3)), today, shape,
+                      min_year)
     raise ValueError(f"unparseable date (shape {shape!r}, expected {fmt!r})")
 
 

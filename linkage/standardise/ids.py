@@ -6,7 +6,7 @@ import re
 
 from linkage.standardise.names import fold
 
-__all__ = ["ID_PLACEHOLDERS", "clean_national_id"]
+__all__ = ["ID_PLACEHOLDERS", "clean_national_id", "national_id_problem"]
 
 #: Cleaned values that mean "no ID".
 ID_PLACEHOLDERS: frozenset[str] = frozenset(
@@ -40,10 +40,34 @@ def clean_national_id(raw: str | None) -> str | None:
     """
     if not raw:
         return None
-    text = raw.strip()
-    if _EXCEL_FLOAT.match(text):
-        text = text.split(".", 1)[0]  # 12345678.0 from a spreadsheet
-    cleaned = _NOT_ALNUM.sub("", fold(text).upper())
+    cleaned = _cleaned(raw)
     if len(cleaned) < _MIN_LENGTH or cleaned in ID_PLACEHOLDERS or len(set(cleaned)) == 1:
         return None
     return cleaned
+
+
+def national_id_problem(raw: str | None) -> str | None:
+    """Why an ID value is unusable, or None when it is an ID or means "no ID".
+
+    Empty cells and placeholders ('N/A', 'NEANT', '-', '000000') mean "no ID" and are not
+    problems; a value too short to be an ID is.
+
+    Examples:
+        >>> national_id_problem("12"), national_id_problem("Néant"), national_id_problem("ML1234")
+        ('too short for an ID (under 4 characters)', None, None)
+    """
+    if not raw:
+        return None
+    cleaned = _cleaned(raw)
+    if cleaned in ID_PLACEHOLDERS or len(set(cleaned)) <= 1:
+        return None
+    if len(cleaned) < _MIN_LENGTH:
+        return f"too short for an ID (under {_MIN_LENGTH} characters)"
+    return None
+
+
+def _cleaned(raw: str) -> str:
+    text = raw.strip()
+    if _EXCEL_FLOAT.match(text):
+        text = text.split(".", 1)[0]  # 12345678.0 from a spreadsheet
+    return _NOT_ALNUM.sub("", fold(text).upper())

@@ -1,7 +1,8 @@
 """Phone numbers as E.164 digits without '+'.
 
 Phones are shared by households and change owners, so a bad phone is never a reason to
-reject a record: :func:`normalise_phone` returns None instead of raising.
+reject a record: :func:`normalise_phone` returns None instead of raising, and
+:func:`phone_problem` says why, for the register's field warnings.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-__all__ = ["NATIONAL_NUMBER_LENGTHS", "normalise_phone"]
+__all__ = ["NATIONAL_NUMBER_LENGTHS", "normalise_phone", "phone_problem"]
 
 #: Length of the national significant number (without trunk '0') per country calling code.
 NATIONAL_NUMBER_LENGTHS: dict[str, int] = {
@@ -71,8 +72,34 @@ def normalise_phone(raw: str | None, country_code: str) -> str | None:
         >>> normalise_phone("n/a", "223") is None
         True
     """
+    return _parse(raw, country_code)[0]
+
+
+def phone_problem(raw: str | None, country_code: str) -> str | None:
+    """Why a phone value is unusable, or None when it is a number or means "no phone".
+
+    Empty cells, markers without a digit ('n/a', 'néant', '-') and placeholders of one
+    repeated digit mean "no phone" and are not problems.
+
+    Args:
+        raw: The raw value.
+        country_code: The source country's calling code.
+
+    Returns:
+        A short reason without the value ("not a phone number", "wrong length for +223"),
+        or None.
+
+    Examples:
+        >>> phone_problem("76 12 34", "223"), phone_problem("n/a", "223")
+        ('wrong length for +223', None)
+    """
+    return _parse(raw, country_code)[1]
+
+
+def _parse(raw: str | None, country_code: str) -> tuple[str | None, str | None]:
+    """(E.164 digits or None, reason the value is unusable or None)."""
     if not raw:
-        return None
+        return None, None
     cc = country_code.strip().lstrip("+")
     if raw.isdigit() and raw.isascii():
         digits, international = raw, False  # fast path: most cells are bare digits
@@ -85,9 +112,12 @@ def normalise_phone(raw: str | None, country_code: str) -> str | None:
         international = compact.startswith("+")
         digits = compact.lstrip("+")
         if not digits.isdigit() or not digits.isascii():
-            return None
+            if not any(ch.isdigit() for ch in raw):
+                return None, None  # 'n/a', 'néant', '-': no phone
+            return None, "not a phone number"
     if digits.startswith("00"):
         digits, international = digits[2:], True
+    wrong_length = f"wrong length for +{cc}"
     nsn_len = NATIONAL_NUMBER_LENGTHS.get(cc)
     if not international:
         if nsn_len is None:
@@ -99,17 +129,17 @@ def normalise_phone(raw: str | None, country_code: str) -> str | None:
         elif len(digits) == nsn_len:
             digits = cc + digits
         else:
-            return None
+            return None, (None if len(set(digits)) == 1 else wrong_length)
     elif digits.startswith(cc) and nsn_len is not None:
         national = digits[len(cc) :]
         if national.startswith("0") and len(national) == nsn_len + 1:
             national = national[1:]  # "+254 0712..." written with the trunk zero
         if len(national) != nsn_len:
-            return None
+            return None, wrong_length
         digits = cc + national
-    if not 8 <= len(digits) <= 15:
-        return None
     national_part = digits[len(cc) :] if digits.startswith(cc) else digits
     if len(set(national_part)) == 1:
-        return None  # 00000000, 99999999: "no phone"
-    return digits
+        return None, None  # 00000000, 99999999: "no phone"
+    if not 8 <= len(digits) <= 15:
+        return None, "wrong length"
+    return digits, None

@@ -3,18 +3,25 @@
 :func:`standardise` is the per-row entry point. For a million rows, build the configuration
 once with :func:`make_standardiser`: every name, date and place string is cached, so the
 amortised cost is a handful of dictionary look-ups per row.
+
+Two modes. *Strict* (no warnings list, the API): an unusable birth date, age or sex code
+raises :class:`~linkage.standardise.RejectError` naming the field. *Lenient* (a warnings
+list, batch ingest): the field is blanked, a :class:`~linkage.standardise.FieldWarning` is
+appended, and the record is kept; phones and national IDs that are not usable are reported
+there too (they are blanked in both modes). A record with no name at all raises in both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
-from linkage.standardise.dates import BirthDate, from_age, parse_birth_date
-from linkage.standardise.errors import RejectError
-from linkage.standardise.ids import clean_national_id
+from linkage.standardise.dates import MIN_YEAR, from_age, parse_birth_date
+from linkage.standardise.errors import FieldWarning, RejectError
+from linkage.standardise.ids import clean_national_id, national_id_problem
 from linkage.standardise.names import (
     _CACHE_SIZE,
     KEY_CACHES,
@@ -26,10 +33,10 @@ from linkage.standardise.names import (
     split_patronymic,
     translit_key,
 )
-from linkage.standardise.phones import normalise_phone
+from linkage.standardise.phones import normalise_phone, phone_problem
 from linkage.standardise.sex import parse_sex
 
-__all__ = ["make_standardiser", "standardise"]
+__all__ = ["StandardiseOptions", "Standardiser", "make_standardiser", "standardise"]
 
 _EMPTY: tuple[str, ...] = ()
 
@@ -149,48 +156,80 @@ _NO_BIRTH: tuple[None, None, None, None, None] = (None, None, None, None, None)
 
 
 @lru_cache(maxsize=1 << 18)
-def _birth_block(
-    birth_raw: str | None,
-    age_raw: str | None,
-    fmt: str,
-    age_reference_date: date | None,
-    today: date,
-) -> tuple:
-    """(year, month, day, precision, iso) from a birth date, else from an age."""
-    birth: BirthDate
-    if not _blank(birth_raw):
-        try:
-            birth = parse_birth_date(birth_raw, fmt, today=today)
-        except ValueError as exc:
-            raise RejectError("birth_date", str(exc)) from None
-    elif not _blank(age_raw):
-        if age_reference_date is None:
-            raise ValueError("age is mapped but age_reference_date is None")
-        try:
-            birth = from_age(age_raw, age_reference_date)
-        except ValueError as exc:
-            raise RejectError("age", str(exc)) from None
-    else:
-        return _NO_BIRTH
+def _date_block(birth_raw: str, fmt: str, today: date, min_year: int) -> tuple:
+    """(year, month, day, precision, iso) of a birth date."""
+    try:
+        birth = parse_birth_date(birth_raw, fmt, today=today, min_year=min_year)
+    except ValueError as exc:
+        raise RejectError("birth_date", str(exc)) from None
     return birth.year, birth.month, birth.day, birth.precision, birth.iso()
 
 
-def make_standardiser(
-    *,
-    source: str,
-    birth_date_format: str,
-    age_reference_date: date | None,
-    country_code: str,
-    sex_codes: Mapping[str, Sequence[str]] | None = None,
-    name_order: str | None = None,
-    today: date | None = None,
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+@lru_cache(maxsize=1 << 16)
+def _age_block(age_raw: str, age_reference_date: date | None, min_year: int) -> tuple:
+    """(year, None, None, 'age', None) from an age."""
+    if age_reference_date is None:
+        raise ValueError("age is mapped but age_reference_date is None")
+    try:
+        birth = from_age(age_raw, age_reference_date)
+    except ValueError as exc:
+        raise RejectError("age", str(exc)) from None
+    if birth.year is not None and birth.year < min_year:
+        raise RejectError("age", f"birth year before {min_year}")
+    return birth.year, None, None, birth.precision, None
+
+
+@dataclasses.dataclass(frozen=True)
+class StandardiseOptions:
+    """How one source's rows are standardised (see :func:`standardise` for each field).
+
+    Examples:
+        >>> opts = StandardiseOptions(source="cash", birth_date_format="%d/%m/%Y",
+        ...     age_reference_date=None, country_code="223")
+        >>> standardise({"given_name": "Awa", "birth_date": "1850"}, opts)["birth_year"]
+        1850
+    """
+
+    source: str
+    birth_date_format: str
+    age_reference_date: date | None
+    country_code: str
+    sex_codes: Mapping[str, Sequence[str]] | None = None
+    name_order: str | None = None
+    today: date | None = None
+    min_birth_year: int = MIN_YEAR
+
+    def _key(self) -> tuple:
+        """A hashable form (sex codes frozen) for caching standardisers."""
+        return (self.source, self.birth_date_format, self.age_reference_date,
+                self.country_code, _freeze_codes(self.sex_codes), self.name_order, self.today,
+                self.min_birth_year)
+
+
+def _options(options: StandardiseOptions | None, kwargs: dict[str, Any]) -> StandardiseOptions:
+    if options is None:
+        return StandardiseOptions(**kwargs)
+    return dataclasses.replace(options, **kwargs) if kwargs else options
+
+
+class Standardiser(Protocol):
+    """What :func:`make_standardiser` returns: ``fn(raw, warnings=None) -> row``."""
+
+    def __call__(self, raw: Mapping[str, Any],
+                 warnings: list[FieldWarning] | None = None) -> dict[str, Any]: ...
+
+
+def make_standardiser(options: StandardiseOptions | None = None, /,
+                      **kwargs: Any) -> Standardiser:
     """Bind a source's configuration once; return a fast per-row function.
 
-    Args: as for :func:`standardise`.
+    Args:
+        options: The configuration; or give its fields as keywords (as for
+            :func:`standardise`), which also override fields of ``options``.
 
     Returns:
-        ``fn(raw) -> dict`` equivalent to ``standardise(raw, **config)``.
+        ``fn(raw, warnings=None) -> dict`` equivalent to
+        ``standardise(raw, options, warnings=warnings)``.
 
     Raises:
         ValueError: ``name_order`` is not one of :data:`~linkage.standardise.NAME_ORDERS`.
@@ -200,15 +239,35 @@ def make_standardiser(
         ...     age_reference_date=None, country_code="223")
         >>> fn({"given_name": "Moussa", "family_name": "TRAORE"})["family_key"]
         'traur'
+        >>> found = []
+        >>> fn({"given_name": "Moussa", "sex": "X"}, found)["sex"], found
+        (None, [FieldWarning(field='sex', reason='unknown sex code')])
     """
+    opts = _options(options, kwargs)
+    name_order = opts.name_order
     if name_order is not None and name_order not in NAME_ORDERS:
         raise ValueError(f"unknown name order {name_order!r}; expected one of {NAME_ORDERS}")
-    codes = _freeze_codes(sex_codes)
-    ref_today = today or date.today()
-    cc = country_code.strip().lstrip("+")
-    prefix = f"{source}:"
+    codes = _freeze_codes(opts.sex_codes)
+    ref_today = opts.today or date.today()
+    cc = opts.country_code.strip().lstrip("+")
+    prefix = f"{opts.source}:"
+    fmt = opts.birth_date_format
+    age_ref = opts.age_reference_date
+    min_year = opts.min_birth_year
 
-    def run(raw: Mapping[str, Any]) -> dict[str, Any]:
+    def age_birth(age_raw: str | None, warnings: list[FieldWarning] | None) -> tuple:
+        if _blank(age_raw):
+            return _NO_BIRTH
+        try:
+            return _age_block(age_raw.strip(), age_ref, min_year)
+        except RejectError as exc:
+            if warnings is None:
+                raise
+            warnings.append(FieldWarning("age", age_raw, exc.reason))
+            return _NO_BIRTH
+
+    def run(raw: Mapping[str, Any], warnings: list[FieldWarning] | None = None
+            ) -> dict[str, Any]:
         get = raw.get
         (
             given_std,
@@ -230,13 +289,41 @@ def make_standardiser(
             get("full_name"),
             name_order,
         )
+        sex_raw = get("sex")
         try:
-            sex = _sex(get("sex"), codes)
+            sex = _sex(sex_raw, codes)
         except ValueError as exc:
-            raise RejectError("sex", str(exc)) from None
-        year, month, day, precision, iso = _birth_block(
-            get("birth_date"), get("age"), birth_date_format, age_reference_date, ref_today
-        )
+            if warnings is None:
+                raise RejectError("sex", str(exc)) from None
+            warnings.append(FieldWarning("sex", sex_raw, str(exc)))
+            sex = None
+        birth = _NO_BIRTH
+        birth_raw = get("birth_date")
+        age_raw = get("age")
+        if not _blank(birth_raw):
+            try:
+                birth = _date_block(birth_raw.strip(), fmt, ref_today, min_year)
+            except RejectError as exc:
+                if warnings is None:
+                    raise
+                warnings.append(FieldWarning("birth_date", birth_raw, exc.reason))
+                if age_ref is not None:  # lenient: estimate from the age instead, if any
+                    birth = age_birth(age_raw, warnings)
+        elif not _blank(age_raw):
+            birth = age_birth(age_raw, warnings)
+        year, month, day, precision, iso = birth
+        national_id_raw = get("national_id")
+        national_id = clean_national_id(national_id_raw)
+        if national_id is None and warnings is not None and national_id_raw:
+            reason = national_id_problem(national_id_raw)
+            if reason:
+                warnings.append(FieldWarning("national_id", national_id_raw, reason))
+        phone_raw = get("phone")
+        phone = normalise_phone(phone_raw, cc)
+        if phone is None and warnings is not None and phone_raw:
+            reason = phone_problem(phone_raw, cc)
+            if reason:
+                warnings.append(FieldWarning("phone", phone_raw, reason))
         household = get("household_id")
         return {
             "given_std": given_std,
@@ -257,8 +344,8 @@ def make_standardiser(
             "birth_day": day,
             "birth_precision": precision,
             "birth_date": iso,
-            "national_id": clean_national_id(get("national_id")),
-            "phone": normalise_phone(get("phone"), cc),
+            "national_id": national_id,
+            "phone": phone,
             "region": _place(get("region")),
             "commune": _place(get("commune")),
             "village": _place(get("village")),
@@ -270,40 +357,48 @@ def make_standardiser(
 
 def standardise(
     raw: Mapping[str, Any],
+    options: StandardiseOptions | None = None,
+    /,
     *,
-    source: str,
-    birth_date_format: str,
-    age_reference_date: date | None,
-    country_code: str,
-    sex_codes: Mapping[str, Sequence[str]] | None = None,
-    name_order: str | None = None,
-    today: date | None = None,
+    warnings: list[FieldWarning] | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """Standardise one raw canonical record.
 
     Args:
         raw: Raw canonical fields (:data:`linkage.canonical.RAW_FIELDS`), strings or None;
             missing keys are treated as None.
-        source: Source name; scopes ``household_id`` as ``'<source>:<raw id>'``.
-        birth_date_format: strptime-like format of ``birth_date`` (see
-            :func:`~linkage.standardise.parse_birth_date`).
-        age_reference_date: Date at which ``age`` was recorded (required if ages are used).
-        country_code: Calling code for phones without one ('223', '253', '254').
-        sex_codes: The source's sex coding, ``{'M': [...], 'F': [...]}``; default codes
-            otherwise.
-        name_order: How to split ``full_name``: ``'family_given'``, ``'given_family'`` or
-            ``'given_father_grandfather'``. Used only when ``given_name`` is empty.
-        today: Reference for "date in the future" (default: the current date).
+        options: A :class:`StandardiseOptions`; or give its fields as keywords (they also
+            override fields of ``options``):
+
+            * ``source``: source name; scopes ``household_id`` as ``'<source>:<raw id>'``.
+            * ``birth_date_format``: strptime-like format of ``birth_date`` (see
+              :func:`~linkage.standardise.parse_birth_date`).
+            * ``age_reference_date``: date at which ``age`` was recorded (required if ages
+              are used).
+            * ``country_code``: calling code for phones without one ('223', '253', '254').
+            * ``sex_codes``: the source's sex coding, ``{'M': [...], 'F': [...]}``; default
+              codes otherwise.
+            * ``name_order``: how to split ``full_name``: ``'family_given'``,
+              ``'given_family'`` or ``'given_father_grandfather'``. Used only when
+              ``given_name`` is empty.
+            * ``today``: reference for "date in the future" (default: the current date).
+            * ``min_birth_year``: earliest accepted birth year (default
+              :data:`~linkage.standardise.MIN_YEAR`, 1800).
+        warnings: None to validate strictly (raise :class:`RejectError` for a bad field);
+            a list to be lenient: each unusable field is blanked and a
+            :class:`FieldWarning` appended. A bad birth date then falls back on ``age``.
 
     Returns:
         A dict with exactly the keys of :data:`linkage.canonical.STANDARD_COLUMNS`, in
         order; absent values are None.
 
     Raises:
-        RejectError: no name at all, an unparseable or impossible birth date, an absurd
-            or non-numeric age, or an unknown sex code.
+        RejectError: no name at all (in both modes); strictly also an unparseable,
+            impossible or future birth date or one before ``min_birth_year``, an absurd or
+            non-numeric age, or an unknown sex code. Unusable phones and IDs never raise.
         ValueError: a configuration error (``full_name`` without ``name_order``, ``age``
-            without ``age_reference_date``).
+            without ``age_reference_date`` when validating strictly).
 
     Examples:
         >>> row = standardise(
@@ -314,33 +409,20 @@ def standardise(
         >>> row["given_std"], row["family_key"], row["birth_precision"], row["phone"]
         ('mamadou lamine', 'traur', 'year', '22376123456')
     """
-    return _cached_standardiser(
-        source,
-        birth_date_format,
-        age_reference_date,
-        country_code,
-        _freeze_codes(sex_codes),
-        name_order,
-        today,
-    )(raw)
+    opts = _options(options, kwargs)
+    return _cached_standardiser(opts._key())(raw, warnings)
 
 
 @lru_cache(maxsize=256)
-def _cached_standardiser(
-    source: str,
-    birth_date_format: str,
-    age_reference_date: date | None,
-    country_code: str,
-    sex_codes: tuple[tuple[str, tuple[str, ...]], ...] | None,
-    name_order: str | None,
-    today: date | None,
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def _cached_standardiser(key: tuple) -> Standardiser:
+    source, fmt, ref, cc, codes, name_order, today, min_year = key
     return make_standardiser(
         source=source,
-        birth_date_format=birth_date_format,
-        age_reference_date=age_reference_date,
-        country_code=country_code,
-        sex_codes=None if sex_codes is None else dict(sex_codes),
+        birth_date_format=fmt,
+        age_reference_date=ref,
+        country_code=cc,
+        sex_codes=None if codes is None else dict(codes),
         name_order=name_order,
         today=today,
+        min_birth_year=min_year,
     )
