@@ -267,8 +267,8 @@ def bench_splink(project: Any, queries: int = 20) -> dict[str, Any]:
     from splink import DuckDBAPI, Linker
 
     from linkage.canonical import STANDARD_COLUMNS
-    from linkage.model import BLOCKING_KEYS, Model
     from linkage.matching.definition import key_sql
+    from linkage.model import BLOCKING_KEYS, Model
 
     model = Model.load(project.model)
     src = duckdb.connect(str(project.register), read_only=True)

@@ -78,17 +78,26 @@ class Model:
         """Read a model file; refuse one trained on another matching definition."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise ModelError(f"{path}: model file not found; run `linkage train`") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ModelError(f"{path}: not a model file (invalid JSON)") from exc
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "model") -> Model:
+        """A model from its file's text (``where`` names it in errors)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{where}: not a model file (invalid JSON)") from exc
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{path}: format: expected '{MODEL_FORMAT}'")
+            raise ModelError(f"{where}: format: expected '{MODEL_FORMAT}'")
         model = cls(version=data["version"], settings=data["splink_settings"],
                     metadata=data.get("metadata", {}),
                     definition=data.get("definition_sha256") or "none recorded")
-        model.check_definition(str(path))
+        model.check_definition(where)
         return model
 
     def check_definition(self, where: str = "") -> None:

@@ -99,8 +99,9 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPy
         for w in model.metadata.get("warnings", []):
             progress(f"  model warning: {w}")
         progress(f"trained model {model.version}, saved to {path}")
-    cur.execute("INSERT OR IGNORE INTO model_versions VALUES (?, ?, ?, ?, ?)",
-                [model.version, str(path), model.sha256, _utcnow(), json.dumps(model.metadata)])
+    cur.execute("INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
+                [model.version, str(path), model.sha256, _utcnow(), json.dumps(model.metadata),
+                 model.to_json()])
     return model
 
 

@@ -104,14 +104,13 @@ class Realtime:
 
     def _load_index(self) -> None:
         t0 = time.monotonic()
+        cur = self.register.cursor()
         try:
-            model = load_model(self.project)
+            model = load_model(self.project, cur)
+            index = Index.build(cur, model, max_block_size=self.project.max_block_size)
         except NotReady as exc:
             log.warning("real-time index not built: %s", exc)
             return
-        cur = self.register.cursor()
-        try:
-            index = Index.build(cur, model, max_block_size=self.project.max_block_size)
         finally:
             cur.close()
         self._state = _State(index, model.version)

@@ -113,8 +113,12 @@ CREATE TABLE IF NOT EXISTS model_versions (
     path VARCHAR,
     sha256 VARCHAR,
     trained_at TIMESTAMP,
-    metadata VARCHAR                  -- JSON
+    metadata VARCHAR,                 -- JSON
+    model_json VARCHAR                -- the whole model file: real time serves exactly it
 );
+-- Registers made before model_json existed gain it (NULL: their runs' models are read
+-- from the file named in path).
+ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS model_json VARCHAR;
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY,
     started_at TIMESTAMP,

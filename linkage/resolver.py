@@ -675,12 +675,32 @@ def _grow(arr: np.ndarray, size: int, fill: Any = 0) -> np.ndarray:
     return out
 
 
-def load_model(project: Any) -> Model:
-    """The project's model (as the batch finds it), or :class:`NotReady`."""
+def load_model(project: Any, cur: duckdb.DuckDBPyConnection) -> Model:
+    """The model real time must serve: the one of the last published run.
+
+    Read from the register (``model_versions.model_json``), not from the project's model
+    file: a run that retrained saves its new model beside the project while the project
+    may still name a shipped one, and Resolve and Enrol must score with the model that
+    produced the published persons. Before any run is published, the project's model file
+    (as the batch would find it). Raises :class:`NotReady` when there is none usable.
+    """
     from linkage.model import ModelError
 
-    path = project.model or project.path.parent / "models" / "model.json"
+    rows = cur.execute(
+        "SELECT r.model_version, m.model_json, m.path, m.sha256 FROM runs r "
+        "LEFT JOIN model_versions m ON m.version = r.model_version "
+        "WHERE r.status = 'published' ORDER BY r.finished_at DESC LIMIT 1").fetchall()
     try:
-        return Model.load(path)
+        if not rows:
+            return Model.load(project.model or project.path.parent / "models" / "model.json")
+        version, text, path, sha = rows[0]
+        if text:
+            return Model.from_json(text, f"model {version} of the last published run")
+        # A register written before model_json: the file the run used, if unchanged.
+        model = Model.load(path)
+        if model.version != version or model.sha256 != sha:
+            raise NotReady(f"the last published run used model {version}, but {path} now holds "
+                           f"{model.version} (changed since): run a batch to publish again")
+        return model
     except ModelError as exc:
         raise NotReady(f"no usable model: {exc}") from exc

@@ -30,8 +30,8 @@ from grpc_status import rpc_status
 
 from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady, RunInProgress
-from linkage.realtime import Realtime, RealtimeOptions
 from linkage.model import ModelError
+from linkage.realtime import Realtime, RealtimeOptions
 from linkage.service.servicer import BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
