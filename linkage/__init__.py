@@ -1,6 +1,8 @@
 """linkage: deduplication and record linkage for a unified social register.
 
-The public surface; the pieces live in small modules named for what they do.
+The public surface; the pieces live in folders and modules named for what they do (see
+docs/ARCHITECTURE.md). Names are imported on first use, so ``import linkage`` (and the
+generated gRPC stubs under it) loads neither Splink nor DuckDB.
 
 Example:
     >>> import linkage
@@ -8,11 +10,22 @@ Example:
     >>> result = linkage.run(project)  # doctest: +SKIP
 """
 
-from linkage.config import ConfigError, load_project
-from linkage.export import export
-from linkage.model import Model, ModelError
-from linkage.pipeline import RunError, run
-from linkage.register import Register
+from __future__ import annotations
 
-__all__ = ["ConfigError", "Model", "ModelError", "Register", "RunError", "export",
-           "load_project", "run"]
+import importlib
+from typing import Any
+
+from linkage.errors import ConfigError, LinkageError, ModelError, RunError
+
+_LAZY = {"load_project": "linkage.config", "export": "linkage.export",
+         "Model": "linkage.model", "run": "linkage.pipeline", "Register": "linkage.register"}
+
+__all__ = ["ConfigError", "LinkageError", "Model", "ModelError", "Register", "RunError",
+           "export", "load_project", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'linkage' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,8 +1,8 @@
 """The ``linkage`` command line.
 
 Each command builds the core objects from the project file and calls one function of
-the package; domain errors become one clear line (``click.ClickException``), never a
-traceback, and never personal data.
+the package; errors of :mod:`linkage.errors` become one clear line and the exit code of
+:data:`EXIT_CODES`, never a traceback, and never personal data.
 """
 
 from __future__ import annotations
@@ -14,12 +14,23 @@ from pathlib import Path
 
 import click
 
-from linkage.config import ConfigError, ProjectConfig, load_project
-from linkage.ingest import IngestError
-from linkage.model import ModelError
-from linkage.register import Register, RegisterLockedError
+from linkage.config import ProjectConfig, load_project
+from linkage.errors import (
+    ConfigError,
+    IngestError,
+    LinkageError,
+    ModelError,
+    NotFound,
+    NotReady,
+    RegisterLockedError,
+    RunError,
+)
+from linkage.register import Register
 
-DOMAIN_ERRORS = (ConfigError, IngestError, ModelError, RegisterLockedError, FileNotFoundError)
+#: Exit code of each kind of error (the first matching class wins; 1 for the others).
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (ConfigError, 2), (RegisterLockedError, 3), (ModelError, 4), (IngestError, 5),
+    (RunError, 6), (NotReady, 7), (NotFound, 8), (FileNotFoundError, 9), (LinkageError, 1))
 
 project_option = click.option(
     "-p", "--project", "project_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -27,24 +38,30 @@ project_option = click.option(
     help="Project file listing the sources and settings (env: LINKAGE_PROJECT).")
 
 
+class _Failed(click.ClickException):
+    """One line on stderr and the error's exit code (see :data:`EXIT_CODES`)."""
+
+    def __init__(self, exc: Exception):
+        super().__init__(str(exc))
+        self.exit_code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+
+
 def _load(project_path: Path) -> ProjectConfig:
     try:
         return load_project(project_path)
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Failed(exc) from exc
 
 
 def _guard(fn):
-    """Turn domain errors into one-line CLI errors."""
+    """Turn domain errors into one-line CLI errors with their exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from linkage.pipeline import RunError
-
         try:
             return fn(*args, **kwargs)
-        except (*DOMAIN_ERRORS, RunError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (LinkageError, FileNotFoundError) as exc:
+            raise _Failed(exc) from exc
 
     return wrapper
 
@@ -90,8 +107,13 @@ def ingest(project_path: Path, force: bool) -> None:
 @project_option
 @_guard
 def train(project_path: Path) -> None:
-    """Train a model (u by sampling, m from national-ID pairs) and save it."""
-    from linkage import engine
+    """Train a model and save it; print how it was trained and its m/u per level.
+
+    u by random sampling; m by EM sessions that households cannot fill (given name + full
+    birth date, then full birth date); the birth date and the prior by EM over the
+    blocked pairs. Needs no national IDs.
+    """
+    from linkage import engine, training
     from linkage.pipeline import active_records, ingest_all, load_or_train_model, stderr_progress
 
     project = _load(project_path)
@@ -107,11 +129,9 @@ def train(project_path: Path) -> None:
     finally:
         reg.close()
     click.echo(f"model {model.version}")
-    for comp, levels in model.level_parameters().items():
-        for lvl in levels:
-            if lvl["m"] is not None and lvl["u"] is not None:
-                click.echo(f"  {comp:<17} {lvl['label'][:44]:<45} m={lvl['m']:.3f} "
-                           f"u={lvl['u']:.5f}")
+    click.echo(training.describe(model))
+    click.echo("")
+    click.echo(training.level_table(model))
 
 
 @cli.command()
@@ -148,7 +168,7 @@ def summary(project_path: Path) -> None:
     finally:
         reg.close()
     if s is None:
-        raise click.ClickException("no published run yet: run `linkage run`")
+        raise NotReady("no published run yet: run `linkage run`")
     click.echo(format_summary(s))
 
 

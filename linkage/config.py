@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from linkage.canonical import RAW_FIELDS
+from linkage.errors import ConfigError
 from linkage.standardise.dates import MIN_YEAR
 
 FORMATS = ("csv", "parquet", "jsonl")
@@ -31,15 +32,6 @@ KINDS = ("programme", "civil_registry")
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1",
              "iso-8859-1": "latin-1", "cp1252": "cp1252"}
 NAME_ORDERS = ("family_given", "given_family", "given_father_grandfather")
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, unreadable or wrong; says which file and key."""
-
-    def __init__(self, path: Path | str, key: str | None, message: str):
-        self.path, self.key = str(path), key
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(where + message)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,51 @@
-"""Errors of the real-time core (resolver, enrolment, look-ups, batch control).
+"""The one error hierarchy: everything linkage raises on purpose is a :class:`LinkageError`.
 
-They carry no personal data beyond what the caller sent. The gRPC layer maps them to
-status codes in one place (:mod:`linkage.service.server`); other front ends can do the
-same.
+Errors know nothing of their front end. They are mapped once to CLI exit codes
+(:data:`linkage.cli.EXIT_CODES`) and once to gRPC status codes
+(:mod:`linkage.service.server`). Each also keeps the built-in base a caller would expect
+(``ValueError`` for bad input, ``LookupError`` for an unknown ID ...). They carry no
+personal data beyond what the caller sent.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
-class InvalidRequest(ValueError):
+
+class LinkageError(Exception):
+    """Base of every error linkage raises on purpose."""
+
+
+class ConfigError(LinkageError, ValueError):
+    """A configuration file is missing, unreadable or wrong; says which file and key."""
+
+    def __init__(self, path: Path | str, key: str | None, message: str):
+        self.path, self.key = str(path), key
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + message)
+
+
+class IngestError(LinkageError, RuntimeError):
+    """A whole file cannot be read (missing, wrong format, missing columns)."""
+
+
+class ModelError(LinkageError, RuntimeError):
+    """A model file is unreadable, was trained on another definition, or is implausible."""
+
+
+class RunError(LinkageError, RuntimeError):
+    """A batch run failed; the published register is unchanged."""
+
+
+class RegisterLockedError(LinkageError, RuntimeError):
+    """Another process holds the register file open for writing."""
+
+
+class ConstraintConflict(LinkageError, ValueError):
+    """A cannot-link pair is joined by a chain of must-link pairs."""
+
+
+class InvalidRequest(LinkageError, ValueError):
     """The request is missing fields or has malformed ones.
 
     Attributes:
@@ -21,13 +58,13 @@ class InvalidRequest(ValueError):
         super().__init__("; ".join(f"{f}: {r}" for f, r in self.violations))
 
 
-class NotFound(LookupError):
+class NotFound(LinkageError, LookupError):
     """An unknown person ID, record or run."""
 
 
-class RunInProgress(RuntimeError):
+class RunInProgress(LinkageError, RuntimeError):
     """A batch run is already going; only one runs at a time."""
 
 
-class NotReady(RuntimeError):
+class NotReady(LinkageError, RuntimeError):
     """The register has no model or no published run yet."""

@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from linkage.errors import ConstraintConflict
+
 __all__ = [
     "ALPHABET",
     "ConstraintConflict",
@@ -327,10 +329,6 @@ class Constraints:
         object.__setattr__(self, "must_link", tuple(tuple(p) for p in must_link))
         object.__setattr__(self, "cannot_link", tuple(tuple(p) for p in cannot_link))
         object.__setattr__(self, "scores", scores)
-
-
-class ConstraintConflict(ValueError):
-    """A cannot-link pair is joined by a chain of must-link pairs."""
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,9 @@ import pyarrow as pa
 
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
+from linkage.errors import IngestError
 from linkage.register import API_FILE, query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
-
-
-class IngestError(RuntimeError):
-    """A whole file cannot be read (missing, wrong format, missing columns)."""
 
 
 @dataclass

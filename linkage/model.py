@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from linkage.errors import ModelError
 from linkage.matching.definition import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
@@ -40,10 +41,6 @@ MODEL_FORMAT = "linkage-model/1"
 #: Trained models shipped with the source tree (``models/`` at the repository root), one
 #: per naming profile, for registers too small or too poor in national IDs to train on.
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-class ModelError(RuntimeError):
-    """A model file is unreadable, was trained on another definition, or is implausible."""
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,12 @@ import duckdb
 from linkage import engine, persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
+from linkage.errors import RunError
 from linkage.ingest import IngestReport, ingest_source
-from linkage.model import SHIPPED_MODELS_DIR, Model
+from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError
 from linkage.register import Register, query
 
 Progress = Callable[[str], None]
-
-
-class RunError(RuntimeError):
-    """A batch run failed; the published register is unchanged."""
 
 
 @dataclass
@@ -89,7 +86,14 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPy
         model = Model.load(path)
         progress(f"model {model.version} from {path}")
     else:
-        model = engine.train(scratch, progress=progress, prefix=project.name)
+        seed_model = None
+        if path.exists():  # retraining: EM starts from the model in use
+            try:
+                seed_model = Model.load(path)
+            except ModelError as exc:  # another matching definition: start afresh
+                progress(f"  not starting from {path}: {exc}")
+        model = engine.train(scratch, progress=progress, prefix=project.name,
+                             seed_model=seed_model)
         if path.resolve().is_relative_to(SHIPPED_MODELS_DIR.resolve()):
             # Never overwrite a model shipped with the code: save beside the project.
             path = project.path.parent / "models" / f"{model.version}.json"

@@ -42,6 +42,7 @@ from pathlib import Path
 import duckdb
 
 from linkage.canonical import STANDARD_COLUMNS
+from linkage.errors import RegisterLockedError
 
 SCHEMA_VERSION = 1
 
@@ -186,10 +187,6 @@ CREATE TABLE IF NOT EXISTS constraints (
     PRIMARY KEY (uid_a, uid_b)
 );
 """
-
-
-class RegisterLockedError(RuntimeError):
-    """Another process holds the register file open for writing."""
 
 
 class Register:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from linkage.errors import LinkageError
+
 __all__ = ["FieldWarning", "RejectError"]
 
 
-class RejectError(ValueError):
+class RejectError(LinkageError, ValueError):
     """A row cannot be standardised; it goes to the rejects table.
 
     Attributes:
