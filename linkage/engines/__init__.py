@@ -1,0 +1,67 @@
+"""Engines: what the batch needs from a backend, behind one small interface.
+
+The batch (:func:`linkage.pipeline.run`) never talks to Splink or DuckDB directly: it opens
+an :class:`Engine` and asks it to load the standardised records with their capped
+blocking keys, train a model, count comparisons, predict, cluster and hand back the
+scored pairs. Persistent IDs, review and serving then work on what comes back, the same
+whatever the engine.
+
+* ``duckdb`` (:mod:`linkage.engines.duckdb`): the embedded default, a scratch DuckDB
+  (in memory, spilling to disk) next to the register.
+
+A second backend (Splink's Spark backend for registers that outgrow one machine) is a
+second implementation of :class:`Engine` registered in :data:`ENGINES`, and nothing else:
+the comparisons compile to its SQL through :meth:`linkage.model.Model.settings_for`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+Progress = Callable[[str], None]
+
+#: Engine name -> "module:class" implementing it (imported on first use).
+ENGINES: dict[str, str] = {"duckdb": "linkage.engines.duckdb:DuckDBEngine"}
+
+
+class Engine(Protocol):
+    """A backend for one batch run; :meth:`close` frees its scratch space."""
+
+    #: The Splink dialect its SQL is compiled for ("duckdb", "spark").
+    dialect: str
+
+    def load(self, records: pa.Table, max_block_size: int) -> Any:
+        """Load the records with capped blocking keys; returns a blocking report."""
+
+    def train(self, *, progress: Progress, prefix: str, **options: Any) -> Any:
+        """Train a model on the loaded records (see :mod:`linkage.training`)."""
+
+    def use_model(self, model: Any) -> None:
+        """Score with this model from now on (its settings compiled for :attr:`dialect`)."""
+
+    def count_comparisons(self, report: Any) -> Any:
+        """The blocking report with the comparisons each rule adds filled in."""
+
+    def predict(self, review_threshold: float) -> int:
+        """Score every blocked pair, keep those at or above the threshold; their count."""
+
+    def cluster(self, match_threshold: float) -> dict[str, str]:
+        """Record uid -> cluster label (unstable; reconciled by :mod:`linkage.ids`)."""
+
+    def links(self) -> pa.Table:
+        """The kept pairs: ``uid_l``, ``uid_r``, ``match_probability``, ``match_weight``."""
+
+    def close(self) -> None: ...
+
+
+def open_engine(name: str = "duckdb", **options: Any) -> Engine:
+    """A new engine of the given kind (``options`` are the engine's own settings)."""
+    try:
+        module, cls = ENGINES[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}") from None
+    return getattr(importlib.import_module(module), cls)(**options)
