@@ -206,7 +206,7 @@ def ratios(ours: Measured, o: dict[str, Any], base: Measured | None,
 
 
 def _prepare(persons: int, profile: str, seed: int, work: Path) -> dict[str, Any]:
-    from benchmarks.generate import generate
+    from linkage.synthetic.generate import generate
     from linkage.model import SHIPPED_MODELS_DIR
 
     model = (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()

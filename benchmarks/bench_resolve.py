@@ -61,7 +61,7 @@ def build(directory: Path, records: int, seed: int = 1) -> Any:
     """Generate (if needed) and build the register; returns the project config."""
     import pyarrow as pa
 
-    from benchmarks.generate import generate
+    from linkage.synthetic.generate import generate
     from linkage.config import load_project
     from linkage.ids import IdAllocator
     from linkage.ingest import ingest_source

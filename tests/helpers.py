@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from benchmarks.generate import generate
+from linkage.synthetic.generate import generate
 from linkage import engine
 from linkage.config import load_project
 from linkage.pipeline import active_records, ingest_all

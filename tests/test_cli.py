@@ -30,6 +30,14 @@ def test_import_linkage_and_the_stubs_load_neither_splink_nor_duckdb() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_cli_does_not_import_the_benchmarks() -> None:
+    code = ("import sys, linkage.cli; linkage.cli.cli(['demo', '--help'], standalone_mode=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'benchmarks'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_a_bad_project_file_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
     _project(tmp_path, "thresholds: {match: 2}\n")
     proc = _linkage("summary", "-p", "project.yaml", cwd=tmp_path)

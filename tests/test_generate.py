@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from benchmarks.generate import generate
-from benchmarks.population import PopulationBuilder
-from benchmarks.profiles import PROFILES
+from linkage.synthetic.generate import generate
+from linkage.synthetic.population import PopulationBuilder
+from linkage.synthetic.profiles import PROFILES
 from linkage.canonical import RAW_FIELDS
 
 N = 300

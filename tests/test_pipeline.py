@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from benchmarks.generate import generate
+from linkage.synthetic.generate import generate
 from linkage.config import load_project
 from linkage.export import export
 from linkage.model import SHIPPED_MODELS_DIR

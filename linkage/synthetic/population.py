@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from benchmarks.noise import strip_accents
-from benchmarks.profiles import Profile
+from linkage.synthetic.noise import strip_accents
+from linkage.synthetic.profiles import Profile
 
 #: The day the synthetic world is observed.
 NOW = date(2024, 6, 1)

@@ -12,9 +12,9 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from benchmarks.noise import age_at, apply_case, fuzz_year, strip_accents, transpose_digits, typo
-from benchmarks.population import Geography, Household, Person
-from benchmarks.profiles import Profile
+from linkage.synthetic.noise import age_at, apply_case, fuzz_year, strip_accents, transpose_digits, typo
+from linkage.synthetic.population import Geography, Household, Person
+from linkage.synthetic.profiles import Profile
 
 
 @dataclass
