@@ -89,6 +89,32 @@ class Resolution:
     records_compared: int
 
 
+@dataclass
+class PairExplanation:
+    """Why two records score what they score: the waterfall, and whether blocking pairs them.
+
+    Attributes:
+        prior_weight: log2 prior odds of a match (the model's prior for this register).
+        evidence: one entry per comparison, in model order.
+        shared_keys: blocking keys the two records have in common, within the block cap:
+            the batch compares them. Empty: "never compared".
+        capped_keys: keys they share whose block is over the cap (not used for pairs).
+    """
+
+    uid_l: str
+    uid_r: str
+    prior_weight: float
+    match_weight: float
+    match_probability: float
+    evidence: list[Evidence]
+    shared_keys: list[str]
+    capped_keys: list[str]
+
+    @property
+    def compared(self) -> bool:
+        return bool(self.shared_keys)
+
+
 def probability(weight: float) -> float:
     """Match probability from a match weight, as Splink computes it."""
     if weight >= 0:
@@ -608,6 +634,44 @@ class Index:
         w = self._score(_Pairs(self, c, li=group[q], freq=freq, lk=q))[0]
         w[np.isnan(w)] = -np.inf
         return np.searchsorted(q, np.arange(len(group) + 1)), c, w
+
+    def row(self, i: int) -> dict[str, Any]:
+        """The standardised columns of index row ``i``, decoded."""
+        out: dict[str, Any] = {}
+        for c in STR_COLUMNS:
+            code = int(self.cols[c][i])
+            out[c] = None if code < 0 else self.vocab[c].values[code]
+        for c in INT_COLUMNS:
+            v = int(self.cols[c][i])
+            out[c] = None if v == _NULL else v
+        return out
+
+    def explain(self, uid_l: str, uid_r: str) -> PairExplanation:
+        """The waterfall of two indexed records, linked or not, and their shared blocks.
+
+        Raises:
+            KeyError: naming a uid that is not in the index (no published person).
+        """
+        with self._lock:
+            at = []
+            for uid in (uid_l, uid_r):
+                i = self.uid_index.get(uid)
+                if i is None:
+                    raise KeyError(uid)
+                at.append(i)
+            w, pos, ev_w, tf_adj = self._score(_Pairs(self, np.array([at[1]]),
+                                                      li=np.array([at[0]])))
+            keys_l = dict(self.block_keys(self.row(at[0])))
+            keys_r = dict(self.block_keys(self.row(at[1])))
+            shared = [k for k, v in keys_l.items() if keys_r.get(k) == v]
+            within = [k for k in shared if len(self.blocks[k].get(keys_l[k], ()))
+                      <= self.max_block_size]
+            evidence = [Evidence(comp.name, comp.levels[pos[0, j]].cvv,
+                                 comp.levels[pos[0, j]].label, float(ev_w[0, j]),
+                                 float(tf_adj[0, j])) for j, comp in enumerate(self.comparisons)]
+            return PairExplanation(uid_l, uid_r, self.prior_weight, float(w[0]),
+                                   probability(float(w[0])), evidence, within,
+                                   [k for k in shared if k not in within])
 
     def resolve(self, row: Mapping[str, Any], *, max_candidates: int = 10,
                 min_probability: float = 0.0) -> Resolution:
