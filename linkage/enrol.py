@@ -5,14 +5,16 @@ in their own thread, then hand it to :class:`Enroller`, whose single thread take
 records off a queue in groups, and for each group, inside one register transaction:
 
 * upserts the record into ``records`` (idempotent by ``(source, record key)``: the same
-  content again is ``unchanged``; new content is ``updated`` and keeps its person);
+  content again is ``unchanged``; new content is ``updated`` and keeps its person), with
+  the record hash and upsert of batch ingest (:func:`linkage.store.upsert_records`);
 * links the group's new records against the in-memory index in one vectorised pass
   (each record against the live records and the group's earlier records, as if they
   came one by one); in order, a record joins its best candidate's person when the
   match probability reaches ``thresholds.match``, else a new person ID is issued from
-  the register's allocator (``meta.id_next_seq`` kept in step);
-* writes ``person_records``, ``persons`` and ``person_events`` (``created`` /
-  ``record_added``, run id ``enrol``), and commits once for the group.
+  the register's allocator, the batch's own (:class:`linkage.store.IdIssuer`);
+* publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
+  ``record_added``, run id ``enrol``) with the batch's writer
+  (:func:`linkage.store.publish_persons`), and commits once for the group.
 
 The writer takes the register's *write lock* for each group. A batch run holds that
 lock for its whole transaction, so an enrolment never writes concurrently with a batch
@@ -31,7 +33,6 @@ the caller waits for the group's commit instead of journaling.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import json
 import logging
@@ -43,12 +44,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import pyarrow as pa
-
-from linkage import persons
+from linkage import store
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.ids import IdAllocator
-from linkage.register import API_FILE, Register, query
+from linkage.ids import Event
+from linkage.register import Register, query
 from linkage.resolver import Index, probability
 
 log = logging.getLogger(__name__)
@@ -75,11 +74,11 @@ class EnrolItem:
 
     @cached_property
     def raw_json(self) -> str:
-        return json.dumps(self.raw, ensure_ascii=False, sort_keys=True, default=str)
+        return store.record_json(self.raw)
 
     @cached_property
     def record_hash(self) -> str:
-        return hashlib.sha1(self.raw_json.encode("utf-8")).hexdigest()
+        return store.record_hash(self.raw_json)
 
     def to_json(self) -> str:
         return json.dumps({"source": self.source, "record_key": self.record_key,
@@ -103,13 +102,12 @@ class EnrolResult:
 class _Txn:
     """What one enrolment transaction has done so far."""
 
+    now: dt.datetime
     existing: dict[str, tuple[str, str]] = field(default_factory=dict)  # uid -> (hash, status)
     assigned: dict[str, str] = field(default_factory=dict)  # uid -> person ID
-    inserts: list[EnrolItem] = field(default_factory=list)
-    updates: list[EnrolItem] = field(default_factory=list)
-    pr_rows: list[tuple[str, str]] = field(default_factory=list)
-    new_persons: list[tuple[str, int]] = field(default_factory=list)
-    events: list[tuple[str, str, str | None, str | None, str]] = field(default_factory=list)
+    writes: dict[str, EnrolItem] = field(default_factory=dict)  # uid -> its last content
+    new_assigned: dict[str, str] = field(default_factory=dict)  # uid -> person, to publish
+    events: list[Event] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # uids put in the index
     results: list[EnrolResult] = field(default_factory=list)
 
@@ -145,10 +143,13 @@ class Enroller:
         self._claim = threading.Lock()  # item.claimed / item.journaled change under it
         self._group: list[tuple[EnrolItem, Future[EnrolResult]]] = []  # awaiting the lock
         self._thread = threading.Thread(target=self._loop, name="linkage-writer", daemon=True)
-        self.reload()
+        # The writer thread's own: only it issues IDs (a request thread never touches it).
+        self._ids = store.IdIssuer()
         cur = self.register.cursor()
         try:
-            journal = query(cur, "SELECT seq, item FROM enrol_queue ORDER BY seq")
+            self.known_sources = store.source_names(cur)
+            self._ids.begin(cur)  # read the issued IDs now, not at the first enrolment
+            journal = store.journaled_enrolments(cur)
         finally:
             cur.close()
         self._seq = itertools.count(journal[-1][0] + 1 if journal else 0)
@@ -166,27 +167,33 @@ class Enroller:
             self._queue.put((it, Future()))
 
     def reload(self, index: Index | None = None) -> None:
-        """Re-read the ID allocator state (after a batch run published) and the index."""
+        """Take the index rebuilt after a batch run published, and re-read the sources.
+
+        Called with the write lock held (the writer is between groups). The ID issuer
+        needs no reload: it sees for itself that the run issued IDs.
+        """
         if index is not None:
             self.index = index
         cur = self.register.cursor()
         try:
-            self.issued = {p for (p,) in query(cur, "SELECT person_id FROM persons")}
-            meta = query(cur, "SELECT value FROM meta WHERE key = 'id_next_seq'")
-            if meta:
-                self.next_seq = int(meta[0][0])
-            else:
-                (mx,) = query(cur, "SELECT max(issue_seq) FROM persons")[0]
-                self.next_seq = (mx + 1) if mx is not None else 0
-            secret = query(cur, "SELECT value FROM meta WHERE key = 'id_secret'")
-            self._allocator: IdAllocator | None = (
-                IdAllocator(bytes.fromhex(secret[0][0])) if secret else None)
-            self.known_sources = {n for (n,) in query(cur, "SELECT name FROM sources")}
+            self.known_sources = store.source_names(cur)
         finally:
             cur.close()
 
     def source_known(self, name: str) -> bool:
-        return name in self.known_sources or name in self.config_sources
+        """Whether records of ``name`` may be enrolled: a configured source, or one in the
+        register's ``sources`` table. Safe from any thread: a miss reads the table with a
+        cursor of its own and changes nothing the writer uses."""
+        if name in self.known_sources or name in self.config_sources:
+            return True
+        cur = self.register.cursor()
+        try:
+            found = name in store.source_names(cur)
+        finally:
+            cur.close()
+        if found:
+            self.known_sources = self.known_sources | {name}  # a new set: readers never see
+        return found                                        # one being changed
 
     @property
     def pending(self) -> int:
@@ -211,9 +218,7 @@ class Enroller:
             if not item.journaled:
                 cur = self.register.cursor()
                 try:
-                    cur.execute("INSERT INTO enrol_queue VALUES (?, ?, ?, ?)",
-                                [item.seq, dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                                 item.uid, item.to_json()])
+                    store.journal_enrolment(cur, item.seq, item.uid, item.to_json())
                 finally:
                     cur.close()
                 item.journaled = True
@@ -279,20 +284,20 @@ class Enroller:
     def _apply(self, items: list[EnrolItem]) -> list[EnrolResult]:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         cur = self.register.cursor()
-        seq_before, alloc_before = self.next_seq, self._allocator
-        txn = _Txn()
+        txn = _Txn(now)
         cur.execute("BEGIN TRANSACTION")
         try:
+            self._ids.begin(cur)
             uids = list(dict.fromkeys(it.uid for it in items))
             txn.existing = {u: (h, s) for u, h, s in query(
                 cur, "SELECT uid, record_hash, status FROM records "
                      "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids])}
             txn.assigned = dict(query(cur, "SELECT uid, person_id FROM person_records "
                                            "WHERE uid IN (SELECT unnest(?::VARCHAR[]))", [uids]))
-            for name in {it.source for it in items} - self.known_sources:
+            known = self.known_sources
+            for name in sorted({it.source for it in items} - known):
                 kind, programme = self.config_sources[name]
-                cur.execute("INSERT OR IGNORE INTO sources VALUES (?, ?, ?, NULL)",
-                            [name, kind, programme])
+                store.add_source(cur, name, kind, programme, replace=False)
             # A uid seen twice in a group: the second waits for the first to be linked.
             segment: list[EnrolItem] = []
             seen: set[str] = set()
@@ -303,23 +308,19 @@ class Enroller:
                 segment.append(it)
                 seen.add(it.uid)
             self._link(cur, segment, txn)
-            self._write(cur, txn, now)
-            journaled = [it.seq for it in items if it.journaled]
-            if journaled:
-                cur.execute("DELETE FROM enrol_queue WHERE seq IN (SELECT unnest(?::BIGINT[]))",
-                            [journaled])
+            self._write(cur, txn)
+            store.drop_journaled(cur, [it.seq for it in items if it.journaled])
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             for uid in txn.added:
                 self.index.remove(uid)
-            self.next_seq = seq_before
-            self._allocator = alloc_before
-            self.issued.difference_update(p for p, _ in txn.new_persons)
+            self._ids.rolled_back()
             raise
         finally:
             cur.close()
-        self.known_sources |= {it.source for it in items}
+        self._ids.committed()
+        self.known_sources = known | {it.source for it in items}
         return txn.results
 
     def _link(self, cur: Any, items: list[EnrolItem], txn: _Txn) -> None:
@@ -335,7 +336,7 @@ class Enroller:
             if prev is not None and pid is not None and prev == (h, "active"):
                 slots.append(EnrolResult(uid, pid, UNCHANGED, 1.0))
                 continue
-            (txn.updates if prev is not None else txn.inserts).append(it)
+            txn.writes[uid] = it  # the last content of a uid sent twice wins
             txn.existing[uid] = (h, "active")
             keys = index.block_keys(it.row)
             txn.added.append(uid)
@@ -372,89 +373,34 @@ class Enroller:
             if pid is not None and prob >= self.match_threshold:
                 outcome = LINKED
             else:
-                pid, seq = self._allocate(cur)
-                txn.new_persons.append((pid, seq))
-                txn.events.append(("created", pid, None, None, "enrolled"))
+                pid, _seq = self._ids.issue(cur)
+                txn.events.append(Event("created", pid, None, None, ENROL_RUN_ID, txn.now,
+                                        "enrolled"))
                 outcome = CREATED
-            txn.events.append(("record_added", pid, it.uid, None, "enrolled"))
-            txn.pr_rows.append((it.uid, pid))
+            txn.events.append(Event("record_added", pid, it.uid, None, ENROL_RUN_ID, txn.now,
+                                    "enrolled"))
+            txn.new_assigned[it.uid] = pid
             txn.assigned[it.uid] = pid
             index.assign(at, pid)
             out.append(EnrolResult(it.uid, pid, outcome, prob))
         index.publish(rows)
         return out
 
-    def _allocate(self, cur: Any) -> tuple[str, int]:
-        if self._allocator is None:
-            self._allocator = persons.allocator(cur)  # creates the secret once
-        pid, nxt = self._allocator.allocate(self.next_seq, self.issued)  # type: ignore[arg-type]
-        self.issued.add(pid)
-        self.next_seq = nxt
-        return pid, nxt - 1
-
-    def _write(self, cur: Any, txn: _Txn, now: dt.datetime) -> None:
-        inserts, updates, pr_rows = txn.inserts, txn.updates, txn.pr_rows
-        new_persons, events = txn.new_persons, txn.events
-        std = list(STANDARD_COLUMNS)
-        if inserts:
-            data: dict[str, list[Any]] = {
-                "uid": [i.uid for i in inserts], "source": [i.source for i in inserts],
-                "record_key": [i.record_key for i in inserts],
-                "raw": [i.raw_json for i in inserts],
-                "record_hash": [i.record_hash for i in inserts]}
-            for c in std:
-                data[c] = [i.row.get(c) for i in inserts]
-            types = {c: (pa.int32() if STANDARD_COLUMNS[c] == "INTEGER" else pa.string())
-                     for c in std}
-            table = pa.table({k: pa.array(v, type=types.get(k, pa.string()))
-                              for k, v in data.items()})
-            cur.register("stage_enrol", table)
-            try:
-                cols = ", ".join(std)
-                cur.execute(f"""
-                    INSERT INTO records (uid, source, record_key, file, row_number, raw,
-                                         record_hash, status, first_seen, updated_at,
-                                         retired_at, {cols})
-                    SELECT uid, source, record_key, ?, NULL, raw, record_hash, 'active',
-                           ?, ?, NULL, {cols} FROM stage_enrol""", [API_FILE, now, now])
-            finally:
-                cur.unregister("stage_enrol")
-        if updates:
-            sets = ", ".join(f"{c} = ?" for c in std)
-            cur.executemany(
-                f"UPDATE records SET raw = ?, record_hash = ?, status = 'active', updated_at = ?, "
-                f"retired_at = NULL, {sets} WHERE uid = ?",
-                [[i.raw_json, i.record_hash, now, *(i.row.get(c) for c in std), i.uid]
-                 for i in updates])
-        if pr_rows:
-            cur.register("stage_pr_enrol", pa.table({"uid": [u for u, _ in pr_rows],
-                                                     "person_id": [p for _, p in pr_rows]}))
-            try:
-                cur.execute("INSERT INTO person_records "
-                            "SELECT uid, person_id FROM stage_pr_enrol")
-            finally:
-                cur.unregister("stage_pr_enrol")
-        if new_persons:
-            cur.register("stage_p_enrol", pa.table({
-                "person_id": [p for p, _ in new_persons],
-                "issue_seq": pa.array([s for _, s in new_persons], pa.int64())}))
-            try:
-                cur.execute("INSERT INTO persons SELECT person_id, 'live', issue_seq, ?, ? "
-                            "FROM stage_p_enrol", [ENROL_RUN_ID, ENROL_RUN_ID])
-            finally:
-                cur.unregister("stage_p_enrol")
-            cur.execute("INSERT OR REPLACE INTO meta VALUES ('id_next_seq', ?)",
-                        [str(self.next_seq)])
-        if events:
-            cur.register("stage_ev_enrol", pa.table({
-                "ord": list(range(len(events))), "kind": [e[0] for e in events],
-                "person_id": [e[1] for e in events], "record_uid": [e[2] for e in events],
-                "other": [e[3] for e in events], "cause": [e[4] for e in events]}))
-            try:
-                cur.execute("""
-                    INSERT INTO person_events
-                    SELECT nextval('person_event_seq'), ?, ?, kind, person_id, record_uid,
-                           other, cause FROM (SELECT * FROM stage_ev_enrol ORDER BY ord)""",
-                            [ENROL_RUN_ID, now])
-            finally:
-                cur.unregister("stage_ev_enrol")
+    def _write(self, cur: Any, txn: _Txn) -> None:
+        """Upsert the group's records and publish its persons: the batch's writes."""
+        if txn.writes:
+            items = list(txn.writes.values())
+            # No file: records sent over the API (an update keeps a file record's file).
+            columns: dict[str, list[Any]] = {
+                "uid": [i.uid for i in items], "source": [i.source for i in items],
+                "record_key": [i.record_key for i in items],
+                "raw": [i.raw_json for i in items],
+                "record_hash": [i.record_hash for i in items]}
+            for c in STANDARD_COLUMNS:
+                columns[c] = [i.row.get(c) for i in items]
+            store.upsert_records(cur, store.records_table(columns), now=txn.now)
+        ids = self._ids
+        store.publish_persons(cur, store.PersonChanges(
+            run_id=ENROL_RUN_ID, issued=ids.pending,
+            next_seq=ids.next_seq if ids.pending else None, assigned=txn.new_assigned,
+            events=txn.events))

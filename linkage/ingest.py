@@ -29,10 +29,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from linkage import store
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.errors import IngestError
-from linkage.register import API_FILE, query
+from linkage.register import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
 
 
@@ -199,7 +200,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
                                 row_number=row_number, record_key=None, raw=raw_text,
                                 field=None, reason=reason))
             continue
-        raw_json = json.dumps(values, ensure_ascii=False, sort_keys=True)
+        raw_json = store.record_json(values)
         key = _clean(values.get(src.record_key))
 
         def reject(field_name: str | None, why: str, key: str | None = key,
@@ -243,7 +244,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         records["file"].append(str(path))
         records["row_number"].append(row_number)
         records["raw"].append(raw_json)
-        records["record_hash"].append(hashlib.sha1(raw_json.encode("utf-8")).hexdigest())
+        records["record_hash"].append(store.record_hash(raw_json))
         for col in STANDARD_COLUMNS:
             records[col].append(std.get(col))
         for w in found:
@@ -255,20 +256,10 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
     return rows
 
 
-_ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
 _WARNING_SCHEMA = pa.schema(
     [pa.field(n, pa.int64() if n == "row_number" else pa.string())
      for n in ("source", "file", "file_sha256", "row_number", "record_key", "field",
                "source_column", "raw_value", "reason")])
-
-
-def _records_table(records: dict[str, list]) -> pa.Table:
-    fields = [pa.field("uid", pa.string()), pa.field("record_key", pa.string()),
-              pa.field("file", pa.string()), pa.field("row_number", pa.int64()),
-              pa.field("raw", pa.string()), pa.field("record_hash", pa.string())]
-    fields += [pa.field(c, _ARROW_TYPES[t]) for c, t in STANDARD_COLUMNS.items()]
-    schema = pa.schema(fields)
-    return pa.table({f.name: pa.array(records[f.name], type=f.type) for f in schema}, schema=schema)
 
 
 def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: bool = False,
@@ -287,8 +278,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     report = IngestReport(src.name)
     if not src.paths:
         raise IngestError(f"{src.config_path}: path: no file matches {src.pattern}")
-    cur.execute("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)",
-                [src.name, src.kind, src.programme, str(src.config_path)])
+    store.add_source(cur, src.name, src.kind, src.programme, str(src.config_path))
     hashes = {p: _sha256(p) for p in src.paths}
     previous = {h for (h,) in query(cur, "SELECT sha256 FROM source_files WHERE source = ?",
                                     [src.name])}
@@ -308,54 +298,10 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
                                          warnings)
     report.rows = sum(rows_by_file.values())
 
-    stage = _records_table(records)
-    cur.register("stage_records", stage)
-    try:
-        std_cols = list(STANDARD_COLUMNS)
-        (report.added,) = query(cur, """
-            SELECT count(*) FROM stage_records s
-            WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.uid = s.uid)""")[0]
-        # A row also counts as updated when the same raw values now standardise differently
-        # (a forced re-read after min_birth_year changed): records match the latest reading,
-        # as rejects and field_warnings do.
-        def std_changed(t: str) -> str:
-            return " OR ".join(f"{t}.{c} IS DISTINCT FROM s.{c}" for c in std_cols)
-
-        (report.updated,) = query(cur, f"""
-            SELECT count(*) FROM stage_records s JOIN records r USING (uid)
-            WHERE r.record_hash <> s.record_hash OR r.status <> 'active' OR {std_changed("r")}"""
-        )[0]
-        (report.retired,) = query(cur, """
-            SELECT count(*) FROM records r WHERE r.source = ? AND r.status = 'active'
-              AND r.file IS DISTINCT FROM ?
-              AND NOT EXISTS (SELECT 1 FROM stage_records s WHERE s.uid = r.uid)""",
-            [src.name, API_FILE])[0]
-        report.unchanged = len(stage) - report.added - report.updated
-
-        cols = ", ".join(std_cols)
-        set_std = ", ".join(f"{c} = s.{c}" for c in std_cols)
-        cur.execute(f"""
-            UPDATE records SET file = s.file, row_number = s.row_number, raw = s.raw,
-                   record_hash = s.record_hash, status = 'active', updated_at = ?,
-                   retired_at = NULL, {set_std}
-            FROM stage_records s
-            WHERE records.uid = s.uid
-              AND (records.record_hash <> s.record_hash OR records.status <> 'active'
-                   OR {std_changed("records")})""", [now])
-        cur.execute(f"""
-            INSERT INTO records (uid, source, record_key, file, row_number, raw, record_hash,
-                                 status, first_seen, updated_at, retired_at, {cols})
-            SELECT uid, ?, record_key, file, row_number, raw, record_hash, 'active', ?, ?, NULL,
-                   {cols}
-            FROM stage_records s
-            WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.uid = s.uid)""", [src.name, now, now])
-        cur.execute("""
-            UPDATE records SET status = 'retired', retired_at = ?
-            WHERE source = ? AND status = 'active' AND file IS DISTINCT FROM ?
-              AND NOT EXISTS (SELECT 1 FROM stage_records s WHERE s.uid = records.uid)""",
-                    [now, src.name, API_FILE])
-    finally:
-        cur.unregister("stage_records")
+    counts = store.upsert_records(cur, store.records_table(records, source=src.name), now=now,
+                                  full_extract_of=src.name)
+    report.added, report.updated, report.retired = counts.added, counts.updated, counts.retired
+    report.unchanged = len(records["uid"]) - report.added - report.updated
 
     # The files just read replace what an earlier reading of the same files said (a newer
     # version of the code or of min_birth_year may keep a row an older one rejected).

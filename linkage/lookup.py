@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from linkage import store
 from linkage.errors import InvalidRequest, NotFound
-from linkage.ids import normalise
+from linkage.ids import normalise, resolve
 from linkage.register import query
 
 
@@ -71,49 +72,16 @@ def normalise_person_id(pid: str, field_name: str = "person_id") -> str:
 
 
 def live_ids(cur: duckdb.DuckDBPyConnection, pid: str) -> tuple[str, list[str]]:
-    """(status of ``pid``, the live IDs it stands for now), following successor pointers.
+    """(status of ``pid``, the live IDs it stands for now), following successor pointers
+    (:func:`linkage.ids.resolve` on the part of the state reachable from ``pid``).
 
     Raises:
         NotFound: the ID was never issued.
     """
-    rows = query(cur, "SELECT status FROM persons WHERE person_id = ?", [pid])
-    if not rows:
+    state = store.reachable_state(cur, pid)
+    if state is None:
         raise NotFound(f"person {pid} not found")
-    status = rows[0][0]
-    if status == "live":
-        return status, [pid]
-    out: list[str] = []
-    seen, stack = {pid}, [pid]
-    while stack:
-        p = stack.pop()
-        st = query(cur, "SELECT status FROM persons WHERE person_id = ?", [p])
-        if st and st[0][0] == "live":
-            out.append(p)
-            continue
-        # Successors in pointer order: largest share first (see linkage.ids.resolve).
-        succ = [s for (s,) in query(cur, """
-            SELECT s.successor_id FROM person_successors s JOIN persons p
-              ON p.person_id = s.successor_id WHERE s.person_id = ?
-            ORDER BY s.successor_id""", [p])]
-        succ = _pointer_order(cur, p, succ)
-        for q in reversed(succ):
-            if q not in seen:
-                seen.add(q)
-                stack.append(q)
-    return status, out
-
-
-def _pointer_order(cur: duckdb.DuckDBPyConnection, pid: str, succ: list[str]) -> list[str]:
-    # person_successors has no order column; the merged_into events keep the order.
-    if len(succ) < 2:
-        return succ
-    order = [o for (o,) in query(cur, "SELECT other_person_id FROM person_events WHERE "
-                                      "person_id = ? AND kind = 'merged_into' ORDER BY seq DESC",
-                                 [pid])]
-    rank = {}
-    for i, o in enumerate(reversed(order)):
-        rank.setdefault(o, i)
-    return sorted(succ, key=lambda s: rank.get(s, len(rank)))
+    return ("retired" if pid in state.retired else "live"), resolve(state, pid)
 
 
 def person(cur: duckdb.DuckDBPyConnection, pid: str, *, lineage_limit: int = 1000

@@ -195,12 +195,12 @@ class Realtime:
             problems.append(("source", "must not contain ':'"))
         if problems:
             raise InvalidRequest(problems)
-        enroller = self._enroller()
-        if not enroller.source_known(source):
-            enroller.reload()
-            if not enroller.source_known(source):
-                raise InvalidRequest([("source", "unknown source: not configured in the "
-                                                 "project nor in the register")])
+        # On this request thread: source_known reads the sources table with its own cursor
+        # and leaves the writer's state alone (reloading it here once reset the ID
+        # allocator under an open enrolment group: issue 13).
+        if not self._enroller().source_known(source):
+            raise InvalidRequest([("source", "unknown source: not configured in the "
+                                             "project nor in the register")])
         row = self.standardise(person, source)
         raw = {k: v for k, v in person.raw.items() if v is not None and str(v).strip()}
         if person.age_reference_date is not None and "age" in raw:

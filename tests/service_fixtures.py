@@ -28,34 +28,19 @@ import pytest
 from linkage.config import ProjectConfig, load_project
 from linkage.ingest import ingest_source
 from linkage.model import Model, build_settings
-from linkage.persons import allocator
+from linkage.persons import publish_clusters
 from linkage.register import Register
+from linkage.store import add_source
 
 
 def publish_truth(cur, clusters: dict[str, str], *, run_id: str, now: dt.datetime) -> None:
     """Give each true cluster a person ID, with created / record_added events.
 
-    A stand-in for linkage.persons.publish_clusters on a fresh register (same tables,
-    same allocator), so the fixture does not depend on the batch's code path.
+    The batch's own publishing (:func:`linkage.persons.publish_clusters`, through
+    :mod:`linkage.store`), fed the truth instead of Splink's clusters.
     """
-    alloc = allocator(cur)
-    issued: dict[str, int] = {}
-    seq = 0
-    groups: dict[str, list[str]] = {}
-    for uid, label in sorted(clusters.items()):
-        groups.setdefault(label, []).append(uid)
-    for label in sorted(groups, key=lambda g: groups[g][0]):
-        pid, seq = alloc.allocate(seq, issued)
-        issued[pid] = seq - 1
-        cur.execute("INSERT INTO persons VALUES (?, 'live', ?, ?, ?)",
-                    [pid, seq - 1, run_id, run_id])
-        cur.execute("INSERT INTO person_events VALUES (nextval('person_event_seq'), ?, ?, "
-                    "'created', ?, NULL, NULL, 'new records')", [run_id, now, pid])
-        for uid in groups[label]:
-            cur.execute("INSERT INTO person_records VALUES (?, ?)", [uid, pid])
-            cur.execute("INSERT INTO person_events VALUES (nextval('person_event_seq'), ?, ?, "
-                        "'record_added', ?, ?, NULL, 'new record')", [run_id, now, pid, uid])
-    cur.execute("INSERT OR REPLACE INTO meta VALUES ('id_next_seq', ?)", [str(seq)])
+    publish_clusters(cur, clusters, run_id=run_id, now=now)
+
 
 GIVEN_M = ["Mamadou", "Moussa", "Ousmane", "Amadou", "Ibrahim", "Seydou", "Bakary", "Lassana",
            "Boubacar", "Adama", "Souleymane", "Modibo"]
@@ -186,8 +171,7 @@ sources:
         with reg.transaction() as cur:
             for src in project.sources:
                 ingest_source(cur, src, now=now)
-            cur.execute("INSERT INTO sources VALUES ('mis_api', 'programme', 'Nutrition MIS', "
-                        "NULL)")
+            add_source(cur, "mis_api", "programme", "Nutrition MIS")
             live = [u for (u,) in cur.execute(
                 "SELECT uid FROM records WHERE status = 'active'").fetchall()]
             clusters = {u: str(truth[u]) for u in live}

@@ -23,7 +23,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from service_fixtures import RunningServer, build_small_register
 
-from linkage.ids import new_id
+from linkage import store
+from linkage.ids import Event, new_id
 from linkage.matching.definition import key_sql
 from linkage.matching.levels import jaro_winkler
 from linkage.model import Model
@@ -224,11 +225,12 @@ def test_retired_id_answers_with_its_survivor(svc_server: RunningServer) -> None
     a, b = [person_of(svc_server, u) for u in crs[30:32]]
     assert a != b
     with core.write_lock, core.register.transaction() as cur:  # a merge, as a run writes it
-        cur.execute("UPDATE person_records SET person_id = ? WHERE person_id = ?", [a, b])
-        cur.execute("UPDATE persons SET status = 'retired' WHERE person_id = ?", [b])
-        cur.execute("INSERT INTO person_successors VALUES (?, ?)", [b, a])
-        cur.execute("INSERT INTO person_events VALUES (nextval('person_event_seq'), 'run-t', "
-                    "NULL, 'merged_into', ?, NULL, ?, 'merge')", [b, a])
+        moved = [u for (u,) in cur.execute("SELECT uid FROM person_records WHERE person_id = ?",
+                                           [b]).fetchall()]
+        store.publish_persons(cur, store.PersonChanges(
+            run_id="run-t", assigned=dict.fromkeys(moved, a), unassigned=moved,
+            status={b: "retired"}, successors={b: (a,)},
+            events=[Event("merged_into", b, None, a, "run-t", None, "merge")]))  # type: ignore[arg-type]
     person = stub(svc_server).GetPerson(pb.GetPersonRequest(person_id=b), timeout=5)
     assert person.redirected and person.person_id == a and person.requested_id == b
     assert list(person.successor_ids) == [a]
@@ -648,8 +650,7 @@ def test_journal_of_an_unknown_source_is_kept_not_replayed(tmp_path: Path,
     for seq, source in ((7, "gone_programme"), (8, "mis_api")):
         item = {"source": source, "record_key": f"J-{seq}",
                 "raw": {"given_name": "Amadou", "family_name": "Diallo"}, "row": row}
-        con.execute("INSERT INTO enrol_queue VALUES (?, now()::TIMESTAMP, ?, ?)",
-                    [seq, f"{source}:J-{seq}", json.dumps(item)])
+        store.journal_enrolment(con, seq, f"{source}:J-{seq}", json.dumps(item))
     con.close()
     with caplog.at_level(logging.INFO, logger="linkage.enrol"):
         core = Realtime.open(small.project)

@@ -1,0 +1,603 @@
+"""The register's one writer: each kind of write that more than one caller makes, once.
+
+The batch (:mod:`linkage.ingest`, :mod:`linkage.persons`), real-time enrolment
+(:mod:`linkage.enrol`) and the tests' register builders all write through these
+functions, so a record is upserted and hashed, a person ID issued, published and told
+in the change feed one way only. Each function takes the caller's cursor and writes
+inside the caller's transaction; none commits. (Tables with a single writer stay beside
+it: ingest's ``rejects``, ``field_warnings`` and ``source_files``; the batch's ``runs``,
+``model_versions`` and ``links`` in :mod:`linkage.pipeline`.)
+
+==================== ==================================================================
+kind of write        functions
+==================== ==================================================================
+sources              :func:`add_source`
+records              :func:`record_json`, :func:`record_hash`, :func:`records_table`,
+                     :func:`upsert_records`
+person IDs           :func:`id_allocator`, :func:`next_seq`, :class:`IdIssuer`
+persons              :class:`PersonChanges`, :func:`publish_persons` (with
+                     :func:`append_events`), read back by :func:`load_state`
+successor pointers   :func:`load_successors`, :func:`reachable_state` (the walk itself is
+                     :func:`linkage.ids.resolve`)
+constraints          :func:`add_constraint`, read back by :func:`load_constraints`
+enrolment journal    :func:`journal_enrolment`, :func:`journaled_enrolments`,
+                     :func:`drop_journaled`
+==================== ==================================================================
+
+The algorithms stay pure in :mod:`linkage.ids`; this module only moves their inputs and
+outputs to and from the tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from linkage.canonical import STANDARD_COLUMNS
+from linkage.ids import (
+    ConstraintConflict,
+    Constraints,
+    Event,
+    IdAllocator,
+    IdState,
+    apply_constraints,
+)
+from linkage.register import API_FILE, query
+
+Cursor = duckdb.DuckDBPyConnection
+
+LIVE, RETIRED = "live", "retired"
+MUST_LINK, CANNOT_LINK = "must_link", "cannot_link"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class _Staged:
+    """An Arrow table registered under ``name`` for the ``with`` block."""
+
+    def __init__(self, cur: Cursor, name: str, table: pa.Table):
+        self.cur, self.name, self.table = cur, name, table
+
+    def __enter__(self) -> str:
+        self.cur.register(self.name, self.table)
+        return self.name
+
+    def __exit__(self, *exc: object) -> None:
+        self.cur.unregister(self.name)
+
+
+def _meta(cur: Cursor, key: str) -> str | None:
+    rows = query(cur, "SELECT value FROM meta WHERE key = ?", [key])
+    return rows[0][0] if rows else None
+
+
+def _set_meta(cur: Cursor, key: str, value: str) -> None:
+    cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+# ---------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------
+
+
+def add_source(cur: Cursor, name: str, kind: str, programme: str,
+               config_path: str | None = None, *, replace: bool = True) -> None:
+    """Record a source. ``replace=False`` keeps a row already there (enrolment does)."""
+    verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+    cur.execute(f"{verb} INTO sources VALUES (?, ?, ?, ?)", [name, kind, programme, config_path])
+
+
+def source_names(cur: Cursor) -> set[str]:
+    """Names in the ``sources`` table."""
+    return {n for (n,) in query(cur, "SELECT name FROM sources")}
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------
+
+#: Columns of the rows :func:`upsert_records` takes, besides the standardised ones.
+RECORD_COLUMNS = ("uid", "source", "record_key", "file", "row_number", "raw", "record_hash")
+_ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
+RECORDS_SCHEMA = pa.schema(
+    [pa.field(c, pa.int64() if c == "row_number" else pa.string()) for c in RECORD_COLUMNS]
+    + [pa.field(c, _ARROW_TYPES[t]) for c, t in STANDARD_COLUMNS.items()])
+
+
+def record_json(values: Mapping[str, Any]) -> str:
+    """A record's raw values as stored in ``records.raw``: JSON with sorted keys.
+
+    The one definition for records read from a file and records sent over the API.
+    """
+    return json.dumps(values, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def record_hash(raw_json: str) -> str:
+    """``records.record_hash`` of a record's :func:`record_json`: tells an update apart."""
+    return hashlib.sha1(raw_json.encode("utf-8")).hexdigest()
+
+
+def records_table(columns: Mapping[str, Sequence[Any]], *, source: str | None = None
+                  ) -> pa.Table:
+    """Rows for :func:`upsert_records` from column lists (:data:`RECORDS_SCHEMA` names).
+
+    Args:
+        columns: column name -> values; missing standardised columns are NULL. ``file``
+            NULL (or missing) marks records sent over the API.
+        source: fills the ``source`` column when ``columns`` has none.
+    """
+    n = len(columns["uid"])
+    data = {}
+    for f in RECORDS_SCHEMA:
+        if f.name in columns:
+            values = columns[f.name]
+        elif f.name == "source" and source is not None:
+            values = [source] * n
+        else:
+            values = [None] * n
+        data[f.name] = pa.array(values, type=f.type)
+    return pa.table(data, schema=RECORDS_SCHEMA)
+
+
+@dataclass
+class RecordCounts:
+    """What :func:`upsert_records` did."""
+
+    added: int = 0
+    updated: int = 0
+    retired: int = 0
+
+
+def upsert_records(cur: Cursor, rows: pa.Table, *, now: dt.datetime | None = None,
+                   full_extract_of: str | None = None) -> RecordCounts:
+    """Insert new records and update changed ones, by ``uid``; idempotent.
+
+    A record is updated when its raw content (hash), its standardised columns or its
+    status (``retired`` comes back to ``active``) differ; the same row again changes
+    nothing. A row with no ``file`` is a record sent over the API: inserted with
+    ``file`` :data:`~linkage.register.API_FILE`, and an update keeps the stored record's
+    file and row number.
+
+    Args:
+        cur: a register cursor inside the caller's transaction.
+        rows: :func:`records_table` rows, one per uid.
+        now: timestamp for ``first_seen`` / ``updated_at`` / ``retired_at``.
+        full_extract_of: ``rows`` are a whole extract of this source: its active
+            records missing from them are retired, except those enrolled over the API.
+    """
+    now = now or _now()
+    std = list(STANDARD_COLUMNS)
+    cols = ", ".join(std)
+    # A row also counts as updated when the same raw values now standardise differently
+    # (a forced re-read after min_birth_year changed): records match the latest reading.
+    changed = " OR ".join(["r.record_hash <> s.record_hash", "r.status <> 'active'"]
+                          + [f"r.{c} IS DISTINCT FROM s.{c}" for c in std])
+    rows = rows.select(RECORDS_SCHEMA.names)
+    n = rows.num_rows
+    out = RecordCounts()
+    # One join says what to do with each row (0 nothing, 1 insert, 2 update); the writes
+    # then touch only those rows. (A LEFT JOIN from the staged rows stays cheap for an
+    # enrolment group on a large register, where NOT EXISTS scans every record.)
+    numbered = rows.append_column("ord", pa.array(np.arange(n, dtype=np.int64)))
+    with _Staged(cur, "stage_records", numbered):
+        got = cur.execute(f"""
+            SELECT s.ord,
+                   CASE WHEN r.uid IS NULL THEN 1 WHEN {changed} THEN 2 ELSE 0 END AS action
+            FROM stage_records s LEFT JOIN records r USING (uid)""").fetchnumpy()
+    action = np.zeros(n, np.int8)
+    action[got["ord"]] = got["action"]
+    inserts, updates = rows.filter(action == 1), rows.filter(action == 2)
+    out.added, out.updated = inserts.num_rows, updates.num_rows
+    if updates.num_rows:
+        set_std = ", ".join(f"{c} = s.{c}" for c in std)
+        with _Staged(cur, "stage_updates", updates):
+            cur.execute(f"""
+                UPDATE records SET file = coalesce(s.file, records.file),
+                       row_number = coalesce(s.row_number, records.row_number), raw = s.raw,
+                       record_hash = s.record_hash, status = 'active', updated_at = ?,
+                       retired_at = NULL, {set_std}
+                FROM stage_updates s WHERE records.uid = s.uid""", [now])
+    if inserts.num_rows:
+        with _Staged(cur, "stage_inserts", inserts):
+            cur.execute(f"""
+                INSERT INTO records (uid, source, record_key, file, row_number, raw,
+                                     record_hash, status, first_seen, updated_at, retired_at,
+                                     {cols})
+                SELECT uid, source, record_key, coalesce(file, ?), row_number, raw,
+                       record_hash, 'active', ?, ?, NULL, {cols}
+                FROM stage_inserts""", [API_FILE, now, now])
+    if full_extract_of is not None:
+        with _Staged(cur, "stage_extract", rows.select(["uid"])):
+            absent = """source = ? AND status = 'active' AND file IS DISTINCT FROM ?
+                  AND NOT EXISTS (SELECT 1 FROM stage_extract s WHERE s.uid = records.uid)"""
+            (out.retired,) = query(cur, f"SELECT count(*) FROM records WHERE {absent}",
+                                   [full_extract_of, API_FILE])[0]
+            if out.retired:
+                cur.execute(f"UPDATE records SET status = 'retired', retired_at = ? "
+                            f"WHERE {absent}", [now, full_extract_of, API_FILE])
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Person IDs
+# ---------------------------------------------------------------------------------------
+
+
+def id_allocator(cur: Cursor) -> IdAllocator:
+    """The register's ID allocator; its secret is made once and kept in ``meta``.
+
+    The secret makes IDs unguessable from their issue order; it never leaves the register.
+    """
+    secret = _meta(cur, "id_secret")
+    if secret is None:
+        secret = secrets.token_hex(32)
+        _set_meta(cur, "id_secret", secret)
+    return IdAllocator(bytes.fromhex(secret))
+
+
+def next_seq(cur: Cursor) -> int:
+    """The issue sequence number the next new ID starts from (``meta.id_next_seq``)."""
+    value = _meta(cur, "id_next_seq")
+    if value is not None:
+        return int(value)
+    (mx,) = query(cur, "SELECT max(issue_seq) FROM persons")[0]
+    return mx + 1 if mx is not None else 0
+
+
+class IdIssuer:
+    """Issues new person IDs to a writer that publishes a few at a time (enrolment).
+
+    The same allocator, secret and counter as a batch run's :func:`linkage.ids.reconcile`,
+    so IDs from both never collide. Between transactions it keeps the issued IDs in
+    memory; they stay valid while ``meta.id_next_seq`` is the value it last saw, because
+    every writer that issues IDs moves that counter on (:func:`publish_persons`). When
+    another writer (a batch run) did, :meth:`begin` reads the persons again.
+
+    One writer thread only. In each transaction: :meth:`begin`, :meth:`issue` as needed,
+    publish :attr:`pending` and :attr:`next_seq` with :func:`publish_persons`, then
+    :meth:`committed` or :meth:`rolled_back`.
+    """
+
+    def __init__(self) -> None:
+        self._allocator: IdAllocator | None = None
+        self._issued: set[str] = set()
+        self._seen: int | None = None  # id_next_seq the cache matches
+        self._begun: int = 0
+        self._made_secret = False
+        self.next_seq = 0
+        self.pending: list[tuple[str, int]] = []  # (ID, issue seq) issued in this transaction
+
+    def begin(self, cur: Cursor) -> None:
+        """Start a transaction's issuing; re-reads the issued IDs when others issued some."""
+        seq = next_seq(cur)
+        if seq != self._seen:
+            self._issued = {p for (p,) in query(cur, "SELECT person_id FROM persons")}
+            self._seen = seq
+        self.next_seq = self._begun = seq
+        self.pending = []
+        self._made_secret = False
+
+    def issue(self, cur: Cursor) -> tuple[str, int]:
+        """A new ID and its issue sequence number."""
+        if self._allocator is None:
+            self._made_secret = _meta(cur, "id_secret") is None
+            self._allocator = id_allocator(cur)  # creates the secret once
+        pid, nxt = self._allocator.allocate(self.next_seq, self._issued)  # type: ignore[arg-type]
+        self._issued.add(pid)
+        self.pending.append((pid, nxt - 1))
+        self.next_seq = nxt
+        return pid, nxt - 1
+
+    def committed(self) -> None:
+        self._seen = self.next_seq
+        self.pending = []
+
+    def rolled_back(self) -> None:
+        self._issued.difference_update(p for p, _ in self.pending)
+        self.next_seq = self._begun
+        if self._made_secret:
+            self._allocator = None
+        self.pending = []
+
+
+# ---------------------------------------------------------------------------------------
+# Persons: the published ID state and its changes
+# ---------------------------------------------------------------------------------------
+
+# person_successors has no order column; the merged_into events keep the pointer order
+# (largest share first): the latest event per pointer, pointers without one last.
+_SUCCESSORS_SQL = """
+    SELECT s.person_id, s.successor_id
+    FROM person_successors s
+    LEFT JOIN (SELECT person_id, other_person_id AS successor_id, max(seq) AS seq
+               FROM person_events WHERE kind = 'merged_into' {where_e} GROUP BY ALL) e
+      USING (person_id, successor_id)
+    {where_s}
+    ORDER BY s.person_id, e.seq NULLS LAST, s.successor_id"""
+
+
+def load_successors(cur: Cursor, person_ids: Sequence[str] | None = None
+                    ) -> dict[str, tuple[str, ...]]:
+    """Retired ID -> its successor pointers in pointer order (all, or of ``person_ids``)."""
+    if person_ids is None:
+        rows = query(cur, _SUCCESSORS_SQL.format(where_e="", where_s=""))
+    else:
+        rows = query(cur, _SUCCESSORS_SQL.format(
+            where_e="AND list_contains(?, person_id)",
+            where_s="WHERE list_contains(?, s.person_id)"), [list(person_ids)] * 2)
+    out: dict[str, list[str]] = {}
+    for pid, succ in rows:
+        out.setdefault(pid, []).append(succ)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def load_state(cur: Cursor) -> IdState:
+    """The published ID state."""
+    assignment = dict(query(cur, "SELECT uid, person_id FROM person_records"))
+    issued = dict(query(cur, "SELECT person_id, issue_seq FROM persons"))
+    retired: dict[str, tuple[str, ...]] = {
+        pid: () for (pid,) in query(cur, "SELECT person_id FROM persons WHERE status = 'retired'")}
+    retired.update(load_successors(cur))
+    last: dict[str, set[str]] = {}
+    for pid, uid in query(cur, "SELECT person_id, uid FROM person_last_records"):
+        last.setdefault(pid, set()).add(uid)
+    return IdState(assignment=assignment, issued=issued, retired=retired,
+                   last_records={k: frozenset(v) for k, v in last.items()},
+                   next_seq=next_seq(cur))
+
+
+def reachable_state(cur: Cursor, pid: str) -> IdState | None:
+    """The part of the published ID state that :func:`linkage.ids.resolve` walks from
+    ``pid``: the IDs reachable through successor pointers. None if ``pid`` was never
+    issued."""
+    rows = query(cur, "SELECT status, issue_seq FROM persons WHERE person_id = ?", [pid])
+    if not rows:
+        return None
+    if rows[0][0] != RETIRED:
+        return IdState(issued={pid: rows[0][1]})
+    rows = query(cur, """
+        WITH RECURSIVE reach(person_id) AS (
+            SELECT ?::VARCHAR
+            UNION
+            SELECT s.successor_id FROM person_successors s JOIN reach r USING (person_id)
+        )
+        SELECT p.person_id, p.status, p.issue_seq FROM persons p JOIN reach USING (person_id)
+        """, [pid])
+    issued = {p: seq for p, _, seq in rows}
+    retired: dict[str, tuple[str, ...]] = {p: () for p, st, _ in rows if st == RETIRED}
+    for p, succ in load_successors(cur, list(retired)).items():
+        retired[p] = tuple(q for q in succ if q in issued)  # pointers to persons only
+    return IdState(issued=issued, retired=retired)
+
+
+@dataclass
+class PersonChanges:
+    """One publication's changes to the persons tables, from a run or an enrolment group.
+
+    Attributes:
+        run_id: the run (``enrol`` for enrolment) named in ``persons.created_run`` /
+            ``updated_run``.
+        issued: new IDs and their issue sequence numbers; published as live persons.
+        next_seq: ``meta.id_next_seq`` after them (None: unchanged).
+        assigned: record uid -> its person, for new and moved assignments.
+        unassigned: uids whose assignment ends: vanished, or moved (then in ``assigned``
+            too).
+        status: existing person -> its new status (``live`` / ``retired``).
+        touched: existing persons this publication changed (``updated_run`` := run_id).
+        successors: person -> its successor pointers now, replacing the old ones.
+        last_records: person -> its last record set now (empty: none), replacing.
+        events: the change feed's new events, in order.
+    """
+
+    run_id: str
+    issued: Sequence[tuple[str, int]] = ()
+    next_seq: int | None = None
+    assigned: Mapping[str, str] = field(default_factory=dict)
+    unassigned: Collection[str] = ()
+    status: Mapping[str, str] = field(default_factory=dict)
+    touched: Collection[str] = ()
+    successors: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    last_records: Mapping[str, Collection[str]] = field(default_factory=dict)
+    events: Sequence[Event] = ()
+
+    @classmethod
+    def between(cls, old: IdState, new: IdState, *, run_id: str,
+                events: Sequence[Event] = ()) -> PersonChanges:
+        """What turns the published ``old`` state into ``new`` (a reconcile result)."""
+        old_a, new_a = old.assignment, new.assignment
+        assigned = {u: p for u, p in new_a.items() if old_a.get(u) != p}
+        unassigned = [u for u, p in old_a.items() if new_a.get(u) != p]
+        live = set(new_a.values())
+        touched = {p for p in old.issued if (p in old.retired) != (p in new.retired)}
+        touched.update(assigned.values())
+        touched.update(old_a[u] for u in unassigned)
+        touched.intersection_update(old.issued)
+        issued, status = [], {}
+        for p, seq in new.issued.items():
+            now = LIVE if p in live else RETIRED
+            if p not in old.issued:
+                issued.append((p, seq))
+                was = LIVE
+            else:
+                was = RETIRED if p in old.retired else LIVE
+            if now != was:
+                status[p] = now
+        issued.sort(key=lambda e: e[1])
+
+        def differs(a: Mapping[str, Collection[str]], b: Mapping[str, Collection[str]]
+                    ) -> list[str]:
+            out = []
+            for p in a.keys() | b.keys():
+                x, y = a.get(p, ()), b.get(p, ())
+                if x is not y and set(x) != set(y):
+                    out.append(p)
+            return out
+
+        successors = {p: new.retired.get(p, ()) for p in differs(old.retired, new.retired)}
+        last_records = {p: new.last_records.get(p, frozenset())
+                        for p in differs(old.last_records, new.last_records)}
+        return cls(run_id=run_id, issued=issued, next_seq=new.next_seq, assigned=assigned,
+                   unassigned=unassigned, status=status, touched=touched,
+                   successors=successors, last_records=last_records, events=events)
+
+
+def publish_persons(cur: Cursor, changes: PersonChanges, *, cause: str | None = None) -> None:
+    """Write one publication's changes to the persons tables and the change feed.
+
+    ``cause`` fills events that have none.
+    """
+    run_id = changes.run_id
+    if changes.unassigned:
+        with _Staged(cur, "stage_unassigned",
+                     pa.table({"uid": pa.array(list(changes.unassigned), pa.string())})):
+            cur.execute("DELETE FROM person_records WHERE uid IN "
+                        "(SELECT uid FROM stage_unassigned)")
+    if changes.assigned:
+        with _Staged(cur, "stage_assigned", pa.table({
+                "uid": pa.array(list(changes.assigned), pa.string()),
+                "person_id": pa.array(list(changes.assigned.values()), pa.string())})):
+            cur.execute("INSERT INTO person_records SELECT uid, person_id FROM stage_assigned")
+    if changes.issued:
+        with _Staged(cur, "stage_issued", pa.table({
+                "person_id": pa.array([p for p, _ in changes.issued], pa.string()),
+                "issue_seq": pa.array([s for _, s in changes.issued], pa.int64())})):
+            cur.execute("INSERT INTO persons SELECT person_id, 'live', issue_seq, ?, ? "
+                        "FROM stage_issued", [run_id, run_id])
+    touched = set(changes.touched)
+    update = touched | changes.status.keys()
+    if update:
+        ids = sorted(update)
+        with _Staged(cur, "stage_person_updates", pa.table({
+                "person_id": pa.array(ids, pa.string()),
+                "status": pa.array([changes.status.get(p) for p in ids], pa.string()),
+                "touched": pa.array([p in touched for p in ids], pa.bool_())})):
+            cur.execute("""
+                UPDATE persons SET status = coalesce(s.status, persons.status),
+                       updated_run = CASE WHEN s.touched THEN ? ELSE persons.updated_run END
+                FROM stage_person_updates s WHERE persons.person_id = s.person_id""", [run_id])
+    for table, column, replace in (("person_successors", "successor_id", changes.successors),
+                                   ("person_last_records", "uid", changes.last_records)):
+        if not replace:
+            continue
+        pairs = [(p, v) for p, vs in replace.items() for v in vs]
+        with _Staged(cur, "stage_replace", pa.table({
+                "person_id": pa.array([p for p, _ in pairs], pa.string()),
+                column: pa.array([v for _, v in pairs], pa.string())})), \
+             _Staged(cur, "stage_replaced",
+                     pa.table({"person_id": pa.array(list(replace), pa.string())})):
+            cur.execute(f"DELETE FROM {table} WHERE person_id IN "
+                        "(SELECT person_id FROM stage_replaced)")
+            if pairs:
+                cur.execute(f"INSERT INTO {table} SELECT person_id, {column} FROM stage_replace")
+    if changes.next_seq is not None:
+        _set_meta(cur, "id_next_seq", str(changes.next_seq))
+    append_events(cur, changes.events, cause=cause)
+
+
+def append_events(cur: Cursor, events: Sequence[Event], *, cause: str | None = None) -> None:
+    """Append events to the change feed (``person_events``), in order.
+
+    ``cause`` fills events that have none.
+    """
+    if not events:
+        return
+    ev = events
+    with _Staged(cur, "stage_events", pa.table({
+            "ord": list(range(len(ev))),
+            "run_id": pa.array([e.run_id for e in ev], pa.string()),
+            "occurred_at": [e.at for e in ev],
+            "kind": pa.array([e.kind for e in ev], pa.string()),
+            "person_id": pa.array([e.person_id for e in ev], pa.string()),
+            "record_uid": pa.array([e.record_key for e in ev], pa.string()),
+            "other_person_id": pa.array([e.other_person_id for e in ev], pa.string()),
+            "cause": pa.array([e.cause or cause for e in ev], pa.string())})):
+        cur.execute("""
+            INSERT INTO person_events
+            SELECT nextval('person_event_seq'), run_id, occurred_at, kind, person_id,
+                   record_uid, other_person_id, cause
+            FROM (SELECT * FROM stage_events ORDER BY ord)""")
+
+
+# ---------------------------------------------------------------------------------------
+# Reviewer constraints
+# ---------------------------------------------------------------------------------------
+
+
+def add_constraint(cur: Cursor, uid_a: str, uid_b: str, kind: str, *, decided_by: str,
+                   decided_at: dt.datetime | None = None) -> None:
+    """Record a reviewer's must-link / cannot-link decision between two records.
+
+    A pair is stored once, in either order; a new decision on it replaces the old one.
+    Every later run applies it (:func:`load_constraints`).
+
+    Raises:
+        ValueError: an unknown kind, the same record twice, or no reviewer named.
+        ConstraintConflict: the decision contradicts the recorded ones (a cannot-link
+            between records joined by must-links); nothing is written.
+    """
+    if kind not in (MUST_LINK, CANNOT_LINK):
+        raise ValueError(f"constraint kind must be {MUST_LINK!r} or {CANNOT_LINK!r}, "
+                         f"not {kind!r}")
+    if uid_a == uid_b:
+        raise ValueError("a constraint needs two different records")
+    if not decided_by or not decided_by.strip():
+        raise ValueError("a constraint names who decided it")
+    a, b = sorted((uid_a, uid_b))
+    rows = [(x, y, k) for x, y, k in query(cur, "SELECT uid_a, uid_b, kind FROM constraints")
+            if (x, y) != (a, b)] + [(a, b, kind)]
+    must = [(x, y) for x, y, k in rows if k == MUST_LINK]
+    cannot = [(x, y) for x, y, k in rows if k == CANNOT_LINK]
+    recs = {r for x, y, _ in rows for r in (x, y)}
+    try:
+        apply_constraints(dict.fromkeys(recs, 0), must, cannot)
+    except ConstraintConflict:
+        raise ConstraintConflict(
+            f"{kind} ({a!r}, {b!r}) contradicts the recorded constraints") from None
+    cur.execute("INSERT OR REPLACE INTO constraints VALUES (?, ?, ?, ?, ?)",
+                [a, b, kind, decided_by, decided_at or _now()])
+
+
+def load_constraints(cur: Cursor, live: Collection[str] | None = None) -> Constraints:
+    """Reviewer decisions, limited to records that are still live (when ``live`` given)."""
+    must, cannot = [], []
+    rows = query(cur, "SELECT uid_a, uid_b, kind FROM constraints ORDER BY uid_a, uid_b")
+    for a, b, kind in rows:
+        if live is not None and (a not in live or b not in live):
+            continue
+        (must if kind == MUST_LINK else cannot).append((a, b))
+    return Constraints(must_link=must, cannot_link=cannot)
+
+
+# ---------------------------------------------------------------------------------------
+# The enrolment journal
+# ---------------------------------------------------------------------------------------
+
+
+def journal_enrolment(cur: Cursor, seq: int, uid: str, item_json: str, *,
+                      now: dt.datetime | None = None) -> None:
+    """Keep an enrolment answered QUEUED in ``enrol_queue`` until it is applied."""
+    cur.execute("INSERT INTO enrol_queue VALUES (?, ?, ?, ?)",
+                [seq, now or _now(), uid, item_json])
+
+
+def journaled_enrolments(cur: Cursor) -> list[tuple[int, str]]:
+    """``(seq, item JSON)`` of journaled enrolments, in submission order."""
+    return query(cur, "SELECT seq, item FROM enrol_queue ORDER BY seq")
+
+
+def drop_journaled(cur: Cursor, seqs: Iterable[int]) -> None:
+    """Forget journaled enrolments (in the transaction that applies them)."""
+    seqs = list(seqs)
+    if seqs:
+        cur.execute("DELETE FROM enrol_queue WHERE seq IN (SELECT unnest(?::BIGINT[]))", [seqs])
