@@ -61,11 +61,11 @@ def build(directory: Path, records: int, seed: int = 1) -> Any:
     """Generate (if needed) and build the register; returns the project config."""
     import pyarrow as pa
 
-    from linkage.synthetic.generate import generate
     from linkage.config import load_project
     from linkage.ids import IdAllocator
     from linkage.ingest import ingest_source
     from linkage.register import Register
+    from linkage.synthetic.generate import generate
 
     if not (directory / "project.yaml").exists():
         t0 = time.monotonic()

@@ -6,7 +6,7 @@ figures are the ones Resolve and Enrol would see; the batch's differ only in the
 caps, counted over the records of its run.
 
 Example:
-    >>> ex = explain_records(project, reg, "civil_registry:CR1", "cash_transfer:CT9")  # doctest: +SKIP
+    >>> ex = explain_records(project, reg, "cr:CR1", "ct:CT9")  # doctest: +SKIP
     >>> print(format_explanation(ex))  # doctest: +SKIP
 """
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import duckdb
 
-from linkage.synthetic.generate import generate
 from linkage import engine
 from linkage.config import load_project
 from linkage.pipeline import active_records, ingest_all
 from linkage.register import Register
+from linkage.synthetic.generate import generate
 
 
 def prepared_scratch(out: Path, *, persons: int, profile: str, seed: int

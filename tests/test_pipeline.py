@@ -13,12 +13,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from linkage.synthetic.generate import generate
 from linkage.config import load_project
 from linkage.export import export
 from linkage.model import SHIPPED_MODELS_DIR
 from linkage.pipeline import format_summary, run
 from linkage.register import Register, query
+from linkage.synthetic.generate import generate
 
 PERSONS = 400
 
