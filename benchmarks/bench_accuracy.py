@@ -3,21 +3,29 @@
 Usage::
 
     python -m benchmarks.bench_accuracy --persons 100000 --profile sahel [--seed 11]
-        [--work DIR] [--skip-baseline] [--json]
+        [--realism normal|hard [--hard-without GROUP,...]] [--work DIR] [--skip-baseline]
+        [--no-breakdown] [--json]
 
 Steps:
 
 1. generate a fresh register with :func:`benchmarks.generate.generate` (seed 11 for
    sahel, 12 for horn by default: not the seeds the shipped models were trained on),
-   pointing ``model:`` at the shipped model of the profile; an existing ``--work``
-   directory generated with the same persons, profile and seed is reused, but its
-   register is always deleted first;
+   pointing ``model:`` at the shipped model of the profile, with ``--realism`` (``hard``:
+   the features of :mod:`linkage.synthetic.hard`, less the ``--hard-without`` groups); an
+   existing ``--work`` directory generated with the same persons, profile, seed and
+   realism is reused (delete it after changing the generator), but its register is always
+   deleted first;
 2. run our batch, ``python -m linkage run``, in its own subprocess; its wall time and
    peak RSS (``wait4``) are measured, and the ingest part of the time is read from its
    progress lines;
 3. export the record -> person mapping and score it against ``truth.csv``;
 4. run :mod:`benchmarks.baseline` (plain Splink) in its own subprocess on the records the
-   same ingest produced, measure it the same way, and score it.
+   same ingest produced, measure it the same way, and score it;
+5. break down what our run missed (:func:`breakdown`): each true pair not placed together
+   was never compared (no capped blocking key reaches it), compared and scored below the
+   review threshold, or kept for review below the match threshold; per pair of sources
+   and, for a hard register, per generator feature on either record (``features.csv``);
+   and the false pairs placed together, same household or not.
 
 Prints one row per system (seconds, peak MB, pairwise and B-cubed P/R/F1, % of true
 persons merged with a relative) and the ratios ours / baseline. ``--json`` prints the
@@ -170,6 +178,153 @@ def score_mapping(mapping: Path, truth_csv: Path) -> dict[str, Any]:
     return score(load_predicted(mapping), truth, households, bad)
 
 
+def breakdown(project_yaml: Path, truth_csv: Path, mapping_csv: Path,
+              features_csv: Path | None = None) -> dict[str, Any]:
+    """Why true pairs were missed and what the false pairs are.
+
+    A true pair (two good records of one person) the mapping does not place together is
+    ``never_compared`` (no capped blocking key is shared: the batch never scored it),
+    ``scored_below_review`` (compared, probability under the review threshold: not kept in
+    ``links``), ``review_not_linked`` (kept for review, under the match threshold) or
+    ``linked_but_split`` (the pair itself is linked; clustering put them apart). False
+    pairs (placed together, two persons) are ``same_household`` or ``other``. Counts are
+    given overall, per pair of sources and, with ``features_csv``, per generator feature
+    present on either record (with that feature's true-pair total, so a miss rate reads
+    off directly).
+    """
+    from linkage import engine
+    from linkage.config import load_project
+    from linkage.model import BLOCKING_KEYS
+    from linkage.pipeline import active_records
+    from linkage.register import Register
+
+    project = load_project(project_yaml)
+    reg = Register.open(project.register, read_only=True)
+    try:
+        cur = reg.cursor()
+        records = active_records(cur)
+        links = cur.sql("SELECT uid_l, uid_r, match_probability, linked FROM links"
+                        ).to_arrow_table()
+    finally:
+        reg.close()
+    con = engine.new_scratch()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        engine.prepare_input(con, records, project.max_block_size)
+        con.register("links_arrow", links)
+        con.execute("CREATE TEMP TABLE links AS SELECT least(uid_l, uid_r) AS a, "
+                    "greatest(uid_l, uid_r) AS b, linked FROM links_arrow")
+        con.execute(
+            "CREATE TEMP TABLE truth AS SELECT source || ':' || record_key AS uid, source, "
+            "person_id, household_id FROM read_csv(?, all_varchar = true) WHERE bad = 'false'",
+            [str(truth_csv)])
+        con.execute("CREATE TEMP TABLE mapping AS SELECT source || ':' || record_key AS uid, "
+                    "person_id AS cluster FROM read_csv(?, all_varchar = true)",
+                    [str(mapping_csv)])
+        if features_csv is not None:
+            con.execute("CREATE TEMP TABLE features AS SELECT DISTINCT source || ':' || "
+                        "record_key AS uid, feature FROM read_csv(?, all_varchar = true)",
+                        [str(features_csv)])
+        else:
+            con.execute("CREATE TEMP TABLE features (uid VARCHAR, feature VARCHAR)")
+        reached = " OR ".join(f"coalesce(l.bk_{k} = r.bk_{k}, false)" for k in BLOCKING_KEYS)
+        con.execute(f"""
+            CREATE TEMP TABLE true_pairs AS
+            SELECT ta.uid AS a, tb.uid AS b,
+                   least(ta.source, tb.source) || ' - ' || greatest(ta.source, tb.source) AS pair,
+                   coalesce(ma.cluster = mb.cluster, false) AS together,
+                   CASE WHEN coalesce(ma.cluster = mb.cluster, false) THEN 'together'
+                        WHEN NOT coalesce({reached}, false) THEN 'never_compared'
+                        WHEN lk.a IS NULL THEN 'scored_below_review'
+                        WHEN NOT lk.linked THEN 'review_not_linked'
+                        ELSE 'linked_but_split' END AS status
+            FROM truth ta JOIN truth tb ON ta.person_id = tb.person_id AND ta.uid < tb.uid
+            LEFT JOIN mapping ma ON ma.uid = ta.uid LEFT JOIN mapping mb ON mb.uid = tb.uid
+            LEFT JOIN linkage_input l ON l.uid = ta.uid
+            LEFT JOIN linkage_input r ON r.uid = tb.uid
+            LEFT JOIN links lk ON lk.a = ta.uid AND lk.b = tb.uid""")
+        con.execute("""
+            CREATE TEMP TABLE false_pairs AS
+            SELECT ma.uid AS a, mb.uid AS b,
+                   least(ta.source, tb.source) || ' - ' || greatest(ta.source, tb.source) AS pair,
+                   CASE WHEN ta.household_id = tb.household_id THEN 'same_household'
+                        ELSE 'other' END AS status
+            FROM mapping ma JOIN mapping mb ON ma.cluster = mb.cluster AND ma.uid < mb.uid
+            JOIN truth ta ON ta.uid = ma.uid JOIN truth tb ON tb.uid = mb.uid
+            WHERE ta.person_id <> tb.person_id""")
+
+        def counts(table: str, by: str | None = None) -> dict[str, dict[str, int]]:
+            group = by or "'all'"
+            rows = con.execute(f"SELECT {group} AS g, status, count(*) FROM {table} "
+                               "GROUP BY ALL").fetchall()
+            out: dict[str, dict[str, int]] = {}
+            for g, status, n in rows:
+                out.setdefault(g, {})[status] = int(n)
+            return dict(sorted(out.items()))
+
+        def by_feature(table: str) -> dict[str, dict[str, int]]:
+            rows = con.execute(f"""
+                WITH tagged AS (
+                    SELECT p.a, p.b, p.status, f.feature FROM {table} p
+                    JOIN features f ON f.uid = p.a
+                    UNION
+                    SELECT p.a, p.b, p.status, f.feature FROM {table} p
+                    JOIN features f ON f.uid = p.b)
+                SELECT feature, status, count(*) FROM tagged GROUP BY ALL""").fetchall()
+            out: dict[str, dict[str, int]] = {}
+            for g, status, n in rows:
+                out.setdefault(g, {})[status] = int(n)
+            rows = con.execute(f"""
+                SELECT status, count(*) FROM {table} p
+                WHERE NOT EXISTS (SELECT 1 FROM features f WHERE f.uid IN (p.a, p.b))
+                GROUP BY ALL""").fetchall()
+            if features_csv is not None:
+                out["(no feature)"] = {status: int(n) for status, n in rows}
+            return dict(sorted(out.items()))
+
+        result: dict[str, Any] = {
+            "true_pairs": counts("true_pairs").get("all", {}),
+            "true_pairs_by_sources": counts("true_pairs", "pair"),
+            "false_pairs": (counts("false_pairs").get("all", {})),
+            "false_pairs_by_sources": counts("false_pairs", "pair"),
+        }
+        if features_csv is not None:
+            result["true_pairs_by_feature"] = by_feature("true_pairs")
+            result["false_pairs_by_feature"] = by_feature("false_pairs")
+        return result
+    finally:
+        con.close()
+
+
+_MISSED = ("never_compared", "scored_below_review", "review_not_linked", "linked_but_split")
+
+
+def format_breakdown(b: dict[str, Any]) -> str:
+    """The breakdown as text: missed true pairs by cause, false pairs by kind."""
+    def line(name: str, c: dict[str, int], width: int = 40) -> str:
+        total = sum(c.values())
+        missed = sum(c.get(k, 0) for k in _MISSED)
+        cells = "".join(f"{c.get(k, 0):>12,}" for k in _MISSED)
+        pct = 100 * missed / total if total else 0.0
+        return f"{name:<{width}}{total:>10,}{missed:>10,}{pct:>7.1f}%" + cells
+
+    head = (f"{'true pairs':<40}{'total':>10}{'missed':>10}{'':>8}"
+            + "".join(f"{k[:11]:>12}" for k in ("never cmp", "below rev", "review", "split")))
+    lines = [head, line("all", b["true_pairs"])]
+    lines += [line("  " + k, v) for k, v in b["true_pairs_by_sources"].items()]
+    for k, v in b.get("true_pairs_by_feature", {}).items():
+        lines.append(line("  feature " + k, v))
+    fp = b["false_pairs"]
+    lines.append(f"false pairs placed together: {sum(fp.values()):,} "
+                 f"({fp.get('same_household', 0):,} same household, {fp.get('other', 0):,} other)")
+    for k, v in b["false_pairs_by_sources"].items():
+        lines.append(f"  {k:<38}{sum(v.values()):>10,} ({v.get('same_household', 0):,} household)")
+    for k, v in b.get("false_pairs_by_feature", {}).items():
+        lines.append(f"  feature {k:<30}{sum(v.values()):>10,} "
+                     f"({v.get('same_household', 0):,} household)")
+    return "\n".join(lines)
+
+
 def _row(name: str, m: Measured | None, s: dict[str, Any] | None, note: str = "") -> str:
     if m is None:
         return f"{name:<16}{'(skipped)':>10}"
@@ -205,21 +360,25 @@ def ratios(ours: Measured, o: dict[str, Any], base: Measured | None,
             "peak_rss": div(ours.peak_rss_mb, base.peak_rss_mb)}
 
 
-def _prepare(persons: int, profile: str, seed: int, work: Path) -> dict[str, Any]:
-    from linkage.synthetic.generate import generate
+def _prepare(persons: int, profile: str, seed: int, work: Path,
+             realism: str = "normal", hard_without: tuple[str, ...] = ()) -> dict[str, Any]:
     from linkage.model import SHIPPED_MODELS_DIR
+    from linkage.synthetic.generate import generate
 
     model = (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()
     manifest_path = work / "manifest.json"
     if manifest_path.exists() and (work / "project.yaml").exists():
         man = json.loads(manifest_path.read_text(encoding="utf-8"))
-        same = (man.get("persons"), man.get("profile"), man.get("seed")) == (persons, profile, seed)
+        same = ((man.get("persons"), man.get("profile"), man.get("seed"),
+                 man.get("realism", "normal"), man.get("hard_without", []))
+                == (persons, profile, seed, realism, sorted(hard_without)))
         if same and str(model) in (work / "project.yaml").read_text(encoding="utf-8"):
             man["reused"] = True
             return man
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.perf_counter()
-    man = generate(persons, profile, seed, work, model=model)
+    man = generate(persons, profile, seed, work, model=model, realism=realism,
+                   hard_without=hard_without)
     man["generate_seconds"] = round(time.perf_counter() - t0, 1)
     return man
 
@@ -227,11 +386,12 @@ def _prepare(persons: int, profile: str, seed: int, work: Path) -> dict[str, Any
 def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: bool = False,
           recall: float = 0.7, max_comparisons: int | None = None,
           em_max_pairs: float | None = None, memory_limit: str = "4GB",
-          log: Any = print) -> dict[str, Any]:
+          realism: str = "normal", hard_without: tuple[str, ...] = (),
+          with_breakdown: bool = True, log: Any = print) -> dict[str, Any]:
     """Generate, run both systems, score; returns every figure."""
-    man = _prepare(persons, profile, seed, work)
-    log(f"register: {man['records']:,} records of {persons:,} persons ({profile}, seed {seed})"
-        + (" [reused data]" if man.get("reused") else ""))
+    man = _prepare(persons, profile, seed, work, realism, hard_without)
+    log(f"register: {man['records']:,} records of {persons:,} persons ({profile}, {realism}, "
+        f"seed {seed})" + (" [reused data]" if man.get("reused") else ""))
     project_yaml = work / "project.yaml"
     truth = work / "truth.csv"
     log("running our pipeline (linkage run) ...")
@@ -239,6 +399,12 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
     o = score_mapping(Path(ours.extra["mapping"]), truth)
     log(f"  {ours.seconds:.1f} s, {ours.peak_rss_mb:.0f} MB, {ours.extra['comparisons']:,} "
         "comparisons")
+    missed = None
+    if with_breakdown:
+        log("breaking down what was missed ...")
+        features = work / "features.csv"
+        missed = breakdown(project_yaml, truth, Path(ours.extra["mapping"]),
+                           features if features.exists() else None)
     base: Measured | None = None
     b: dict[str, Any] | None = None
     if not skip_baseline:
@@ -252,13 +418,15 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
         log(f"  {base.seconds:.1f} s, {base.peak_rss_mb:.0f} MB, "
             f"{base.extra['comparisons']:,} comparisons ({base.extra['stats']['status']})")
     result: dict[str, Any] = {
-        "profile": profile, "persons": persons, "seed": seed, "records": man["records"],
-        "work": str(work),
+        "profile": profile, "realism": realism, "hard_without": sorted(hard_without),
+        "persons": persons, "seed": seed,
+        "records": man["records"], "work": str(work),
         "ours": {"seconds": ours.seconds, "peak_rss_mb": ours.peak_rss_mb,
                  "stages_elapsed": ours.extra["stages"],
                  "comparisons": ours.extra["comparisons"],
                  "comparisons_by_rule": ours.extra["comparisons_by_rule"],
-                 "persons": ours.extra["summary"].get("persons"), "score": o},
+                 "persons": ours.extra["summary"].get("persons"), "score": o,
+                 "breakdown": missed},
         "baseline": None if base is None else {
             "seconds": base.seconds, "peak_rss_mb": base.peak_rss_mb,
             "stats": base.extra["stats"], "score": b},
@@ -285,8 +453,9 @@ def report(result: dict[str, Any]) -> str:
         rows.append(("plain Splink", bm, b["score"], note))
     stages = o["stages_elapsed"]
     lines = [
-        f"{result['profile']}: {result['persons']:,} persons, {result['records']:,} records, "
-        f"seed {result['seed']}  ({result['work']})",
+        f"{result['profile']} ({result.get('realism', 'normal')}"
+        + "".join(f" -{g}" for g in result.get("hard_without", [])) + f"): {result['persons']:,} "
+        f"persons, {result['records']:,} records, seed {result['seed']}  ({result['work']})",
         "",
         format_table(rows),
         "",
@@ -303,6 +472,8 @@ def report(result: dict[str, Any]) -> str:
                          f"{k} {v:.1f}s" for k, v in st.get("stages_seconds", {}).items()))
         lines.append("  EM blocks: " + ", ".join(
             f"{k} {v:,}" for k, v in st.get("em_comparisons_by_rule", {}).items()))
+    if o.get("breakdown"):
+        lines += ["", format_breakdown(o["breakdown"])]
     r = result["ratios_ours_over_baseline"]
     if r["pairwise_f1"] is not None:
         lines.append(f"ours / baseline: pairwise F1 x{r['pairwise_f1']}, B-cubed F1 "
@@ -318,6 +489,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=sorted(DEFAULT_SEEDS), default="sahel")
     ap.add_argument("--seed", type=int, default=None,
                     help="generator seed (default 11 for sahel, 12 for horn)")
+    ap.add_argument("--realism", choices=("normal", "hard"), default="normal",
+                    help="generator realism (hard: linkage.synthetic.hard)")
+    ap.add_argument("--hard-without", default="",
+                    help="with --realism hard: feature groups to leave out, comma-separated "
+                         "(names, places, dates, parents, copies)")
+    ap.add_argument("--no-breakdown", action="store_true",
+                    help="skip the breakdown of missed and false pairs")
     ap.add_argument("--work", type=Path, default=None,
                     help="working directory (default data/bench/accuracy-PROFILE-PERSONS-sSEED)")
     ap.add_argument("--skip-baseline", action="store_true")
@@ -332,8 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
     seed = DEFAULT_SEEDS[args.profile] if args.seed is None else args.seed
+    without = tuple(sorted(g for g in args.hard_without.split(",") if g))
+    suffix = "" if args.realism == "normal" else f"-{args.realism}"
+    suffix += "".join(f"-no{g}" for g in without)
     work = (args.work or ROOT / "data" / "bench" /
-            f"accuracy-{args.profile}-{args.persons}-s{seed}").resolve()
+            f"accuracy-{args.profile}-{args.persons}-s{seed}{suffix}").resolve()
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -341,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args.persons, args.profile, seed, work, skip_baseline=args.skip_baseline,
                    recall=args.recall, max_comparisons=args.max_comparisons,
                    em_max_pairs=args.em_max_pairs or None, memory_limit=args.memory_limit,
-                   log=log)
+                   realism=args.realism, hard_without=without,
+                   with_breakdown=not args.no_breakdown, log=log)
     print(json.dumps(result, indent=2, default=str) if args.json else report(result))
     return 0
 

@@ -14,6 +14,12 @@ programme rosters (cash transfer, public works / HIMO, nutrition), each with its
 coverage and errors. A handful of deliberately bad rows per source (unparseable dates,
 unknown sex codes, empty names) must be rejected by ingest; they stay in the truth
 with ``bad=true``.
+
+``--realism hard`` (``generate(..., realism="hard")``) adds what independent registers
+contain and the normal mode does not (see :mod:`linkage.synthetic.hard`): same persons,
+same coverage, same normal errors, plus those features; it also writes
+``DIR/features.csv`` (source, record_key, feature). The default, ``normal``, writes the
+same files as before the option existed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -31,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from linkage.synthetic.hard import GROUPS, REALISMS, Hardener, harden_spec
 from linkage.synthetic.noise import age_at
 from linkage.synthetic.population import NOW, Household, Person, PopulationBuilder
 from linkage.synthetic.profiles import PROFILES, Profile
@@ -320,13 +328,22 @@ class SourceWriter:
     """Renders and writes one source."""
 
     def __init__(
-        self, spec: SourceSpec, profile: Profile, renderer: Renderer, rng: random.Random
+        self,
+        spec: SourceSpec,
+        profile: Profile,
+        renderer: Renderer,
+        rng: random.Random,
+        hardener: Hardener | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec = spec  # the normal layout: what is rendered
         self.p = profile
         self.r = renderer
         self.rng = rng
+        self.hard = hardener
+        # the layout written: the hard mode changes columns after the normal rendering
+        self.out = spec if hardener is None else harden_spec(spec, profile, hardener.without)
         self.hh_ids: dict[str, str] = {}
+        self._tags: list[str] = []
 
     def household_id(self, person: Person, fresh: bool = False) -> str:
         """The source's own household number for the person's true household."""
@@ -341,12 +358,18 @@ class SourceWriter:
     def render(
         self, person: Person, ctx: dict[str, object], dup: bool = False
     ) -> dict[str, object]:
-        """One row in the source's own columns."""
+        """One row in the source's own columns.
+
+        Rendered in the normal layout with the main random stream; the hard mode then
+        changes the canonical values with its own stream (keys starting with ``_`` are the
+        name parts as rendered, for it) and writes them in its layout.
+        """
         spec, q, r, rng = self.spec, self.spec.noise, self.r, self.rng
         cols = spec.columns
         v: dict[str, object] = {}
         if self.p.patronymic:
             given, father, grand = r.horn_name(person, q)
+            v["_given"], v["_father"], v["_grand"] = given, father, grand
             if "full_name" in cols:
                 v["full_name"] = " ".join(x for x in (given, father, grand) if x)
             else:
@@ -356,11 +379,14 @@ class SourceWriter:
                     v["grandfather_name"] = grand
         else:
             given, family = r.sahel_name(person, q)
+            v["_given"], v["_family"] = given, family
             if "full_name" in cols:  # "TRAORE Moussa": family first, upper-case
                 if rng.random() < q.swap:  # given name first this time
                     v["full_name"] = f"{given} {family.upper()}"
+                    v["_form"] = "given_first"
                 else:
                     v["full_name"] = f"{family.upper()} {given}"
+                    v["_form"] = "family_first"
             else:
                 v["given_name"], v["family_name"] = given, family
         v["sex"] = r.sex(person, q, spec.sex_codes)
@@ -380,6 +406,10 @@ class SourceWriter:
         for f, prob in q.missing.items():
             if f in v and rng.random() < prob:
                 v[f] = None
+        self._tags = []
+        if self.hard is not None:
+            self._tags = self.hard.apply(self.out, person, ctx, v)
+            cols = self.out.columns
         row = {cols[f]: val for f, val in v.items() if f in cols}
         row.update(self.extras(person, ctx))
         return row
@@ -427,17 +457,24 @@ class SourceWriter:
     def rows(self, selected: list[tuple[Person, dict[str, object]]]) -> list[Row]:
         """All rows: first registrations, re-registration duplicates, bad rows."""
         rng = self.rng
-        rows = [Row(self.render(p, ctx), p) for p, ctx in selected]
+        rows = []
+        for p, ctx in selected:
+            values = self.render(p, ctx)
+            rows.append(Row(values, p, tags=self._tags))
         n_dup = round(len(rows) * self.spec.noise.duplicates)
         for p, ctx in rng.sample(selected, min(n_dup, len(selected))):
             ctx = dict(ctx)
             if "ref" in ctx:  # enrolled again in another HIMO cycle
                 others = [c for c in _HIMO_CYCLES if c != ctx["ref"]]
                 ctx["ref"] = rng.choice(others) + timedelta(days=rng.randrange(0, 45))
-            rows.append(Row(self.render(p, ctx, dup=True), p, duplicate=True))
+            values = self.render(p, ctx, dup=True)
+            rows.append(Row(values, p, duplicate=True, tags=self._tags))
         if self.spec.shuffle:
             rng.shuffle(rows)
         self._bad(rows)
+        if self.hard is not None:  # the same form keyed twice, after the bad rows are made
+            rate = self.hard.rates[self.spec.name].exact_copies
+            rows = self.hard.copies(rows, rate, self.spec.shuffle)
         for i, row in enumerate(rows, 1):
             row.values = {self.spec.record_key: self.spec.key_format.format(n=i), **row.values}
         return rows
@@ -446,7 +483,7 @@ class SourceWriter:
         """Turn a handful of rows into rows ingest must reject."""
         if not rows:
             return
-        rng, spec = self.rng, self.spec
+        rng, spec = self.rng, self.out
         n_bad = min(len(rows), max(3, round(len(rows) * _BAD_RATE)))
         name_cols = [
             spec.columns[f]
@@ -515,6 +552,8 @@ def _source_yaml(spec: SourceSpec) -> dict[str, object]:
         doc["name_order"] = spec.name_order
     if spec.birth_date_format:
         doc["birth_date_format"] = spec.birth_date_format
+    if spec.age_reference_date:
+        doc["age_reference_date"] = spec.age_reference_date
     if spec.age_reference_column:
         doc["age_reference_column"] = spec.age_reference_column
     doc["sex_codes"] = spec.sex_codes
@@ -540,14 +579,23 @@ def generate(
     seed: int = 1,
     out: str | Path = "bench_out",
     model: str | Path | None = None,
+    realism: str = "normal",
+    hard_without: tuple[str, ...] | list[str] = (),
 ) -> dict[str, object]:
     """Generate a benchmark project in ``out``; returns the manifest (also written).
 
     ``model``, when given, is written into project.yaml (as an absolute path) so the
-    project uses that trained model instead of training its own.
+    project uses that trained model instead of training its own. ``realism="hard"``
+    adds the features of :mod:`linkage.synthetic.hard` to the same persons and rows;
+    ``hard_without`` leaves some of its feature groups out (``GROUPS``: names, places,
+    dates, parents, copies), to measure what each costs.
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    if realism not in REALISMS:
+        raise ValueError(f"unknown realism {realism!r}; choose from {list(REALISMS)}")
+    if hard_without and realism != "hard":
+        raise ValueError("hard_without needs realism='hard'")
     if persons < 1:
         raise ValueError("persons must be >= 1")
     prof = PROFILES[profile]
@@ -564,6 +612,12 @@ def generate(
             p.nid = pop.nid()
     households = {hh.hid: hh for hh in pop.households}
     renderer = Renderer(prof, pop.geo, households, rng)
+    hardener = None
+    if realism == "hard":  # its own stream: the main one draws exactly as in the normal mode
+        hardener = Hardener(
+            prof, pop.geo, households, random.Random(f"hard-{seed}"), frozenset(hard_without)
+        )
+    features: list[tuple[str, str, str]] = []
 
     enrolled: dict[str, set[str]] = {"cash_transfer": set()}
     sources_in: dict[str, set[str]] = {}
@@ -573,11 +627,14 @@ def generate(
         tw = csv.writer(tf)
         tw.writerow(["source", "record_key", "person_id", "household_id", "bad"])
         for spec in _specs(prof):
-            writer = SourceWriter(spec, prof, renderer, rng)
+            writer = SourceWriter(spec, prof, renderer, rng, hardener)
             rows = writer.rows(_select(spec, pop.households, rng, enrolled))
+            spec = writer.out
             _write_data(spec, rows, out / "data" / spec.file)
             _dump_yaml(_source_yaml(spec), out / "sources" / f"{spec.name}.yaml")
             for row in rows:
+                key = row.values[spec.record_key]
+                features.extend((spec.name, key, t) for t in row.tags)  # type: ignore[misc]
                 tw.writerow(
                     [
                         spec.name,
@@ -598,6 +655,16 @@ def generate(
                 "bad": sum(r.bad for r in rows),
                 "persons": len({r.person.pid for r in rows}),
             }
+            if hardener is not None:
+                manifest_sources[spec.name]["features"] = dict(  # type: ignore[index]
+                    sorted(Counter(t for r in rows for t in r.tags).items())
+                )
+    (out / "features.csv").unlink(missing_ok=True)
+    if hardener is not None:
+        with (out / "features.csv").open("w", encoding="utf-8", newline="") as ff:
+            fw = csv.writer(ff)
+            fw.writerow(["source", "record_key", "feature"])
+            fw.writerows(features)
 
     project = {
         "name": f"demo-{profile}",
@@ -612,6 +679,7 @@ def generate(
     multi = sum(1 for s in sources_in.values() if len(s) >= 2)
     manifest: dict[str, object] = {
         "profile": profile,
+        "realism": realism,
         "persons": persons,
         "households": len(pop.households),
         "seed": seed,
@@ -626,6 +694,10 @@ def generate(
         "truth": "truth.csv",
         "project": "project.yaml",
     }
+    if hardener is not None:
+        manifest["features"] = "features.csv"
+        if hard_without:
+            manifest["hard_without"] = sorted(hard_without)
     (out / "manifest.json").write_text(
         json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -641,9 +713,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", choices=sorted(PROFILES), default="sahel")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument(
+        "--realism",
+        choices=REALISMS,
+        default="normal",
+        help="hard: add what independent registers contain (linkage.synthetic.hard)",
+    )
+    ap.add_argument(
+        "--hard-without",
+        default="",
+        help="with --realism hard: comma-separated feature groups to leave out "
+        f"({', '.join(GROUPS)})",
+    )
     args = ap.parse_args(argv)
+    without = tuple(g for g in args.hard_without.split(",") if g)
     t0 = time.perf_counter()
-    m = generate(args.persons, args.profile, args.seed, args.out)
+    m = generate(
+        args.persons, args.profile, args.seed, args.out, realism=args.realism,
+        hard_without=without,
+    )
     dt = time.perf_counter() - t0
     print(
         f"{m['persons']} persons in {m['households']} households -> {m['records']} records "

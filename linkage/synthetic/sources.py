@@ -12,7 +12,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from linkage.synthetic.noise import age_at, apply_case, fuzz_year, strip_accents, transpose_digits, typo
+from linkage.synthetic.noise import (
+    age_at,
+    apply_case,
+    fuzz_year,
+    strip_accents,
+    transpose_digits,
+    typo,
+)
 from linkage.synthetic.population import Geography, Household, Person
 from linkage.synthetic.profiles import Profile
 
@@ -68,6 +75,7 @@ class SourceSpec:
     birth_date_format: str | None = None
     date_style: str = "dmy"  # dmy | iso
     age_reference_column: str | None = None
+    age_reference_date: str | None = None  # YYYY-MM-DD, when the file has no reference column
     household_prefix: str = "M"
     bad_dates: tuple[str, ...] = ()
     shuffle: bool = True
@@ -81,6 +89,7 @@ class Row:
     person: Person
     bad: bool = False
     duplicate: bool = False
+    tags: list[str] = field(default_factory=list)  # hard-mode features (linkage.synthetic.hard)
 
 
 class Renderer:
