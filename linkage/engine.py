@@ -28,9 +28,6 @@ from linkage.model import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
     Model,
-    build_settings,
-    check_parameters,
-    new_version,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +59,8 @@ def new_scratch(memory_limit: str = "4GB", threads: int | None = None) -> duckdb
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/linkage_spill'")
     con.execute("SET preserve_insertion_order = false")
+    # DuckDB draws a progress bar on stdout for long queries: it would corrupt `--json`.
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
@@ -127,44 +126,19 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
 
 
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
-          max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model") -> Model:
-    """Train a model on the prepared input table.
+          max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
+          seed_model: Model | None = None, use_national_ids: bool = False) -> Model:
+    """Train a model on the prepared input table, with or without national IDs.
 
-    u by random sampling; m from record pairs sharing a national ID; the prior from the
-    national-ID deterministic rule. Raises :class:`linkage.model.ModelError` when the
-    result is implausible.
+    u by random sampling; m by EM sessions households cannot fill; the birth date and
+    the prior by EM over the blocked pairs with the rest fixed (:mod:`linkage.training`).
+    Raises :class:`linkage.model.ModelError` when the result is implausible.
     """
-    linker = make_linker(con, build_settings(), table)
-    (n_records,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
-    (n_nid,) = con.execute(
-        f"SELECT count(*) FROM (SELECT national_id FROM {table} WHERE national_id IS NOT NULL "
-        "GROUP BY national_id HAVING count(*) > 1)").fetchall()[0]
-    if n_nid < 50:
-        from linkage.model import ModelError
-        raise ModelError(f"only {n_nid} national IDs are shared by two or more records; "
-                         "at least 50 are needed to estimate m without EM")
-    progress(f"training on {n_records:,} records, {n_nid:,} national-ID groups as labels")
-    # Records sharing a national ID are matches. A true pair is found by that rule only
-    # when both records carry the ID, so its recall is about the squared share of
-    # records with an ID (floored: with very few IDs the estimate is meaningless).
-    (share_nid,) = con.execute(
-        f"SELECT avg(CASE WHEN national_id IS NOT NULL THEN 1.0 ELSE 0.0 END) FROM {table}"
-    ).fetchall()[0]
-    recall = max(0.02, min(0.9, float(share_nid or 0.0) ** 2))
-    linker.training.estimate_probability_two_random_records_match(
-        [block_on("national_id")], recall=recall)
-    progress("estimating u by random sampling")
-    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    progress("estimating m from national-ID pairs")
-    linker.training.estimate_m_from_label_column("national_id")
-    settings = cap_household_evidence(neutralise_untrained(linker.misc.save_model_to_json()))
-    model = Model(version=new_version(prefix), settings=settings, metadata={
-        "records": int(n_records), "national_id_groups": int(n_nid),
-        "deterministic_recall": recall, "u_max_pairs": max_pairs, "seed": seed,
-        "method": "u: random sampling; m: national-ID pairs; no EM",
-    })
-    model.metadata["warnings"] = check_parameters(model)
-    return model
+    from linkage import training
+
+    return training.train(con, table=table, seed=seed, max_pairs=max_pairs,
+                          progress=progress, prefix=prefix, seed_model=seed_model,
+                          use_national_ids=use_national_ids)
 
 
 def neutralise_untrained(settings: dict[str, Any]) -> dict[str, Any]:
