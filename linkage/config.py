@@ -32,6 +32,8 @@ KINDS = ("programme", "civil_registry")
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1",
              "iso-8859-1": "latin-1", "cp1252": "cp1252"}
 NAME_ORDERS = ("family_given", "given_family", "given_father_grandfather")
+#: ``clustering:`` values (see :mod:`linkage.clustering`); the first is the default.
+CLUSTERING_METHODS = ("greedy", "components")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,19 @@ class Thresholds:
 
     match: float = 0.8
     review: float = 0.4
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``linkage serve`` (the ``serve:`` mapping of the project file).
+
+    ``shutdown_grace_seconds``: on SIGTERM, calls in flight get this long to finish
+    before they are cancelled. ``max_records_per_stream``: records one ``EnrolBatch``
+    stream may carry (a longer stream is refused before anything is enrolled).
+    """
+
+    shutdown_grace_seconds: float = 30.0
+    max_records_per_stream: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,8 @@ class ProjectConfig:
     max_block_size: int
     sources: tuple[SourceConfig, ...] = field(default_factory=tuple)
     min_birth_year: int = MIN_YEAR  # earlier birth years are blanked with a field warning
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    clustering: str = CLUSTERING_METHODS[0]  # greedy (no chaining) | components
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -272,7 +289,7 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size", "min_birth_year"}
+                 "max_block_size", "min_birth_year", "serve", "clustering"}
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -311,6 +328,13 @@ def load_project(path: Path | str) -> ProjectConfig:
     if thresholds.review > thresholds.match:
         raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
     model = k.str("model", None)
+    sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream"},
+               prefix="serve.")
+    serve = ServeConfig(
+        shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
+                                        ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
+        max_records_per_stream=sk.int("max_records_per_stream",
+                                      ServeConfig.max_records_per_stream, 1, 100_000))
     return ProjectConfig(
         name=k.str("name", path.parent.name) or path.parent.name,
         path=path,
@@ -321,4 +345,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         max_block_size=k.int("max_block_size", 100, 2),
         sources=tuple(sources),
         min_birth_year=min_birth_year,
+        serve=serve,
+        clustering=k.str("clustering", CLUSTERING_METHODS[0], choices=CLUSTERING_METHODS)
+        or CLUSTERING_METHODS[0],
     )

@@ -17,6 +17,7 @@ from linkage.lookup import EventRow, PersonView, Programme
 from linkage.realtime import PersonInput
 from linkage.resolver import Resolution
 from linkage.runs import RunInfo
+from linkage.service.limits import ServiceLimits, clip
 from linkage.service.v1 import linkage_pb2 as pb
 
 NATIONAL_ID_TYPES = {"UIN", "NID", "NATIONAL_ID"}
@@ -176,13 +177,21 @@ def enrol_response(res: EnrolResult) -> pb.EnrolResponse:
                             match_probability=res.match_probability)
 
 
-def enrol_batch_response(results: list[EnrolResult | InvalidRequest], keys: list[str]
-                         ) -> pb.EnrolBatchResponse:
+def rejection(exc: InvalidRequest, limits: ServiceLimits | None = None) -> tuple[str, str]:
+    """(error_field, error_reason) of a rejected EnrolBatch record: its first violation,
+    clipped (see :class:`~linkage.service.limits.ServiceLimits`)."""
+    lim = limits or ServiceLimits()
+    f, reason = exc.violations[0] if exc.violations else ("", "invalid")
+    return clip(f, lim.max_description_chars), clip(reason, lim.max_description_chars)
+
+
+def enrol_batch_response(results: list[EnrolResult | InvalidRequest], keys: list[str],
+                         limits: ServiceLimits | None = None) -> pb.EnrolBatchResponse:
     out = pb.EnrolBatchResponse()
     counts = dict.fromkeys(("created", "linked", "unchanged", "updated", "queued", "rejected"), 0)
     for i, (res, key) in enumerate(zip(results, keys, strict=True)):
         if isinstance(res, InvalidRequest):
-            f, reason = res.violations[0] if res.violations else ("", "invalid")
+            f, reason = rejection(res, limits)
             out.results.append(pb.EnrolResult(index=i, record_key=key,
                                               outcome=pb.ENROL_OUTCOME_REJECTED,
                                               error_field=f, error_reason=reason))

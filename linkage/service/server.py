@@ -8,17 +8,26 @@ later interceptor (TLS client roles, audit trail ...) are mapped too.
 :func:`serve` is ``linkage serve``: it also registers the standard ``grpc.health.v1``
 service and server reflection (so ``grpcurl`` and load balancers work), and on SIGTERM
 or SIGINT reports NOT_SERVING, refuses new calls, lets in-flight calls finish (within
-``grace`` seconds), applies queued enrolments and exits cleanly.
+``grace`` seconds), cancels what is left, applies or journals queued enrolments, closes
+the register and exits, in bounded time whatever the calls do (:func:`shutdown`).
+
+Hostile input is held to :class:`linkage.service.limits.ServiceLimits`: undecodable
+messages, over-long or control-character strings and over-long streams get a proper
+status (never INTERNAL), and error details are bounded in size.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -32,6 +41,14 @@ from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady, RunInProgress
 from linkage.model import ModelError
 from linkage.realtime import Realtime, RealtimeOptions
+from linkage.service.limits import (
+    DecodedStream,
+    RequestTooLarge,
+    ServiceLimits,
+    Undecodable,
+    clip,
+    tolerant,
+)
 from linkage.service.servicer import BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
@@ -61,15 +78,27 @@ class ExceptionToStatus(grpc.ServerInterceptor):
     """Maps domain exceptions to gRPC statuses, for every method, in one place.
 
     * :class:`~linkage.errors.InvalidRequest` -> INVALID_ARGUMENT with a
-      ``google.rpc.BadRequest`` listing the field violations;
+      ``google.rpc.BadRequest`` listing the field violations (at most
+      ``limits.max_violations``, descriptions clipped: the trailers stay a few KiB);
+    * a request message that does not decode -> INVALID_ARGUMENT (every request
+      deserializer is wrapped by :func:`linkage.service.limits.tolerant`);
+    * :class:`~linkage.service.limits.RequestTooLarge` -> RESOURCE_EXHAUSTED;
     * :class:`~linkage.errors.NotFound` -> NOT_FOUND;
     * :class:`~linkage.errors.RunInProgress`, :class:`~linkage.errors.NotReady`,
       :class:`~linkage.model.ModelError` -> FAILED_PRECONDITION;
     * :class:`TimeoutError` -> DEADLINE_EXCEEDED;
+    * :class:`grpc.RpcError` from reading the request stream (the client went away) ->
+      CANCELLED;
     * anything else -> INTERNAL with a generic message and a reference; the traceback
       is logged under that reference (messages of our exceptions carry no personal data,
       and request contents are never logged).
+
+    Status messages are clipped to ``limits.max_message_chars``, so a value echoed from
+    the request (an unknown run ID of 9,000 characters) cannot overflow the trailers.
     """
+
+    def __init__(self, limits: ServiceLimits | None = None):
+        self.limits = limits or ServiceLimits()
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: grpc.HandlerCallDetails) -> Any:
@@ -77,33 +106,47 @@ class ExceptionToStatus(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        handler = handler._replace(request_deserializer=tolerant(handler.request_deserializer))
+        streaming = handler.request_streaming
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, method,
+                                                            streaming))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method))
+            return handler._replace(stream_unary=self._unary(handler.stream_unary, method,
+                                                             streaming))
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method))
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, method,
+                                                              streaming))
         if handler.stream_stream:
-            return handler._replace(stream_stream=self._stream(handler.stream_stream, method))
+            return handler._replace(stream_stream=self._stream(handler.stream_stream, method,
+                                                               streaming))
         return handler
 
-    def _unary(self, fn: Callable[[Any, grpc.ServicerContext], Any], method: str
-               ) -> Callable[[Any, grpc.ServicerContext], Any]:
+    @staticmethod
+    def _decoded(request: Any, streaming: bool) -> Any:
+        if streaming:
+            return DecodedStream(request)
+        if isinstance(request, Undecodable):
+            raise request.error()
+        return request
+
+    def _unary(self, fn: Callable[[Any, grpc.ServicerContext], Any], method: str,
+               streaming: bool) -> Callable[[Any, grpc.ServicerContext], Any]:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             self._check_deadline(context)
             try:
-                return fn(request, context)
+                return fn(self._decoded(request, streaming), context)
             except Exception as exc:  # noqa: BLE001 - mapped, never swallowed
                 self._abort(context, exc, method)
 
         return wrapper
 
-    def _stream(self, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str
-                ) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def _stream(self, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]], method: str,
+                streaming: bool) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             self._check_deadline(context)
             try:
-                yield from fn(request, context)
+                yield from fn(self._decoded(request, streaming), context)
             except Exception as exc:  # noqa: BLE001
                 self._abort(context, exc, method)
 
@@ -116,25 +159,33 @@ class ExceptionToStatus(grpc.ServerInterceptor):
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
     def _abort(self, context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-        context.abort_with_status(self.status_for(exc, method))
+        context.abort_with_status(self.status_for(exc, method, self.limits))
 
     @staticmethod
-    def status_for(exc: Exception, method: str = "") -> grpc.Status:
+    def status_for(exc: Exception, method: str = "",
+                   limits: ServiceLimits | None = None) -> grpc.Status:
+        lim = limits or ServiceLimits()
+
+        def message(text: str) -> str:
+            return clip(text, lim.max_message_chars)
+
         if isinstance(exc, InvalidRequest):
-            bad = error_details_pb2.BadRequest(field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=f, description=r)
-                for f, r in exc.violations])
-            fields = ", ".join(f for f, _ in exc.violations)
             return _status(grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT,
-                           f"invalid request: {fields}", [bad])
+                           *_bad_request(exc.violations, lim))
+        if isinstance(exc, RequestTooLarge):
+            return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED,
+                           message(str(exc)))
         if isinstance(exc, NotFound):
-            return _status(grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND, str(exc))
+            return _status(grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND, message(str(exc)))
         if isinstance(exc, RunInProgress | NotReady | ModelError):
             return _status(grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION,
-                           str(exc))
+                           message(str(exc)))
         if isinstance(exc, TimeoutError):
             return _status(grpc.StatusCode.DEADLINE_EXCEEDED, code_pb2.DEADLINE_EXCEEDED,
                            "deadline exceeded")
+        if isinstance(exc, grpc.RpcError):  # reading the request stream: the client left
+            return _status(grpc.StatusCode.CANCELLED, code_pb2.CANCELLED,
+                           "the call was cancelled")
         ref = uuid.uuid4().hex[:12]
         log.error("internal error in %s (reference %s)", method, ref,
                   exc_info=(type(exc), exc, exc.__traceback__))
@@ -142,11 +193,38 @@ class ExceptionToStatus(grpc.ServerInterceptor):
                        f"internal error (reference {ref})")
 
 
+def _bad_request(violations: Sequence[tuple[str, str]], lim: ServiceLimits
+                 ) -> tuple[str, list[Any]]:
+    """(status message, [BadRequest]) within the limits: at most ``max_violations``
+    violations, descriptions clipped, the serialized details at most
+    ``max_details_bytes``; the message says how many were left out."""
+    bad = error_details_pb2.BadRequest()
+    for f, r in violations[: lim.max_violations]:
+        v = bad.field_violations.add(field=clip(f, lim.max_description_chars),
+                                     description=clip(r, lim.max_description_chars))
+        if bad.ByteSize() > lim.max_details_bytes:
+            bad.field_violations.remove(v)
+            break
+    text, listed = "invalid request: ", 0
+    room = lim.max_message_chars - len(" (and 999999 more)")
+    for f, r in violations:
+        piece = (", " if listed else "") + (f or r)
+        if len(text) + len(piece) > room and listed:
+            break
+        text += piece
+        listed += 1
+    if listed < len(violations):
+        text += f" (and {len(violations) - listed} more)"
+    return clip(text, lim.max_message_chars), [bad]
+
+
 def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                   max_workers: int = 32,
                   max_receive_message_bytes: int = MAX_RECEIVE_MESSAGE_BYTES,
                   interceptors: Sequence[grpc.ServerInterceptor] = (),
-                  health_servicer: health.HealthServicer | None = None
+                  health_servicer: health.HealthServicer | None = None,
+                  limits: ServiceLimits | None = None,
+                  thread_pool: futures.ThreadPoolExecutor | None = None,
                   ) -> tuple[grpc.Server, int]:
     """Build (not start) the server on ``host:port``; returns ``(server, bound_port)``.
 
@@ -158,14 +236,18 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         max_receive_message_bytes: larger request messages get RESOURCE_EXHAUSTED.
         interceptors: extra interceptors, run inside the exception mapper.
         health_servicer: the health service to register (one is made when None).
+        limits: bounds on requests (default :class:`ServiceLimits`).
+        thread_pool: the threads serving calls (one of ``max_workers`` is made when None).
     """
+    limits = limits or ServiceLimits()
     options = [("grpc.max_receive_message_length", max_receive_message_bytes),
                ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                    thread_name_prefix="linkage-rpc"),
-                         interceptors=[ExceptionToStatus(), *interceptors], options=options)
-    pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core), server)
-    pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core), server)
+    pool = thread_pool or futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                     thread_name_prefix="linkage-rpc")
+    server = grpc.server(pool, interceptors=[ExceptionToStatus(limits), *interceptors],
+                         options=options)
+    pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
+    pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core, limits), server)
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
@@ -179,19 +261,109 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     return server, bound
 
 
+@dataclass(frozen=True)
+class Shutdown:
+    """How :func:`shutdown` went."""
+
+    clean: bool  # every call and thread ended by itself
+    register_closed: bool
+
+
+#: Seconds :func:`shutdown` waits, after the grace period, for cancelled calls to end.
+CANCEL_WAIT = 1.0
+#: Seconds it gives the enrolment writer to apply what is queued (the rest is journaled).
+CLOSE_WAIT = 2.0
+
+
+def shutdown(server: grpc.Server, core: Realtime, grace: float, *,
+             health_servicer: health.HealthServicer | None = None,
+             thread_pool: futures.ThreadPoolExecutor | None = None,
+             cancel_wait: float = CANCEL_WAIT, close_wait: float = CLOSE_WAIT
+             ) -> Shutdown:
+    """Stop serving in bounded time: at most ``grace + cancel_wait + close_wait + 1.8`` s.
+
+    Reports NOT_SERVING and refuses new calls; calls in flight get ``grace`` seconds,
+    then are cancelled. The wait for them to end is bounded by ``cancel_wait`` more
+    (grpcio's own ``server.stop(grace).wait()`` can wait forever: a call answered
+    from inside grpcio, e.g. a message it could not decode, may never be marked
+    finished). Then queued enrolments are applied, or journaled in ``enrol_queue``
+    when the writer cannot finish within ``close_wait`` (a batch holds the register),
+    and the register is closed.
+
+    Returns:
+        Whether every call and thread ended by itself (else the caller should end the
+        process: :func:`serve` does, with ``os._exit``, since such threads would block
+        the interpreter's exit) and whether the register was closed.
+    """
+    t0 = time.monotonic()
+    if health_servicer is not None:
+        health_servicer.enter_graceful_shutdown()
+    stopped = server.stop(grace)  # refuses new calls now; cancels the rest at grace
+    clean = stopped.wait(grace + cancel_wait)
+    if not clean:
+        log.warning("calls still open %.1f s after the grace period, though cancelled: "
+                    "stopping without them", cancel_wait)
+    closed = threading.Event()
+
+    def close_core() -> None:
+        enroller = core.enroller
+        if enroller is not None:
+            enroller.close(close_wait)  # apply what is queued; journal what cannot be
+            # the writer's last group commits under the write lock: let it finish
+            if core.write_lock.acquire(timeout=0.5):
+                core.write_lock.release()
+        core.close(timeout=0.5)
+        closed.set()
+
+    closer = threading.Thread(target=close_core, name="linkage-close", daemon=True)
+    closer.start()
+    closer.join(close_wait + 1.5)
+    if not closed.is_set():
+        log.error("the register could not be closed in time; exiting without it "
+                  "(DuckDB recovers from its write-ahead log at the next start)")
+        return Shutdown(clean=False, register_closed=False)
+    if thread_pool is not None:
+        thread_pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + 0.3
+        busy = _busy_threads(thread_pool)
+        while busy and time.monotonic() < deadline:
+            time.sleep(0.02)
+            busy = _busy_threads(thread_pool)
+        if busy:
+            log.warning("%d call thread(s) still busy after cancellation", len(busy))
+            clean = False
+    log.info("shut down in %.1f s", time.monotonic() - t0)
+    return Shutdown(clean=clean, register_closed=True)
+
+
+def _busy_threads(pool: futures.ThreadPoolExecutor) -> list[threading.Thread]:
+    return [t for t in list(getattr(pool, "_threads", ())) if t.is_alive()]
+
+
 def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
-          grace: float = 30.0, options: RealtimeOptions | None = None,
-          ready: Callable[[int], None] | None = None) -> None:
-    """Serve the API on the project's register until SIGTERM / SIGINT, then drain."""
+          grace: float | None = None, options: RealtimeOptions | None = None,
+          ready: Callable[[int], None] | None = None,
+          limits: ServiceLimits | None = None) -> None:
+    """Serve the API on the project's register until SIGTERM / SIGINT, then drain.
+
+    ``grace`` defaults to the project's ``serve.shutdown_grace_seconds``, ``limits`` to
+    :class:`ServiceLimits` with the project's ``serve.max_records_per_stream``. When a
+    call or thread cannot be stopped, the process ends with ``os._exit`` once the
+    register is closed (exit status 0; 1 when the register could not be closed).
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
+    grace = project.serve.shutdown_grace_seconds if grace is None else grace
+    limits = limits or ServiceLimits(max_records_per_stream=project.serve.max_records_per_stream)
     core = Realtime.open(project, options=options)
     health_servicer = health.HealthServicer()
-    server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer)
+    pool = futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="linkage-rpc")
+    server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer,
+                                  limits=limits, thread_pool=pool)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal %d: draining", signum)
+        log.info("signal %d: draining (grace %.1f s)", signum, grace)
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -204,9 +376,13 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
         while not stop.wait(1.0):
             pass
     finally:
-        health_servicer.enter_graceful_shutdown()
-        server.stop(grace).wait()
-        core.close()
+        done = shutdown(server, core, grace, health_servicer=health_servicer,
+                        thread_pool=pool)
         for s, h in previous.items():
             signal.signal(s, h)
         log.info("stopped")
+    if not done.clean:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0 if done.register_closed else 1)

@@ -1,7 +1,9 @@
 """The linkage.v1 servicers: convert the request, call the core, convert back.
 
 No error handling here: the core raises domain exceptions (:mod:`linkage.errors`) and
-:class:`linkage.service.server.ExceptionToStatus` maps them to status codes.
+:class:`linkage.service.server.ExceptionToStatus` maps them to status codes. Every
+request's string fields are first held to :class:`linkage.service.limits.ServiceLimits`
+(length, no control characters), so nothing malformed reaches the core or the register.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import grpc
 from linkage.errors import InvalidRequest
 from linkage.realtime import Realtime
 from linkage.service import convert
+from linkage.service.limits import (
+    ENROL_BATCH_COUNTERS_BYTES,
+    RequestTooLarge,
+    ServiceLimits,
+    check_strings,
+    clip,
+    enrol_result_bytes,
+)
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -30,11 +40,13 @@ def _require(request: object, field: str) -> None:
 class LinkageServicer(pb_grpc.LinkageServiceServicer):
     """Resolve, enrol, persons and the change feed."""
 
-    def __init__(self, core: Realtime):
+    def __init__(self, core: Realtime, limits: ServiceLimits | None = None):
         self.core = core
+        self.limits = limits or ServiceLimits()
 
     def Resolve(self, request: pb.ResolveRequest, context: grpc.ServicerContext
                 ) -> pb.ResolveResponse:
+        check_strings(request, self.limits)
         _require(request, "person")
         person = convert.person_input(request.person)
         res = self.core.resolve(
@@ -45,6 +57,7 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
                                         match_threshold=self.core.project.thresholds.match)
 
     def _prepare(self, request: pb.EnrolRequest):  # noqa: ANN202 - EnrolItem
+        check_strings(request, self.limits)
         _require(request, "person")
         return self.core.prepare_enrol(request.source, request.record_key,
                                        convert.person_input(request.person))
@@ -56,32 +69,52 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
 
     def EnrolBatch(self, request_iterator: Iterator[pb.EnrolBatchRequest],
                    context: grpc.ServicerContext) -> pb.EnrolBatchResponse:
+        """Reads and validates the whole stream, then enrols it: a stream refused as a
+        whole (an undecodable message, over the record cap or the response size, the
+        client gone) enrols nothing. Bad records are REJECTED one by one."""
+        lim = self.limits
         keys: list[str] = []
-
-        def items():  # noqa: ANN202
-            for message in request_iterator:
-                for req in message.records:
-                    keys.append(req.record_key)
-                    try:
-                        yield self._prepare(req)
-                    except InvalidRequest as exc:
-                        yield exc
-
-        results = self.core.enrol_many(items(), deadline=lambda: _timeout(context))
-        return convert.enrol_batch_response(results, keys)
+        items: list = []
+        size = ENROL_BATCH_COUNTERS_BYTES
+        for message in request_iterator:
+            if len(keys) + len(message.records) > lim.max_records_per_stream:
+                raise RequestTooLarge(
+                    f"EnrolBatch stream over the limit of {lim.max_records_per_stream:,} "
+                    f"records: nothing was enrolled; send at most "
+                    f"{lim.max_records_per_stream:,} records per stream")
+            for req in message.records:
+                key = clip(req.record_key, lim.max_field_chars)  # echoed in the result
+                try:
+                    item = self._prepare(req)
+                    size += enrol_result_bytes(len(keys), key)
+                except InvalidRequest as exc:
+                    item = exc
+                    size += enrol_result_bytes(len(keys), key, convert.rejection(exc, lim))
+                keys.append(key)
+                items.append(item)
+            if size > lim.max_response_bytes:
+                raise RequestTooLarge(
+                    f"EnrolBatch response would exceed {lim.max_response_bytes:,} bytes "
+                    f"after {len(keys):,} records (long record keys?): nothing was "
+                    f"enrolled; send fewer records per stream")
+        results = self.core.enrol_many(iter(items), deadline=lambda: _timeout(context))
+        return convert.enrol_batch_response(results, keys, lim)
 
     def GetPerson(self, request: pb.GetPersonRequest, context: grpc.ServicerContext
                   ) -> pb.Person:
+        check_strings(request, self.limits)
         return convert.person(self.core.person(request.person_id))
 
     def GetPersonByRecord(self, request: pb.GetPersonByRecordRequest,
                           context: grpc.ServicerContext) -> pb.Person:
+        check_strings(request, self.limits)
         _require(request, "record")
         return convert.person(self.core.person_by_record(request.record.source,
                                                          request.record.record_key))
 
     def ListProgrammes(self, request: pb.ListProgrammesRequest, context: grpc.ServicerContext
                        ) -> pb.ListProgrammesResponse:
+        check_strings(request, self.limits)
         return convert.programmes(self.core.person(request.person_id))
 
     def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
@@ -94,18 +127,21 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
 class BatchServicer(pb_grpc.BatchServiceServicer):
     """Start, inspect and follow batch runs."""
 
-    def __init__(self, core: Realtime):
+    def __init__(self, core: Realtime, limits: ServiceLimits | None = None):
         self.core = core
+        self.limits = limits or ServiceLimits()
 
     def StartRun(self, request: pb.StartRunRequest, context: grpc.ServicerContext) -> pb.Run:
         return convert.run(self.core.start_run(force_ingest=request.force_ingest,
                                                retrain=request.retrain))
 
     def GetRun(self, request: pb.GetRunRequest, context: grpc.ServicerContext) -> pb.Run:
+        check_strings(request, self.limits)
         return convert.run(self.core.get_run(request.run_id))
 
     def WatchRun(self, request: pb.WatchRunRequest, context: grpc.ServicerContext
                  ) -> Iterator[pb.RunProgress]:
+        check_strings(request, self.limits)
         info = self.core.get_run(request.run_id)
         for line, elapsed, message, state in self.core.batch.follow(
                 info.run_id, is_active=context.is_active):

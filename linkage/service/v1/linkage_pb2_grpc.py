@@ -104,7 +104,10 @@ class LinkageServiceServicer:
         """Enrols a stream of records (client streaming) and answers once with one result per
         record, in the order sent. Each message carries one or more records: put a few
         hundred in each message for throughput. A bad record does not fail the stream: its
-        result has outcome REJECTED and says which field was wrong.
+        result has outcome REJECTED and says which field was wrong. The stream is read to its
+        end before any record is enrolled: a stream refused as a whole (a message that does
+        not decode: INVALID_ARGUMENT; more records than the server's cap, 50,000 by default,
+        or a response that would exceed 4 MB: RESOURCE_EXHAUSTED) enrols nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
