@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from linkage import engine, persons
+from linkage import clustering, engine, persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
 from linkage.errors import RunError
@@ -151,7 +151,12 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 progress("predicting")
                 df_predict = engine.predict(linker, project.thresholds.review)
                 progress("clustering")
-                clusters = engine.cluster(scratch, linker, df_predict, project.thresholds.match)
+                links = scratch.sql("SELECT uid_l, uid_r, match_probability, match_weight "
+                                    f"FROM {df_predict.physical_name}").to_arrow_table()
+                clusters, refused = clustering.for_run(
+                    cur, project, links,
+                    lambda: engine.cluster(scratch, linker, df_predict, project.thresholds.match),
+                    progress)
                 n_links = _store_links(cur, scratch, df_predict.physical_name, run_id,
                                        project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
@@ -162,7 +167,8 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
             summary = build_summary(cur, reports, blocking, counts)
             summary.update(run_id=run_id, model_version=model.version,
-                           started_at=started.isoformat(timespec="seconds"))
+                           started_at=started.isoformat(timespec="seconds"),
+                           clustering=project.clustering, refused_merges=refused)
             finished = _utcnow()
             summary["seconds"] = round((finished - started).total_seconds(), 1)
             cur.execute("INSERT INTO runs VALUES (?, ?, ?, 'published', ?, ?, NULL)",
@@ -285,6 +291,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     if changes:
         lines += ["", "person ID events: " + ", ".join(f"{k} {v:,}" for k, v in
                                                         sorted(changes.items()))]
+    refused = summary.get("refused_merges")
+    if refused:
+        lines += ["", "merges refused (no chaining): " + ", ".join(
+            f"{k} {v:,}" for k, v in refused.items())]
     return "\n".join(lines)
 
 

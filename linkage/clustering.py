@@ -1,0 +1,603 @@
+"""Clustering that does not chain: greedy merges by weight under "cannot be together" rules.
+
+Connected components of the pairs at or above the match threshold put two records in
+one person as soon as *any* path joins them. On a register where thousands of people
+are called "Mamadou Traoré", three weak links A–B, B–C are enough to merge A and C, two
+different people, and whole households chain the same way. This module accepts a
+cluster only when its records hold together.
+
+Algorithm (:func:`cluster_arrays`)
+----------------------------------
+1. Reviewer must-links join their records first, whatever the rules below say (a
+   reviewer's "same person" is a fact).
+2. The pairs at or above the match threshold are taken by match weight, strongest first
+   (ties by record order, so the result never depends on the input order). Each pair
+   merges the two clusters of its records (union-find) unless the merged cluster would
+   hold a *forbidden pair* of records; the merge is then refused and counted by reason:
+
+   ``cannot_link``     a reviewer's cannot-link pair;
+   ``national_id``     two different non-null national IDs (two IDs one typo or
+                       transposition apart are taken for one mistyped ID);
+   ``civil_registry``  two records of one civil-registry source (a person is born once);
+   ``household``       two records of one roster household (same ``household_id``,
+                       which is source-scoped): siblings and twins, not duplicates;
+   ``same_source``     two records of one source without a strong direct link between
+                       *those two records* (``Rules.same_source_weight``, 4 bits by
+                       default): a re-registration inside a roster is real and merges
+                       through its own evidence, never through a third record;
+   ``cohesion``        (only with ``Rules.min_cohesion``) the average match probability
+                       between the two clusters' records, unscored pairs counting 0, is
+                       below the floor.
+
+   The household and civil-registry rules can also be lifted by a direct link of a
+   given weight (:class:`Rules`); by default they are absolute.
+   Forbidden pairs are checked on per-cluster summaries (records by source, national
+   IDs, household IDs, cannot-link partners), merged smaller-into-larger.
+3. Speed: a connected component with no forbidden pair anywhere inside it ends as one
+   cluster under the greedy rule too, so components are computed first (vectorised
+   numpy) and found "clean" or "dirty" with group-by counts; the Python loop of step 2
+   runs only on the pairs of dirty components.
+
+Each cluster is labelled with its smallest record uid: the same shape as
+:func:`linkage.engine.cluster` (uid -> label), so persistent-ID reconciliation
+(:mod:`linkage.ids`) is untouched and applies the constraints again (a no-op here).
+
+Example:
+    >>> r = cluster_pairs(["a:1", "b:1", "a:2"], ["a", "b", "a"],
+    ...                   [("a:1", "b:1", 6.0), ("b:1", "a:2", 5.0)])
+    >>> r.clusters, r.refused
+    ({'a:1': 'a:1', 'b:1': 'a:1', 'a:2': 'a:2'}, {'same_source': 1})
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from jellyfish import damerau_levenshtein_distance
+
+from linkage.ids import Constraints
+
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["DEFAULT_RULES", "METHODS", "REASONS", "ClusterResult", "Rules", "cluster_arrays",
+           "cluster_pairs", "cluster_records", "cluster_run", "for_run"]
+
+#: Values of the project setting ``clustering``.
+METHODS = ("greedy", "components")
+#: Why a merge was refused, in the order the rules are checked.
+REASONS = ("cannot_link", "national_id", "civil_registry", "household", "same_source",
+           "cohesion")
+
+
+@dataclass
+class ClusterResult:
+    """uid -> cluster label, and the merges refused (pairs at or above the threshold)."""
+
+    clusters: dict[str, str]
+    refused: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Connected components: each record's label is the smallest index of its component."""
+    parent = np.arange(n, dtype=np.int64)
+    if len(left) == 0:
+        return parent
+    while True:
+        pl, pr = parent[left], parent[right]
+        if np.array_equal(pl, pr):
+            return parent
+        low = np.minimum(pl, pr)
+        # Hook every root onto the smallest root it touches, then jump to the roots.
+        np.minimum.at(parent, pl, low)
+        np.minimum.at(parent, pr, low)
+        while True:
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+
+
+def _count(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct int64 keys (sorted) and how often each occurs."""
+    return np.unique(keys, return_counts=True)
+
+
+def _lookup(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """counts[keys == w] for each w of ``wanted`` (0 when absent); ``keys`` sorted."""
+    if len(keys) == 0:
+        return np.zeros(len(wanted), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[pos] == wanted, counts[pos], 0)
+
+
+def _dirty_components(comp: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
+                      civil: np.ndarray, left: np.ndarray, right: np.ndarray,
+                      touched: np.ndarray, min_cohesion: float | None,
+                      all_left: np.ndarray) -> np.ndarray:
+    """Labels of the components holding a forbidden pair (or a reviewer constraint).
+
+    Component labels are record indices, so (label, code) pairs fit one int64 key.
+    """
+    n = np.int64(len(comp))
+    dirty: list[np.ndarray] = [comp[touched]]
+    has = nid >= 0  # two different national IDs
+    keys, _ = _count(comp[has] * n + nid[has])
+    labels, counts = _count(keys // n)
+    dirty.append(labels[counts > 1])
+    has = hh >= 0  # two records of one household
+    keys, counts = _count(comp[has] * n + hh[has])
+    dirty.append(keys[counts > 1] // n)
+    # Two records of one source: civil registry always; other sources unless every two
+    # of them are directly linked (k records, k(k-1)/2 links).
+    keys, counts = _count(comp * n + src)
+    multi = counts > 1
+    keys, counts = keys[multi], counts[multi]
+    dirty.append(keys[civil[keys % n]] // n)
+    same = src[left] == src[right]
+    e_keys, e_counts = _count(comp[left[same]] * n + src[left[same]])
+    linked = _lookup(e_keys, e_counts, keys)
+    dirty.append(keys[linked < counts * (counts - 1) // 2] // n)
+    if min_cohesion is not None:
+        # Only cliques of links at or above the threshold pass the floor for sure.
+        labels, sizes = _count(comp)
+        linked = _lookup(*_count(comp[all_left]), labels)
+        dirty.append(labels[(sizes > 2) & (linked < sizes * (sizes - 1) // 2)])
+    return np.unique(np.concatenate(dirty))
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What may not end up in one cluster, and the direct evidence that lifts a rule.
+
+    A match weight is Splink's (log2 Bayes factor with the prior). Two records of one
+    source need a direct link of at least ``same_source_weight`` between them (None: any
+    link at or above the match threshold); two records of one household, or of one
+    civil-registry source, at least ``household_weight`` / ``civil_registry_weight``
+    (infinite: never together, whatever the evidence).
+    """
+
+    same_source_weight: float | None = None
+    household_weight: float = math.inf
+    civil_registry_weight: float = math.inf
+    #: two national IDs one typo or transposition apart do not conflict
+    national_id_typos: bool = True
+    #: optional floor on the average match probability between two clusters
+    min_cohesion: float | None = None
+
+
+#: The batch's rules (measured in benchmarks/RESULTS.md, "Clustering that does not chain").
+DEFAULT_RULES = Rules(same_source_weight=4.0)
+
+
+def cluster_arrays(n: int, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
+                   civil: np.ndarray, left: np.ndarray, right: np.ndarray,
+                   weight: np.ndarray, *, rules: Rules = DEFAULT_RULES,
+                   national_ids: Sequence[str] = (),
+                   must_link: Iterable[tuple[int, int]] = (),
+                   cannot_link: Iterable[tuple[int, int]] = (),
+                   scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   explain: list[tuple[int, int, str]] | None = None,
+                   ) -> tuple[np.ndarray, dict[str, int], dict[str, Any]]:
+    """The greedy clustering on integer-coded records (see the module docstring).
+
+    Args:
+        n: number of records, indexed 0..n-1 (the index order breaks weight ties).
+        src: source code per record (0..S-1).
+        nid: national-ID code per record, -1 when missing.
+        hh: household-ID code per record (source-scoped), -1 when missing.
+        civil: per source code, True for a civil-registry source.
+        left, right, weight: the pairs at or above the match threshold (record indices,
+            match weight).
+        rules: the forbidden pairs (see :class:`Rules`).
+        national_ids: the ID of each national-ID code, for ``rules.national_id_typos``.
+        must_link, cannot_link: reviewer decisions as index pairs.
+        scored: (left, right, probability) of every scored pair (at or above the review
+            threshold), for ``rules.min_cohesion``.
+        explain: when a list, every refused pair is appended to it as (left, right,
+            reason).
+
+    Returns:
+        (root index per record, refused merges by reason, statistics).
+    """
+    t0 = time.perf_counter()
+    lo = np.asarray(left, dtype=np.int64)
+    hi = np.asarray(right, dtype=np.int64)
+    weight = np.asarray(weight, dtype=np.float64)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    keep = lo != hi
+    lo, hi, weight = lo[keep], hi[keep], weight[keep]
+    ml = [(min(a, b), max(a, b)) for a, b in must_link if a != b]
+    cl = [(a, b) for a, b in cannot_link if a != b]
+    ml_l = np.array([a for a, _ in ml], dtype=np.int64)
+    ml_r = np.array([b for _, b in ml], dtype=np.int64)
+    comp = _components(n, np.concatenate([lo, ml_l]), np.concatenate([hi, ml_r]))
+    stats: dict[str, Any] = {"records": n, "pairs": int(len(lo))}
+    if n == 0:
+        return comp, {}, stats
+    touched = np.zeros(n, dtype=bool)
+    for a, b in [*ml, *cl]:
+        touched[a] = touched[b] = True
+    # Same-source links too weak to lift the rule do not make a group "fully linked".
+    strong = (weight >= rules.same_source_weight if rules.same_source_weight is not None
+              else np.ones(len(lo), dtype=bool))
+    dirty = _dirty_components(comp, src, nid, hh, civil, lo[strong], hi[strong], touched,
+                              rules.min_cohesion, lo)
+    in_dirty = np.zeros(n, dtype=bool)
+    in_dirty[dirty] = True  # component labels are record indices
+    in_dirty = in_dirty[comp]
+    stats.update(components=int(len(np.unique(comp))), dirty_components=int(len(dirty)),
+                 dirty_records=int(in_dirty.sum()))
+    root = comp.copy()
+    refused: dict[str, int] = {}
+    sel = in_dirty[lo]
+    d_lo, d_hi, d_w = lo[sel], hi[sel], weight[sel]
+    order = np.lexsort((d_hi, d_lo, -d_w))
+    d_lo, d_hi, d_w = d_lo[order], d_hi[order], d_w[order]
+    stats["dirty_pairs"] = int(len(d_lo))
+    if len(d_lo) or ml:
+        refused = _Greedy(np.flatnonzero(in_dirty), src, nid, hh, civil, rules, national_ids,
+                          cl, scored).run(root, d_lo, d_hi, d_w, ml, explain)
+    stats["seconds"] = round(time.perf_counter() - t0, 3)
+    return root, refused, stats
+
+
+class _Greedy:
+    """Step 2 on the records of the dirty components: union-find with cluster summaries.
+
+    Records are renumbered 0..m-1 (``members`` holds their global indices) so that the
+    union-find and the summaries are plain lists.
+    """
+
+    def __init__(self, members: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
+                 civil: np.ndarray, rules: Rules, national_ids: Sequence[str],
+                 cannot_link: Sequence[tuple[int, int]],
+                 scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        self.members = members
+        self.m = m = len(members)
+        self.parent = list(range(m))
+        self.size = [1] * m
+        self.src = src[members].tolist()
+        self.hh = hh[members].tolist()
+        self.civil = civil.tolist()
+        self.rules = rules
+        # Per-root summaries: records by source, national-ID codes, cannot-link partners.
+        self.by_src: list[dict[int, list[int]] | None] = [
+            {s: [i]} for i, s in enumerate(self.src)]
+        self.ids: list[set[int] | None] = [
+            {v} if v >= 0 else None for v in nid[members].tolist()]
+        self.apart: dict[int, set[int]] = {}
+        for a, b in cannot_link:
+            la, lb = self.local(a), self.local(b)
+            if la is not None and lb is not None:
+                self.apart.setdefault(la, set()).add(lb)
+                self.apart.setdefault(lb, set()).add(la)
+        self.national_ids = national_ids
+        self.typo: dict[tuple[int, int], bool] = {}
+        self.direct: dict[int, float] = {}  # lo * m + hi -> weight, same-source pairs
+        self.prob: dict[int, float] = {}  # lo * m + hi -> probability, for cohesion
+        if rules.min_cohesion is not None and scored is not None:
+            s_l, s_r, s_p = scored
+            mask = np.isin(s_l, members) & np.isin(s_r, members)
+            x = np.searchsorted(members, s_l[mask])
+            y = np.searchsorted(members, s_r[mask])
+            keys = np.minimum(x, y) * m + np.maximum(x, y)
+            self.prob = dict(zip(keys.tolist(), s_p[mask].tolist(), strict=True))
+
+    def local(self, i: int) -> int | None:
+        pos = int(np.searchsorted(self.members, i))
+        return pos if pos < self.m and self.members[pos] == i else None
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        r = x
+        while parent[r] != r:
+            r = parent[r]
+        while parent[x] != r:
+            parent[x], x = r, parent[x]
+        return r
+
+    def union(self, ra: int, rb: int) -> None:
+        size = self.size
+        if size[ra] < size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        size[ra] += size[rb]
+        into, other = self.by_src[ra], self.by_src[rb]
+        assert into is not None and other is not None
+        for s, xs in other.items():
+            if s in into:
+                into[s].extend(xs)
+            else:
+                into[s] = xs
+        self.by_src[rb] = None
+        extra = self.ids[rb]
+        if extra:
+            mine = self.ids[ra]
+            if mine:
+                mine.update(extra)
+            else:
+                self.ids[ra] = extra
+            self.ids[rb] = None
+        gone = self.apart.pop(rb, None)
+        if gone:
+            self.apart.setdefault(ra, set()).update(gone)
+
+    def _ids_conflict(self, ia: set[int], ib: set[int]) -> bool:
+        for x in ia:
+            for y in ib:
+                if x == y:
+                    continue
+                if not self.rules.national_id_typos or not self.national_ids:
+                    return True
+                key = (x, y) if x < y else (y, x)
+                near = self.typo.get(key)
+                if near is None:
+                    near = self.typo[key] = damerau_levenshtein_distance(
+                        self.national_ids[x], self.national_ids[y]) <= 1
+                if not near:
+                    return True
+        return False
+
+    def conflict(self, ra: int, rb: int) -> str | None:
+        """Why clusters ``ra`` and ``rb`` may not merge (None: they may)."""
+        pa_, pb_ = self.apart.get(ra), self.apart.get(rb)
+        if pa_ and pb_:  # partners are symmetric: both sides have some
+            other = rb
+            if len(pb_) < len(pa_):
+                pa_, other = pb_, ra
+            if any(self.find(x) == other for x in pa_):
+                return "cannot_link"
+        ia, ib = self.ids[ra], self.ids[rb]
+        if ia and ib and (ia != ib or len(ia) > 1) and self._ids_conflict(ia, ib):
+            return "national_id"
+        sa, sb = self.by_src[ra], self.by_src[rb]
+        assert sa is not None and sb is not None
+        if len(sb) < len(sa):
+            sa, sb = sb, sa
+        rules, direct, hh, m = self.rules, self.direct, self.hh, self.m
+        same_bar = -math.inf if rules.same_source_weight is None else rules.same_source_weight
+        for s, xs in sa.items():
+            ys = sb.get(s)
+            if ys is None:
+                continue
+            if self.civil[s]:
+                bar, reason = rules.civil_registry_weight, "civil_registry"
+            else:
+                bar, reason = same_bar, "same_source"
+            for x in xs:
+                hx = hh[x]
+                for y in ys:
+                    w = direct.get(x * m + y if x < y else y * m + x)
+                    if hx >= 0 and hx == hh[y] and reason == "same_source":
+                        if w is None or w < rules.household_weight:
+                            return "household"
+                    elif w is None or w < bar:
+                        return reason
+        if rules.min_cohesion is not None:
+            xs = [x for v in sa.values() for x in v]
+            ys = [y for v in sb.values() for y in v]
+            prob = self.prob
+            total = sum(prob.get(x * m + y if x < y else y * m + x, 0.0)
+                        for x in xs for y in ys)
+            if total < rules.min_cohesion * len(xs) * len(ys):
+                return "cohesion"
+        return None
+
+    def run(self, root: np.ndarray, lo: np.ndarray, hi: np.ndarray, w: np.ndarray,
+            must_link: Sequence[tuple[int, int]],
+            explain: list[tuple[int, int, str]] | None) -> dict[str, int]:
+        """Merge along ``must_link`` then along the sorted pairs; write roots into ``root``."""
+        members, m = self.members, self.m
+        x = np.searchsorted(members, lo)
+        y = np.searchsorted(members, hi)
+        # Direct evidence between two records of one source: their own link.
+        src = np.asarray(self.src, dtype=np.int64)
+        same = src[x] == src[y]
+        self.direct = dict(zip((x[same] * m + y[same]).tolist(), w[same].tolist(),
+                               strict=True))
+        find, conflict, union = self.find, self.conflict, self.union
+        for a, b in must_link:  # reviewer decisions first, unconditionally
+            la, lb = self.local(a), self.local(b)
+            assert la is not None and lb is not None
+            ra, rb = find(la), find(lb)
+            if ra != rb:
+                union(ra, rb)
+        refused: dict[str, int] = {}
+        # A refusal stands while both clusters only grow: forbidden pairs never go away
+        # (the cohesion floor is not monotone, so its refusals are not remembered).
+        known: dict[int, str] = {}
+        for a, b in zip(x.tolist(), y.tolist(), strict=True):
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                continue
+            key = ra * m + rb if ra < rb else rb * m + ra
+            reason = known.get(key)
+            if reason is None:
+                reason = conflict(ra, rb)
+                if reason is None:
+                    union(ra, rb)
+                    continue
+                if reason != "cohesion":
+                    known[key] = reason
+            refused[reason] = refused.get(reason, 0) + 1
+            if explain is not None:
+                explain.append((int(members[a]), int(members[b]), reason))
+        roots = np.fromiter((find(i) for i in range(m)), dtype=np.int64, count=m)
+        root[members] = members[roots]
+        return {r: refused[r] for r in REASONS if r in refused}
+
+
+def _codes(values: Sequence[Any] | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """Dense integer codes of a column (-1 for nulls) and the value of each code."""
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(
+        list(values), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr)
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, enc.dictionary.to_pylist()
+
+
+def _labels(uids: Sequence[str], root: np.ndarray) -> dict[str, str]:
+    """uid -> smallest uid of its cluster (``uids`` sorted, so the smallest index)."""
+    first = np.full(len(uids), len(uids), dtype=np.int64)
+    np.minimum.at(first, root, np.arange(len(uids), dtype=np.int64))
+    label_idx = first[root].tolist()
+    return {u: uids[i] for u, i in zip(uids, label_idx, strict=True)}
+
+
+def _run(uids: Sequence[str], sources: Any, national_ids: Any, household_ids: Any,
+         left: np.ndarray, right: np.ndarray, weight: np.ndarray, *,
+         civil_sources: Iterable[str], constraints: Constraints | None, rules: Rules,
+         scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> ClusterResult:
+    """Code the columns, cluster, label. ``uids`` sorted; pairs as indices into it."""
+    src, names = _codes(sources)
+    civil_set = set(civil_sources)
+    civil = np.array([s in civil_set for s in names], dtype=bool)
+    nid, nid_values = _codes(national_ids)
+    hh, _ = _codes(household_ids)
+    c = constraints or Constraints()
+    index = {u: i for i, u in enumerate(uids)} if c.must_link or c.cannot_link else {}
+
+    def pairs(ps: Iterable[tuple[str, str]]) -> list[tuple[int, int]]:
+        return [(index[a], index[b]) for a, b in ps if a in index and b in index]
+
+    root, refused, stats = cluster_arrays(
+        len(uids), src, nid, hh, civil, left, right, weight, rules=rules,
+        national_ids=nid_values, must_link=pairs(c.must_link),
+        cannot_link=pairs(c.cannot_link), scored=scored)
+    return ClusterResult(_labels(uids, root), refused, stats)
+
+
+def cluster_pairs(uids: Sequence[str], sources: Sequence[str],
+                  pairs: Iterable[tuple[str, str, float]], *,
+                  national_ids: Sequence[str | None] | None = None,
+                  household_ids: Sequence[str | None] | None = None,
+                  civil_sources: Iterable[str] = (),
+                  constraints: Constraints | None = None,
+                  rules: Rules = DEFAULT_RULES,
+                  scored: Iterable[tuple[str, str, float]] = ()) -> ClusterResult:
+    """The greedy clustering on plain Python values (tests, small registers).
+
+    Args:
+        uids: record uids; ``sources``, ``national_ids``, ``household_ids`` align with it.
+        pairs: (uid, uid, match weight) at or above the match threshold.
+        civil_sources: names of the civil-registry sources.
+        constraints: reviewer must-link / cannot-link pairs (unknown uids ignored).
+        rules: see :class:`Rules`.
+        scored: (uid, uid, match probability) of the scored pairs, for
+            ``rules.min_cohesion``.
+    """
+    order = sorted(range(len(uids)), key=lambda i: uids[i])
+    s_uids = [uids[i] for i in order]
+    index = {u: i for i, u in enumerate(s_uids)}
+
+    def col(values: Sequence[Any] | None) -> list[Any]:
+        return [None] * len(order) if values is None else [values[i] for i in order]
+
+    def arrays(ps: Iterable[tuple[str, str, float]]) -> tuple[np.ndarray, ...]:
+        kept = [(index[a], index[b], float(x)) for a, b, x in ps if a in index and b in index]
+        return (np.array([p[0] for p in kept], dtype=np.int64),
+                np.array([p[1] for p in kept], dtype=np.int64),
+                np.array([p[2] for p in kept], dtype=np.float64))
+
+    left, right, weight = arrays(pairs)
+    res = _run(s_uids, col(sources), col(national_ids), col(household_ids), left, right,
+               weight, civil_sources=civil_sources, constraints=constraints, rules=rules,
+               scored=arrays(scored))  # type: ignore[arg-type]
+    res.clusters = {u: res.clusters[u] for u in uids}
+    return res
+
+
+def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, *,
+                    civil_sources: Iterable[str] = (), constraints: Constraints | None = None,
+                    rules: Rules = DEFAULT_RULES) -> ClusterResult:
+    """The greedy clustering of a run, on Arrow tables (whatever engine scored the pairs).
+
+    Args:
+        records: every record to cluster: ``uid``, ``source``, ``national_id``,
+            ``household_id`` (standardised; household IDs are source-scoped).
+        links: the scored pairs: ``uid_l``, ``uid_r``, ``match_probability``,
+            ``match_weight`` (pairs naming an unknown record are ignored).
+        match_threshold: pairs at or above it are candidate merges.
+        civil_sources: names of the civil-registry sources.
+        constraints: reviewer decisions (:func:`linkage.persons.load_constraints`).
+        rules: see :class:`Rules`.
+
+    Returns:
+        Every record -> the smallest uid of its cluster, and the refused merges by reason.
+    """
+    t0 = time.perf_counter()
+    records = records.sort_by("uid")
+    uid_col = records.column("uid").combine_chunks()
+    keep = links if rules.min_cohesion is not None else links.filter(
+        pc.greater_equal(links.column("match_probability"), match_threshold))
+    left = pc.index_in(keep.column("uid_l"), value_set=uid_col)
+    right = pc.index_in(keep.column("uid_r"), value_set=uid_col)
+    known = pc.and_(pc.is_valid(left), pc.is_valid(right))
+    left = pc.filter(left, known).to_numpy().astype(np.int64)
+    right = pc.filter(right, known).to_numpy().astype(np.int64)
+    weight = pc.filter(keep.column("match_weight"), known).to_numpy().astype(np.float64)
+    prob = pc.filter(keep.column("match_probability"), known).to_numpy().astype(np.float64)
+    over = prob >= match_threshold
+    res = _run(uid_col.to_pylist(), records.column("source"), records.column("national_id"),
+               records.column("household_id"), left[over], right[over], weight[over],
+               civil_sources=civil_sources, constraints=constraints, rules=rules,
+               scored=(left, right, prob))
+    res.stats["total_seconds"] = round(time.perf_counter() - t0, 3)
+    return res
+
+
+def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
+                rules: Rules = DEFAULT_RULES) -> ClusterResult:
+    """The batch's clustering: the register's active records, sources and constraints.
+
+    Args:
+        cur: a cursor on the register (inside the run's transaction).
+        links: the run's scored pairs (``Engine.links()``).
+        match_threshold: the project's match threshold.
+    """
+    from linkage.persons import load_constraints
+
+    records = cur.sql("SELECT uid, source, national_id, household_id FROM records "
+                      "WHERE status = 'active'").to_arrow_table()
+    civil = [name for (name,) in cur.execute(
+        "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]
+    return cluster_records(records, links, match_threshold, civil_sources=civil,
+                           constraints=load_constraints(cur), rules=rules)
+
+
+def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
+            components: Callable[[], dict[str, str]], progress: Callable[[str], None]
+            ) -> tuple[dict[str, str], dict[str, int] | None]:
+    """The batch's clustering step, by the project's ``clustering`` setting.
+
+    Args:
+        cur: a cursor on the register, inside the run's transaction.
+        project: the project (``clustering``, ``thresholds.match``).
+        links: the run's scored pairs (uid_l, uid_r, match_probability, match_weight).
+        components: the engine's own clustering (Splink's connected components), called
+            for ``clustering: components``.
+        progress: receives one line.
+
+    Returns:
+        The clusters, and the refused merges by reason (None for components, which
+        refuse nothing).
+    """
+    if project.clustering == "components":
+        return components(), None
+    res = cluster_run(cur, links, project.thresholds.match)
+    refused = ", ".join(f"{k} {v:,}" for k, v in res.refused.items()) or "none"
+    progress(f"  greedy clustering: {res.stats.get('dirty_records', 0):,} records in "
+             f"{res.stats.get('dirty_components', 0):,} components with a forbidden pair; "
+             f"merges refused: {refused} ({res.stats.get('total_seconds', 0)} s)")
+    return res.clusters, res.refused
