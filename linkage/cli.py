@@ -113,7 +113,8 @@ def train(project_path: Path) -> None:
     birth date, then full birth date); the birth date and the prior by EM over the
     blocked pairs. Needs no national IDs.
     """
-    from linkage import engine, training
+    from linkage import training
+    from linkage.engines import open_engine
     from linkage.pipeline import active_records, ingest_all, load_or_train_model, stderr_progress
 
     project = _load(project_path)
@@ -122,10 +123,12 @@ def train(project_path: Path) -> None:
     try:
         with reg.transaction() as cur:
             ingest_all(cur, project, progress=progress)
-            scratch = engine.new_scratch()
-            engine.prepare_input(scratch, active_records(cur), project.max_block_size)
-            model = load_or_train_model(cur, scratch, project, progress, retrain=True)
-            scratch.close()
+            eng = open_engine("duckdb")
+            try:
+                eng.load(active_records(cur), project.max_block_size)
+                model = load_or_train_model(cur, eng, project, progress, retrain=True)
+            finally:
+                eng.close()
     finally:
         reg.close()
     click.echo(f"model {model.version}")
@@ -174,6 +177,27 @@ def summary(project_path: Path) -> None:
 
 @cli.command()
 @project_option
+@click.argument("record_a")
+@click.argument("record_b")
+@_guard
+def explain(project_path: Path, record_a: str, record_b: str) -> None:
+    """Why two records are or are not linked: RECORD_A and RECORD_B as <source>:<key>.
+
+    Prints each comparison's level and match weight (a waterfall), the match probability,
+    and the blocking keys that bring the pair together ("never compared" when none does).
+    """
+    from linkage.explain import explain_records, format_explanation
+
+    project = _load(project_path)
+    reg = Register.open(project.register, read_only=True)
+    try:
+        click.echo(format_explanation(explain_records(project, reg, record_a, record_b)))
+    finally:
+        reg.close()
+
+
+@cli.command()
+@project_option
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file (.csv or .parquet).")
 @click.option("--what", type=click.Choice(["records", "persons"]), default="records",
@@ -207,10 +231,10 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 @_guard
 def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
     """Generate sample rosters, run the batch on them and print the summary."""
-    from benchmarks.generate import generate
     from linkage.model import SHIPPED_MODELS_DIR
     from linkage.pipeline import format_summary
     from linkage.pipeline import run as run_batch
+    from linkage.synthetic.generate import generate
 
     click.echo(f"generating {persons:,} {profile} persons in {directory}/", err=True)
     generate(persons=persons, profile=profile, seed=seed, out=directory,

@@ -23,9 +23,11 @@ from typing import Any
 
 import duckdb
 
-from linkage import clustering, engine, persons
+from linkage import clustering, persons
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
+from linkage.engine import BlockingReport
+from linkage.engines import Engine, open_engine
 from linkage.errors import RunError
 from linkage.ingest import IngestReport, ingest_source
 from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError
@@ -77,10 +79,9 @@ def active_records(cur: duckdb.DuckDBPyConnection) -> Any:
                    ).to_arrow_table()
 
 
-def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
-                        project: ProjectConfig, progress: Progress, *, retrain: bool = False
-                        ) -> Model:
-    """The project's model; trained on the prepared input and saved when absent."""
+def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: ProjectConfig,
+                        progress: Progress, *, retrain: bool = False) -> Model:
+    """The project's model; trained on the engine's loaded records and saved when absent."""
     path = project.model or project.path.parent / "models" / "model.json"
     if path.exists() and not retrain:
         model = Model.load(path)
@@ -92,8 +93,7 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPy
                 seed_model = Model.load(path)
             except ModelError as exc:  # another matching definition: start afresh
                 progress(f"  not starting from {path}: {exc}")
-        model = engine.train(scratch, progress=progress, prefix=project.name,
-                             seed_model=seed_model)
+        model = eng.train(progress=progress, prefix=project.name, seed_model=seed_model)
         if path.resolve().is_relative_to(SHIPPED_MODELS_DIR.resolve()):
             # Never overwrite a model shipped with the code: save beside the project.
             path = project.path.parent / "models" / f"{model.version}.json"
@@ -121,7 +121,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
         retrain: train a new model even when the model file exists.
         register: an open register (the gRPC server passes its own); opened from
             ``project.register`` when None.
-        memory_limit: DuckDB memory limit of the scratch database Splink works in.
+        memory_limit: memory limit of the engine's scratch space (DuckDB's).
 
     Raises:
         RunError: the run failed; nothing was published.
@@ -138,30 +138,25 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             records = active_records(cur)
             progress(f"{records.num_rows:,} active records; preparing blocking keys "
                      f"(block cap {project.max_block_size:,})")
-            scratch = engine.new_scratch(memory_limit)
+            eng = open_engine("duckdb", memory_limit=memory_limit)
             try:
-                blocking = engine.prepare_input(scratch, records, project.max_block_size)
+                blocking = eng.load(records, project.max_block_size)
                 del records
-                model = load_or_train_model(cur, scratch, project, progress, retrain=retrain)
-                linker = engine.make_linker(
-                    scratch, model.for_register(blocking.records).settings)
-                blocking = engine.count_comparisons(linker, blocking)
+                model = load_or_train_model(cur, eng, project, progress, retrain=retrain)
+                eng.use_model(model.for_register(blocking.records))
+                blocking = eng.count_comparisons(blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
                 progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")
                 progress("predicting")
-                df_predict = engine.predict(linker, project.thresholds.review)
+                eng.predict(project.thresholds.review)
                 progress("clustering")
-                links = scratch.sql("SELECT uid_l, uid_r, match_probability, match_weight "
-                                    f"FROM {df_predict.physical_name}").to_arrow_table()
+                links = eng.links()
                 clusters, refused = clustering.for_run(
-                    cur, project, links,
-                    lambda: engine.cluster(scratch, linker, df_predict, project.thresholds.match),
-                    progress)
-                n_links = _store_links(cur, scratch, df_predict.physical_name, run_id,
-                                       project.thresholds.match)
+                    cur, project, links, lambda: eng.cluster(project.thresholds.match), progress)
+                n_links = _store_links(cur, links, run_id, project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
             finally:
-                scratch.close()
+                eng.close()
             progress("assigning persistent person IDs")
             counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
@@ -193,11 +188,8 @@ def _record_failure(reg: Register, run_id: str, started: dt.datetime, exc: Excep
         pass  # the register itself is unusable; the caller sees the original error
 
 
-def _store_links(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnection,
-                 predictions: str, run_id: str, match_threshold: float) -> int:
-    pairs = scratch.sql(
-        f"SELECT uid_l, uid_r, match_probability, match_weight FROM {predictions}"
-    ).to_arrow_table()
+def _store_links(cur: duckdb.DuckDBPyConnection, pairs: Any, run_id: str,
+                 match_threshold: float) -> int:
     cur.execute("DELETE FROM links")
     cur.register("stage_links", pairs)
     try:
@@ -209,7 +201,7 @@ def _store_links(cur: duckdb.DuckDBPyConnection, scratch: duckdb.DuckDBPyConnect
 
 
 def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
-                  blocking: engine.BlockingReport, id_counts: dict[str, int]) -> dict[str, Any]:
+                  blocking: BlockingReport, id_counts: dict[str, int]) -> dict[str, Any]:
     """The end-of-run summary, stored with the run and printed by the CLI."""
     per_source = {s: {"records": n} for s, n in query(
         cur, "SELECT source, count(*) FROM records WHERE status = 'active' "
