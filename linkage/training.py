@@ -265,16 +265,20 @@ def _session_summary(session: Any, cols: Sequence[str], pairs: int) -> dict[str,
 # --------------------------------------------------------------- EM over blocked pairs
 
 
-def _sample_table(con: duckdb.DuckDBPyConnection, table: str, n: int, max_records: int
+def _sample_table(con: duckdb.DuckDBPyConnection, table: str, max_pairs: float
                   ) -> tuple[str, int]:
-    """A uniform record sample of at most ``max_records`` (all records when fewer).
+    """A uniform record sample whose blocked pairs are about ``max_pairs`` at most.
 
-    Sampling records keeps the share of matching pairs: the prior estimated on the
-    sample is the register's.
+    A pair survives when both records do, so keeping records with probability p keeps
+    about p² of the blocked pairs (bounded above by the sum over keys of their capped
+    blocks' pairs) and the share of matching pairs: the prior estimated on the sample is
+    the register's.
     """
+    bound = sum(_block_pairs(con, table, [f"bk_{k}"]) for k in BLOCKING_KEYS)
+    keep = min(1.0, math.sqrt(max_pairs / bound)) if bound else 1.0
     out = "linkage_train_sample"
-    keep = "TRUE" if n <= max_records else f"hash(uid) % 1000000 < {int(1e6 * max_records / n)}"
-    con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT * FROM {table} WHERE {keep}")
+    where = "TRUE" if keep >= 1 else f"hash(uid) % 1000000 < {int(1e6 * keep)}"
+    con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT * FROM {table} WHERE {where}")
     return out, _count(con, f"SELECT count(*) FROM {out}")
 
 
@@ -306,24 +310,23 @@ def _scored_pairs(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], tabl
 def em_over_blocked_pairs(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], *,
                           table: str, free: str = FREE_LAST,
                           capture: Sequence[str] = RECALL_CAPTURE,
-                          max_records: int = 200_000, iterations: int = 200
+                          max_pairs: float = 1e6, iterations: int = 200
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """m of comparison ``free`` and the prior, by EM with every other comparison fixed.
 
-    The E-step scores every pair our blocking generates (on a uniform sample of at most
-    ``max_records`` records). The M-step sets m of ``free`` to the posterior-weighted
-    share of each level, and the prior to the expected number of matches among the
-    blocked pairs divided by (all pairs x the blocking's recall). The recall is not
-    assumed: it is the posterior-weighted share of the matches among pairs agreeing on
-    ``capture`` (a selection the blocking keys do not make on names) that the blocking
-    also reaches, re-estimated at each iteration.
+    The E-step scores every pair our blocking generates (on a uniform record sample when
+    they are more than about ``max_pairs``). The M-step sets m of ``free`` to the
+    posterior-weighted share of each level, and the prior to the expected number of
+    matches among the blocked pairs divided by (all pairs x the blocking's recall). That
+    recall is not assumed: it is the posterior-weighted share of the matches among pairs
+    agreeing on ``capture`` (a selection the blocking keys do not make on names) that the
+    blocking also reaches, re-estimated at each iteration.
 
     Returns:
         (settings with m of ``free`` and the prior set, a report for the metadata).
     """
     t0 = time.perf_counter()
-    n = _count(con, f"SELECT count(*) FROM {table}")
-    sample, n_s = _sample_table(con, table, n, max_records)
+    sample, n_s = _sample_table(con, table, max_pairs)
     total_pairs = n_s * (n_s - 1) / 2
     blocked = _scored_pairs(con, settings, sample, free, None)
     captured = _scored_pairs(con, settings, sample, free, [block_on(*capture)])
@@ -390,7 +393,7 @@ def em_over_blocked_pairs(con: duckdb.DuckDBPyConnection, settings: dict[str, An
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
           max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
           seed_model: Model | None = None, use_national_ids: bool = False,
-          em_max_pairs: float = 1e6, sample_records: int = 200_000) -> Model:
+          em_max_pairs: float = 1e6, final_max_pairs: float = 1e6) -> Model:
     """Train a model on the prepared input table, with or without national IDs.
 
     Args:
@@ -403,7 +406,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
         seed_model: a trained model whose m values start EM (else Splink's defaults).
         use_national_ids: add an EM session blocked on the national ID when IDs are shared.
         em_max_pairs: pairs per EM session at most (Splink samples larger blocks).
-        sample_records: records used by the final EM over the blocked pairs at most.
+        final_max_pairs: blocked pairs scored by the final EM, about, at most (a uniform
+            record sample when the register blocks more).
 
     Raises:
         ModelError: training found nothing to learn from, or the result is implausible.
@@ -464,7 +468,7 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
              "comparisons fixed")
     with _quiet_splink():
         settings, final = em_over_blocked_pairs(con, settings, table=table,
-                                                max_records=sample_records)
+                                                max_pairs=final_max_pairs)
     settings = cap_household_evidence(settings)
     progress(f"  ... {final['blocked_pairs']:,} blocked pairs on {final['records_sampled']:,} "
              f"records, {final['iterations']} iterations: "
