@@ -283,7 +283,12 @@ def bench_splink(project: Any, queries: int = 20) -> dict[str, Any]:
     con.execute(f"CREATE TABLE existing AS SELECT *, {keys} FROM recs")
     db = DuckDBAPI(con)
     existing = db.register("existing", table_name="existing_splink")
-    linker = Linker(existing, model.settings, log_level=logging.WARNING)
+    from linkage.matching.splink_settings import blocking_rules
+
+    # The model file's blocking rules may name older keys: today's, as make_linker does.
+    settings = dict(model.settings, blocking_rules_to_generate_predictions=[
+        r.get_blocking_rule("duckdb").as_dict() for r in blocking_rules()])
+    linker = Linker(existing, settings, log_level=logging.WARNING)
     tf_cols = sorted({lvl["tf_adjustment_column"] for c in model.settings["comparisons"]
                       for lvl in c["comparison_levels"] if lvl.get("tf_adjustment_column")})
     for c in tf_cols:

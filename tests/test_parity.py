@@ -24,12 +24,13 @@ from linkage.canonical import STANDARD_COLUMNS
 from linkage.matching import splink_internals
 from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_of, key_sql
 from linkage.matching.levels import INT_COLUMNS
+from linkage.matching.splink_settings import blocking_rules
 from linkage.model import SHIPPED_MODELS_DIR, Model
 from linkage.resolver import Index, _Pairs
 
 _NAMES = ["mamadou", "mahamadou", "mamadu", "fatoumata", "fatoumta", "aminata", "amina",
           "ousmane", "usman", "traore", "traoer", "coulibaly", "koulibaly", "ali moussa"]
-_KEYS = ["mamad", "fatm", "amin", "usman", "trar", "kulbl", "ali", "musa"]
+_KEYS = ["mamad", "fatm", "amin", "usman", "trar", "kulbl", "ali", "musa", "aua", "haua"]
 _POOLS: dict[str, list] = {
     "given_std": _NAMES, "given_first": _NAMES, "given_key": _KEYS, "given_phonetic": _KEYS,
     "family_std": _NAMES, "family_key": _KEYS, "father_std": _NAMES, "father_key": _KEYS,
@@ -93,7 +94,10 @@ def _splink_levels(model: Model, left: pa.Table, right: pa.Table) -> dict[tuple,
         both = both.append_column(name, arr)
     con.register("recs", both)
     con.execute("CREATE TABLE parity_input AS SELECT * FROM recs")
-    settings_dict = dict(model.settings, retain_intermediate_calculation_columns=True)
+    # Blocking belongs to the engine, not the model file: today's keys (as make_linker).
+    settings_dict = dict(model.settings, retain_intermediate_calculation_columns=True,
+                         blocking_rules_to_generate_predictions=[
+                             r.get_blocking_rule("duckdb").as_dict() for r in blocking_rules()])
     linker = Linker(DuckDBAPI(con).register("parity_input"), settings_dict)
     cols = ", ".join(f"gamma_{c.name}" for c in COMPARISONS)
     lrows = [dict(r, **{k: None for k in keys}) for r in left.drop(["person_id"]).to_pylist()]

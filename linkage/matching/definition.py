@@ -18,6 +18,7 @@ changed definition means retraining (``linkage train``) or shipping new models.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -171,47 +172,178 @@ DEFAULT_PRIOR = 1e-6
 
 # ----------------------------------------------------------------------------- blocking
 
-#: Blocking keys: each is a list of standardised columns, concatenated into one key
-#: column ``bk_<name>`` whose over-large blocks are nulled (see linkage.engine).
-BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
+# Letters a consonant skeleton drops: vowels, and h / w / y, which spellings add and
+# drop (Hawa / Awa, Keyta / Keita). Spaces go too (a typo splits or joins words).
+_SKELETON_DROP = "[aeiouyhw ]"
+_SKELETON_RE = re.compile(_SKELETON_DROP)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A blocking-key part derived from one standardised column, in SQL and in Python.
+
+    ``op`` is one of:
+
+    * ``"first"`` / ``"last"``: the first / last ``n`` characters (a typo in the other
+      half of a name leaves it intact);
+    * ``"skeleton"``: the first letter, then the consonants except h, w, y (vowel
+      changes, doubled letters added or dropped: Traore / Traoer, Hersi / Hirsi);
+    * ``"consonants"``: the skeleton without the first letter, so a dropped or added
+      initial vowel or h still meets (Aminata / Minata, Ousmane / Housmane); NULL when
+      no consonant is left;
+    * ``"bucket"``: ``(value + shift) // n`` of an integer column. Two buckets with
+      shifts half a width apart put any two years at most ``n // 2`` apart in one
+      shared bucket;
+    * ``"first_token"`` / ``"last_token"``: the first / last space-separated token
+      (of ``name_keys``, sorted: order-free, and a second given name or a name moved
+      between columns changes only one end).
+
+    Every op returns NULL exactly when the column is NULL, except ``"consonants"``.
+    """
+
+    column: str
+    op: str
+    n: int = 0
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        if self.op not in _PART_OPS:
+            raise ValueError(f"unknown key part op {self.op!r}; expected one of {_PART_OPS}")
+
+    def sql(self) -> str:
+        c, n = self.column, self.n
+        if self.op == "first":
+            return f"substr({c}, 1, {n})"
+        if self.op == "last":
+            return f"right({c}, {n})"
+        if self.op == "skeleton":
+            return (f"(substr({c}, 1, 1) || "
+                    f"regexp_replace(substr({c}, 2), '{_SKELETON_DROP}', '', 'g'))")
+        if self.op == "consonants":
+            return f"nullif(regexp_replace({c}, '{_SKELETON_DROP}', '', 'g'), '')"
+        if self.op == "bucket":
+            return f"(({c} + {self.shift}) // {n})"
+        if self.op == "first_token":
+            return f"split_part({c}, ' ', 1)"
+        return f"string_split({c}, ' ')[-1]"  # last_token
+
+    def of(self, v: Any) -> Any:
+        """The part of a (non-NULL) column value; ``None`` when it has none."""
+        if self.op == "first":
+            return v[: self.n]
+        if self.op == "last":
+            return v[-self.n:]
+        if self.op == "skeleton":
+            return v[:1] + _SKELETON_RE.sub("", v[1:])
+        if self.op == "consonants":
+            return _SKELETON_RE.sub("", v) or None
+        if self.op == "bucket":
+            return (int(v) + self.shift) // self.n
+        if self.op == "first_token":
+            return v.split(" ")[0]
+        return v.split(" ")[-1]  # last_token
+
+
+_PART_OPS = ("first", "last", "skeleton", "consonants", "bucket", "first_token", "last_token")
+
+
+def first(col: str, n: int) -> Part:
+    return Part(col, "first", n)
+
+
+def last(col: str, n: int) -> Part:
+    return Part(col, "last", n)
+
+
+def skeleton(col: str) -> Part:
+    return Part(col, "skeleton")
+
+
+def consonants(col: str) -> Part:
+    return Part(col, "consonants")
+
+
+def years(width: int, shift: int = 0) -> Part:
+    """The birth year in buckets of ``width`` years, shifted by ``shift``."""
+    return Part("birth_year", "bucket", width, shift)
+
+
+def first_token(col: str) -> Part:
+    return Part(col, "first_token")
+
+
+def last_token(col: str) -> Part:
+    return Part(col, "last_token")
+
+
+KeyPart = str | Part
+
+#: Blocking keys: each is a list of standardised columns or derived :class:`Part` s,
+#: concatenated into one key column ``bk_<name>`` whose over-large blocks are nulled
+#: (see linkage.engine). Chosen by measured recall per comparison (benchmarks/RESULTS.md,
+#: "Blocking that survives typos"): a true pair needs one key it agrees on, so each key
+#: leaves out something a true pair may lack or get wrong: the place (nutrition rosters
+#: have a village and no commune; people move), the birth year (estimated ages are off by
+#: one to three years: years in 2-, 4- and 10-year buckets), one letter of a name
+#: (first / last 3 letters, consonant skeletons), the order of the name columns (sorted
+#: name keys and their first / last token). Coarse keys are capped on common names; a
+#: finer key with a place or a year bucket still reaches those records' pairs.
+BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
+    # Identifiers.
     "nid": ("national_id",),
-    # Tiers: when a coarse key's block is capped ("mamad|traur|1980"), the finer key
-    # below it still brings that record's true pairs within reach.
-    "given_family_year": ("given_key", "family_key", "birth_year"),
-    "given_family_year_commune": ("given_key", "family_key", "birth_year", "commune"),
-    "given_family_commune": ("given_key", "family_key", "commune"),
-    "given_family_village": ("given_key", "family_key", "village"),
-    # Given-name spellings the key does not unite (Fatim / Fatoumata, typos).
-    "phonetic_family_commune": ("given_phonetic", "family_key", "commune"),
-    "family_year_village": ("family_key", "birth_year", "village"),
-    "given_father": ("given_key", "father_key"),
-    "given_father_year": ("given_key", "father_key", "birth_year"),
-    "given_father_grandfather": ("given_key", "father_key", "grandfather_key"),
-    "given_father_village": ("given_key", "father_key", "village"),
-    "phonetic_father_commune": ("given_phonetic", "father_key", "commune"),
-    "father_year_village": ("father_key", "birth_year", "village"),
-    "names_sorted_year": ("name_keys", "birth_year"),
-    "names_sorted_commune": ("name_keys", "commune"),
-    "given_year_village": ("given_key", "birth_year", "village"),
-    "phone_given": ("phone", "given_phonetic"),
+    "phone": ("phone",),
+    "birth_date": ("birth_date",),  # a full date (day precision only, never 01/01)
+    # All name keys, sorted: swapped columns meet, place or year missing on one side.
+    "names_commune": ("name_keys", "commune"),
+    "names_4y_commune": ("name_keys", years(4), "commune"),
+    "names_4y": ("name_keys", years(4, 2)),
+    # The two ends of the sorted name keys, in any column order: a name added or dropped
+    # that sorts between them (a second given name) leaves them intact.
+    "name_ends": (first_token("name_keys"), last_token("name_keys")),
+    "name_last_sex_4y_village": (last_token("name_keys"), "sex", years(4, 2), "village"),
+    "name_first_sex_2y_village": (first_token("name_keys"), "sex", years(2, 1), "village"),
+    # One typo in the given or the family name, no place, no year.
+    "given3_family3": (first("given_key", 3), first("family_key", 3)),
+    "given_end3_family_end3": (last("given_key", 3), last("family_key", 3)),
+    "consonants_given_family": (consonants("given_key"), skeleton("family_key")),
+    # The family name wrong or swapped: the given name with a place and a year bucket.
+    "given_2y_commune": ("given_key", years(2, 1), "commune"),
+    "family3_decade_commune": (first("family_key", 3), years(10), "commune"),
+    # Patronymic names (Horn): given + father's name, each tolerant of a typo.
+    "skeleton_given_father_decade_commune": (skeleton("given_key"), skeleton("father_key"),
+                                             years(10), "commune"),
+    "consonants_given_father_village": (consonants("given_key"), skeleton("father_key"),
+                                        "village"),
+    "given3_father_4y_village": (first("given_key", 3), "father_key", years(4), "village"),
+    "given_end3_father_4y_commune": (last("given_key", 3), "father_key", years(4, 2),
+                                     "commune"),
+    "given3_father_decade": (first("given_key", 3), "father_key", years(10, 5)),
 }
 
 
-def key_sql(cols: Sequence[str]) -> str:
+def _part_sql(c: KeyPart) -> str:
+    return c.sql() if isinstance(c, Part) else c
+
+
+def key_sql(cols: Sequence[KeyPart]) -> str:
     """SQL of a blocking key: its parts joined by ``|``; NULL when any part is NULL.
 
     A key missing a component is no key at all.
     """
-    parts = " || '|' || ".join(f"CAST({c} AS VARCHAR)" for c in cols)
-    not_null = " AND ".join(f"{c} IS NOT NULL" for c in cols)
+    parts = " || '|' || ".join(f"CAST({_part_sql(c)} AS VARCHAR)" for c in cols)
+    not_null = " AND ".join(f"{_part_sql(c)} IS NOT NULL" for c in cols)
     return f"CASE WHEN {not_null} THEN {parts} END"
 
 
-def key_of(row: Mapping[str, Any], cols: Sequence[str]) -> str | None:
+def key_of(row: Mapping[str, Any], cols: Sequence[KeyPart]) -> str | None:
     """The blocking key of one standardised row, as :func:`key_sql` computes it."""
     parts = []
     for c in cols:
-        v = row.get(c)
+        if isinstance(c, Part):
+            v = row.get(c.column)
+            v = None if v is None else c.of(v)
+        else:
+            v = row.get(c)
         if v is None:
             return None
         parts.append(str(v))

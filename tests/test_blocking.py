@@ -1,0 +1,152 @@
+"""Blocking keys: a true pair survives a typo, a shifted birth year and a missing place;
+every key stays capped.
+
+The keys are built the way the batch builds them (:func:`linkage.engine.prepare_input`
+on standardised rows) and the way real time does (:func:`key_of`, the resolver's index).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from linkage import engine
+from linkage.canonical import STANDARD_COLUMNS
+from linkage.matching.definition import BLOCKING_KEYS, key_of
+from linkage.model import SHIPPED_MODELS_DIR, Model
+from linkage.resolver import Index
+from linkage.standardise import standardise
+
+_TYPES = {"INTEGER": pa.int32(), "VARCHAR": pa.string()}
+
+
+def _row(uid: str, **raw: str) -> dict:
+    std = standardise(raw, source="s", birth_date_format="%d/%m/%Y",
+                      age_reference_date=None, country_code="223")
+    return {"uid": uid, "source": uid.split(":")[0], **std}
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    schema = pa.schema([pa.field("uid", pa.string()), pa.field("source", pa.string())]
+                       + [pa.field(c, _TYPES[t]) for c, t in STANDARD_COLUMNS.items()])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _background(n: int = 300) -> list[dict]:
+    """Other people of the same villages: blocks are shared, as in a register."""
+    given = ["Mamadou", "Moussa", "Fatoumata", "Aminata", "Oumar", "Awa", "Seydou", "Kadiatou"]
+    family = ["Traoré", "Coulibaly", "Diarra", "Keïta", "Koné", "Diallo", "Sangaré"]
+    return [_row(f"bg:{i}", given_name=given[i % len(given)],
+                 family_name=family[(i // len(given)) % len(family)],
+                 birth_date=str(1950 + i % 60), sex="MF"[i % 2],
+                 commune=["Kati", "Ségou"][i % 2], village=f"V{i % 9}")
+            for i in range(n)]
+
+
+def _batch_keys(rows: list[dict], max_block_size: int) -> dict[str, dict[str, str | None]]:
+    """uid -> {key name: capped key} as the batch materialises them."""
+    con = duckdb.connect()
+    try:
+        engine.prepare_input(con, _table(rows), max_block_size)
+        cols = ", ".join(f"bk_{k}" for k in BLOCKING_KEYS)
+        out = con.execute(f"SELECT uid, {cols} FROM linkage_input").fetchall()
+    finally:
+        con.close()
+    return {r[0]: dict(zip(BLOCKING_KEYS, r[1:], strict=True)) for r in out}
+
+
+def _reached(a: dict, b: dict, *, max_block_size: int = 100) -> list[str]:
+    """The capped keys a and b share, in the batch, among a background of other people."""
+    keys = _batch_keys([*_background(), a, b], max_block_size)
+    ka, kb = keys[a["uid"]], keys[b["uid"]]
+    return [k for k in BLOCKING_KEYS if ka[k] is not None and ka[k] == kb[k]]
+
+
+# One letter changed, dropped, added or swapped, at the start, the middle or the end.
+TYPOS = ["Sraoré", "Tiaore", "Traoer", "Traore", "Traorr", "Traoe", "Taore", "Trraore",
+         "Rtaore"]
+
+
+@pytest.mark.parametrize("typo", TYPOS)
+def test_a_family_name_typo_and_a_year_off_by_one_are_reached(typo: str) -> None:
+    a = _row("cr:1", given_name="Bakary", family_name="Traoré", birth_date="1980",
+             sex="M", commune="Kati", village="Kalifabougou")
+    b = _row("ct:1", given_name="Bakary", family_name=typo, birth_date="1981",
+             sex="M", commune="Kati", village="Kalifabougou")
+    assert _reached(a, b)
+
+
+@pytest.mark.parametrize("typo", ["Bakari", "Bakry", "Bakarry", "Abkary", "Bakayr"])
+def test_a_given_name_typo_without_a_place_is_reached(typo: str) -> None:
+    # Nutrition rosters: a village, no commune; the civil registry: a commune.
+    a = _row("cr:1", given_name="Bakary", family_name="Sissoko", birth_date="1980",
+             sex="M", commune="Kati")
+    b = _row("nu:1", given_name=typo, family_name="Sissoko", birth_date="1982",
+             village="Kalifabougou")
+    assert _reached(a, b)
+
+
+def test_same_names_without_place_or_date_are_reached() -> None:
+    a = _row("cr:1", given_name="Bakary", family_name="Sissoko")
+    b = _row("ct:1", given_name="BAKARY", family_name="SISSOKO")
+    assert _reached(a, b)
+
+
+def test_swapped_name_columns_with_a_second_given_name_are_reached() -> None:
+    # "SISSOKO Bakary Lamine" read as given "Sissoko", family "Bakary Lamine".
+    a = _row("cr:1", given_name="Bakary", family_name="Sissoko", birth_date="1980",
+             commune="Kati")
+    b = _row("pw:1", given_name="Sissoko", family_name="Bakary Lamine", birth_date="1983",
+             village="Kalifabougou")
+    assert _reached(a, b)
+
+
+def test_a_patronymic_typo_and_a_shifted_year_are_reached() -> None:
+    a = _row("cr:1", given_name="Maxamed", father_name="Cabdi", grandfather_name="Xasan",
+             birth_date="1975", commune="Balbala")
+    b = _row("ct:1", given_name="Mohamed", father_name="Abdy", grandfather_name="Hassan",
+             birth_date="1977", commune="Balbala")
+    assert _reached(a, b)
+
+
+def test_every_key_is_capped() -> None:
+    """150 'Mamadou Traoré' with nothing else: every name-only key block is nulled."""
+    crowd = [_row(f"ct:{i}", given_name="Mamadou", family_name="Traoré") for i in range(150)]
+    pair = [_row("cr:1", given_name="Bakary", family_name="Sissoko"),
+            _row("cr:2", given_name="Bakary", family_name="Sissoko")]
+    keys = _batch_keys([*crowd, *pair], max_block_size=100)
+    for uid in (r["uid"] for r in crowd):
+        assert all(v is None for v in keys[uid].values()), keys[uid]
+    # uncapped, the crowd shares its name-only keys
+    uncapped = _batch_keys(crowd, max_block_size=1000)
+    assert any(v is not None for v in uncapped["ct:0"].values())
+    # the pair's own small block survives
+    assert any(v is not None and v == keys["cr:2"][k] for k, v in keys["cr:1"].items())
+
+
+def test_every_capped_block_holds_at_most_max_block_size_records() -> None:
+    rows = [*_background(600)]
+    keys = _batch_keys(rows, max_block_size=20)
+    for name in BLOCKING_KEYS:
+        sizes: dict[str, int] = {}
+        for k in keys.values():
+            if k[name] is not None:
+                sizes[k[name]] = sizes.get(k[name], 0) + 1
+        assert max(sizes.values(), default=0) <= 20, name
+
+
+def test_real_time_reaches_the_same_pair() -> None:
+    """The resolver's index blocks on the same keys (one definition)."""
+    a = _row("cr:1", given_name="Bakary", family_name="Traoré", birth_date="1980",
+             commune="Kati", village="Kalifabougou")
+    b = _row("ct:1", given_name="Bakary", family_name="Traoer", birth_date="1981",
+             village="Kalifabougou")
+    rows = [*_background(), a]
+    table = _table(rows).append_column("person_id", pa.array([r["uid"] for r in rows]))
+    index = Index.from_arrow(table, Model.load(SHIPPED_MODELS_DIR / "sahel.json"),
+                             max_block_size=100)
+    found = {index.uids[i] for i in index.candidates(b)}
+    assert "cr:1" in found
+    assert any(key_of(a, c) is not None and key_of(a, c) == key_of(b, c)
+               for c in BLOCKING_KEYS.values())
