@@ -92,7 +92,7 @@ def _mb(kb: int) -> float:
 
 def load_records(con: duckdb.DuckDBPyConnection, register: Path | str) -> int:
     """Copy the register's active records into ``baseline_input``; returns the row count."""
-    from linkage.register import Register
+    from linkage.register.database import Register
 
     reg = Register.open(Path(register), read_only=True)
     cur = reg.cursor()

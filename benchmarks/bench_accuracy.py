@@ -126,8 +126,8 @@ def fresh_register(project_yaml: Path) -> Path:
 
 def run_ours(project_yaml: Path, work: Path, memory_limit: str = "4GB") -> Measured:
     """``linkage run`` in a subprocess, then export its mapping to ``work/ours_mapping.csv``."""
-    from linkage.export import export
-    from linkage.register import Register
+    from linkage.register.database import Register
+    from linkage.register.export import export
 
     register = fresh_register(project_yaml)
     m = run_measured([sys.executable, "-m", "linkage", "run", "-p", str(project_yaml), "--json",
@@ -192,11 +192,11 @@ def breakdown(project_yaml: Path, truth_csv: Path, mapping_csv: Path,
     present on either record (with that feature's true-pair total, so a miss rate reads
     off directly).
     """
-    from linkage import engine
+    from linkage.batch.pipeline import active_records
     from linkage.config import load_project
-    from linkage.model import BLOCKING_KEYS
-    from linkage.pipeline import active_records
-    from linkage.register import Register
+    from linkage.engines import duckdb_sql as engine
+    from linkage.matching.model import BLOCKING_KEYS
+    from linkage.register.database import Register
 
     project = load_project(project_yaml)
     reg = Register.open(project.register, read_only=True)
@@ -362,7 +362,7 @@ def ratios(ours: Measured, o: dict[str, Any], base: Measured | None,
 
 def _prepare(persons: int, profile: str, seed: int, work: Path,
              realism: str = "normal", hard_without: tuple[str, ...] = ()) -> dict[str, Any]:
-    from linkage.model import SHIPPED_MODELS_DIR
+    from linkage.matching.model import SHIPPED_MODELS_DIR
     from linkage.synthetic.generate import generate
 
     model = (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()

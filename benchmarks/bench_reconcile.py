@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from linkage.ids import IdAllocator, IdState, reconcile
+from linkage.ids.reconcile import IdAllocator, IdState, reconcile
 
 
 def build_clusters(n_records: int, rng: random.Random) -> dict[str, int]:

@@ -7,10 +7,10 @@ Steps (each timed and printed, figures also written to ``DIR/bench_resolve.json`
 
 1. generate a Sahel-like population with :func:`benchmarks.generate.generate` sized for
    about ``--records`` records (skipped when ``DIR/project.yaml`` exists);
-2. build the register: the real ingest (:func:`linkage.ingest.ingest_source`), persons
+2. build the register: the real ingest (:func:`linkage.ingest.read.ingest_source`), persons
    from the generator's truth (a stand-in for the batch's clustering, which is not what
    is measured here), and a model with hand-set m/u on
-   :func:`linkage.model.build_settings` (latency does not depend on the m/u values);
+   :func:`linkage.matching.model.build_settings` (latency does not depend on the m/u values);
 3. start ``serve()`` in a subprocess on a free loopback port, send ``--queries``
    Resolve calls one at a time (latency p50 / p99), then from ``--clients`` threads for
    ``--seconds`` (throughput);
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def hand_model(version: str = "bench-model") -> Any:
-    from linkage.model import Model, build_settings
+    from linkage.matching.model import Model, build_settings
 
     settings = build_settings().get_settings("duckdb").as_dict()
     settings["probability_two_random_records_match"] = 1e-5
@@ -62,9 +62,9 @@ def build(directory: Path, records: int, seed: int = 1) -> Any:
     import pyarrow as pa
 
     from linkage.config import load_project
-    from linkage.ids import IdAllocator
-    from linkage.ingest import ingest_source
-    from linkage.register import Register
+    from linkage.ids.reconcile import IdAllocator
+    from linkage.ingest.read import ingest_source
+    from linkage.register.database import Register
     from linkage.synthetic.generate import generate
 
     if not (directory / "project.yaml").exists():
@@ -130,7 +130,7 @@ def sample_records(project: Any, n: int, seed: int = 7, rate: float | None = Non
 
     ``rate`` is the share of rows read (default: enough for ``n`` out of a 1M register).
     """
-    from linkage.ingest import READERS
+    from linkage.ingest.read import READERS
     from linkage.service.v1 import linkage_pb2 as pb
     from linkage.standardise import parse_birth_date, parse_sex
 
@@ -268,7 +268,7 @@ def bench_splink(project: Any, queries: int = 20) -> dict[str, Any]:
 
     from linkage.canonical import STANDARD_COLUMNS
     from linkage.matching.definition import key_sql
-    from linkage.model import BLOCKING_KEYS, Model
+    from linkage.matching.model import BLOCKING_KEYS, Model
 
     model = Model.load(project.model)
     src = duckdb.connect(str(project.register), read_only=True)

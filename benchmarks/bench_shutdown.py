@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.bench_resolve import build
     from linkage.config import load_project
-    from linkage.register import Register
-    from linkage.store import add_source
+    from linkage.register.database import Register
+    from linkage.register.store import add_source
 
     project = build(args.dir, args.records)
     reg = Register.open(project.register)

@@ -17,8 +17,8 @@ project's thresholds 0.8 / 0.4) and scored pairwise against the truth:
 * ``oracle``: m from the *true* pairs, u by sampling, the true prior: the ceiling of
   this model definition and blocking, not a method;
 * ``national-id``: the former method (m from pairs sharing a national ID, prior from the
-  ID rule with an assumed recall), :func:`linkage.training.train_from_national_ids`;
-* ``em``: :func:`linkage.training.train` (household-safe EM, no IDs used for m);
+  ID rule with an assumed recall), :func:`linkage.matching.training.train_from_national_ids`;
+* ``em``: :func:`linkage.matching.training.train` (household-safe EM, no IDs used for m);
 * ``em+ids``: the same plus an EM session blocked on the national ID.
 
 "true prior" is the number of true pairs among the ingested records over all pairs;
@@ -52,9 +52,9 @@ __all__ = ["prepare", "train_method", "evaluate", "run", "main"]
 
 
 def _ingest(project_yaml: Path) -> pa.Table:
+    from linkage.batch.pipeline import active_records, ingest_all
     from linkage.config import load_project
-    from linkage.pipeline import active_records, ingest_all
-    from linkage.register import Register
+    from linkage.register.database import Register
 
     project = load_project(project_yaml)
     for p in (project.register, project.register.with_name(project.register.name + ".wal")):
@@ -141,7 +141,7 @@ def with_ids(records: pa.Table, scenario: str, id_source: str | None) -> pa.Tabl
 
 
 def _scratch(records: pa.Table) -> Any:
-    from linkage import engine
+    from linkage.engines import duckdb_sql as engine
 
     con = engine.new_scratch("6GB")
     engine.prepare_input(con, records, 100)
@@ -151,9 +151,9 @@ def _scratch(records: pa.Table) -> Any:
 def _oracle(con: Any, truth: dict[str, str]) -> Any:
     """m from the true pairs, u by sampling, the true prior."""
 
-    from linkage import training
-    from linkage.engine import cap_household_evidence, neutralise_untrained
-    from linkage.model import Model
+    from linkage.engines.duckdb_sql import cap_household_evidence, neutralise_untrained
+    from linkage.matching import training
+    from linkage.matching.model import Model
 
     con.execute("CREATE OR REPLACE TABLE bench_truth(uid VARCHAR, person VARCHAR)")
     con.executemany("INSERT INTO bench_truth VALUES (?, ?)",
@@ -178,7 +178,7 @@ def _oracle(con: Any, truth: dict[str, str]) -> Any:
 
 def true_figures(con: Any, truth: dict[str, str]) -> dict[str, float]:
     """The true prior and our blocking's recall of the true pairs."""
-    from linkage.model import BLOCKING_KEYS
+    from linkage.matching.model import BLOCKING_KEYS
 
     con.execute("CREATE OR REPLACE TABLE bench_truth(uid VARCHAR, person VARCHAR)")
     con.executemany("INSERT INTO bench_truth VALUES (?, ?)",
@@ -196,8 +196,8 @@ def true_figures(con: Any, truth: dict[str, str]) -> dict[str, float]:
 def train_method(method: str, con: Any, data: dict[str, Any], log: Callable[[str], None]
                  ) -> Any:
     """The model ``method`` gives on the prepared scratch ``con`` (None: not applicable)."""
-    from linkage import training
-    from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError
+    from linkage.matching import training
+    from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
 
     if method == "shipped":
         return Model.load(SHIPPED_MODELS_DIR / f"{data['profile']}.json") if data[
@@ -220,7 +220,7 @@ def train_method(method: str, con: Any, data: dict[str, Any], log: Callable[[str
 def evaluate(con: Any, model: Any, data: dict[str, Any]) -> dict[str, Any]:
     """Predict and cluster as the batch does (thresholds 0.8 / 0.4); pairwise scores."""
     from benchmarks.score import score
-    from linkage import engine
+    from linkage.engines import duckdb_sql as engine
 
     ((n,),) = con.execute("SELECT count(*) FROM linkage_input").fetchall()
     linker = engine.make_linker(con, model.for_register(n).settings)

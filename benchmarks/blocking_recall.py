@@ -8,7 +8,7 @@ Usage::
 
 With ``--project``: reads the active records of the project's register (``linkage ingest``
 or ``linkage run`` first), builds the same capped ``bk_*`` keys as the batch
-(:func:`linkage.engine.prepare_input`), and counts true pairs (same person in
+(:func:`linkage.engines.duckdb_sql.prepare_input`), and counts true pairs (same person in
 ``truth.csv``) sharing at least one key, overall and per key, and the comparisons the keys
 generate (Splink's blocking analysis, as ``linkage run`` counts them).
 
@@ -34,11 +34,11 @@ from typing import Any
 
 import yaml
 
-from linkage import engine
+from linkage.batch.pipeline import active_records
 from linkage.config import load_project
-from linkage.model import BLOCKING_KEYS
-from linkage.pipeline import active_records
-from linkage.register import Register
+from linkage.engines import duckdb_sql as engine
+from linkage.matching.model import BLOCKING_KEYS
+from linkage.register.database import Register
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLINK_DATA = Path("/work/shared/data/splink_datasets")
@@ -213,7 +213,7 @@ def prepare_dataset(dataset: str, work: Path, *, persons: int = 100_000,
 
 
 def _ingest(project_yaml: Path) -> None:
-    from linkage.pipeline import ingest_all
+    from linkage.batch.pipeline import ingest_all
 
     project = load_project(project_yaml)
     reg = Register.open(project.register)

@@ -17,8 +17,9 @@ from typing import Any
 
 from linkage.errors import ConfigError, LinkageError, ModelError, RunError
 
-_LAZY = {"load_project": "linkage.config", "export": "linkage.export",
-         "Model": "linkage.model", "run": "linkage.pipeline", "Register": "linkage.register"}
+_LAZY = {"load_project": "linkage.config", "export": "linkage.register.export",
+         "Model": "linkage.matching.model", "run": "linkage.batch.pipeline",
+         "Register": "linkage.register.database"}
 
 __all__ = ["ConfigError", "LinkageError", "Model", "ModelError", "Register", "RunError",
            "export", "load_project", "run"]

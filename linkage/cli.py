@@ -25,7 +25,7 @@ from linkage.errors import (
     RegisterLockedError,
     RunError,
 )
-from linkage.register import Register
+from linkage.register.database import Register
 
 #: Exit code of each kind of error (the first matching class wins; 1 for the others).
 EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
@@ -86,7 +86,7 @@ def ingest(project_path: Path, force: bool) -> None:
     Rows without a key or a name land in the `rejects` table with their row number and
     reason; a bad value in another field is blanked and listed in `field_warnings`.
     """
-    from linkage.pipeline import ingest_all, stderr_progress
+    from linkage.batch.pipeline import ingest_all, stderr_progress
 
     project = _load(project_path)
     reg = Register.open(project.register)
@@ -113,9 +113,14 @@ def train(project_path: Path) -> None:
     birth date, then full birth date); the birth date and the prior by EM over the
     blocked pairs. Needs no national IDs.
     """
-    from linkage import training
+    from linkage.batch.pipeline import (
+        active_records,
+        ingest_all,
+        load_or_train_model,
+        stderr_progress,
+    )
     from linkage.engines import open_engine
-    from linkage.pipeline import active_records, ingest_all, load_or_train_model, stderr_progress
+    from linkage.matching import training
 
     project = _load(project_path)
     progress = stderr_progress()
@@ -148,8 +153,8 @@ def train(project_path: Path) -> None:
 def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
         as_json: bool) -> None:
     """The batch: ingest, predict, cluster, assign person IDs, publish atomically."""
-    from linkage.pipeline import format_summary
-    from linkage.pipeline import run as run_batch
+    from linkage.batch.pipeline import format_summary
+    from linkage.batch.pipeline import run as run_batch
 
     project = _load(project_path)
     result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
@@ -162,7 +167,7 @@ def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str
 @_guard
 def summary(project_path: Path) -> None:
     """Print the summary of the last published run."""
-    from linkage.pipeline import format_summary, last_summary
+    from linkage.batch.pipeline import format_summary, last_summary
 
     project = _load(project_path)
     reg = Register.open(project.register, read_only=True)
@@ -186,7 +191,7 @@ def explain(project_path: Path, record_a: str, record_b: str) -> None:
     Prints each comparison's level and match weight (a waterfall), the match probability,
     and the blocking keys that bring the pair together ("never compared" when none does).
     """
-    from linkage.explain import explain_records, format_explanation
+    from linkage.realtime.explain import explain_records, format_explanation
 
     project = _load(project_path)
     reg = Register.open(project.register, read_only=True)
@@ -209,7 +214,7 @@ def explain(project_path: Path, record_a: str, record_b: str) -> None:
 @_guard
 def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
     """Export the record → person ID mapping, or persons with their records."""
-    from linkage.export import export as do_export
+    from linkage.register.export import export as do_export
 
     project = _load(project_path)
     fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
@@ -231,9 +236,9 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 @_guard
 def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
     """Generate sample rosters, run the batch on them and print the summary."""
-    from linkage.model import SHIPPED_MODELS_DIR
-    from linkage.pipeline import format_summary
-    from linkage.pipeline import run as run_batch
+    from linkage.batch.pipeline import format_summary
+    from linkage.batch.pipeline import run as run_batch
+    from linkage.matching.model import SHIPPED_MODELS_DIR
     from linkage.synthetic.generate import generate
 
     click.echo(f"generating {persons:,} {profile} persons in {directory}/", err=True)

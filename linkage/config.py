@@ -32,7 +32,7 @@ KINDS = ("programme", "civil_registry")
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": "latin-1",
              "iso-8859-1": "latin-1", "cp1252": "cp1252"}
 NAME_ORDERS = ("family_given", "given_family", "given_father_grandfather")
-#: ``clustering:`` values (see :mod:`linkage.clustering`); the first is the default.
+#: ``clustering:`` values (see :mod:`linkage.batch.clustering`); the first is the default.
 CLUSTERING_METHODS = ("greedy", "components")
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import duckdb
 
-from linkage import engine
+from linkage.batch.pipeline import active_records, ingest_all
 from linkage.config import load_project
-from linkage.pipeline import active_records, ingest_all
-from linkage.register import Register
+from linkage.engines import duckdb_sql as engine
+from linkage.register.database import Register
 from linkage.synthetic.generate import generate
 
 

@@ -1,10 +1,10 @@
 """Fixtures for the gRPC service tests: a small register, a real server, stubs.
 
 The register is built without the batch's Splink stage so it takes about a second:
-two CSV sources are ingested with the real :func:`linkage.ingest.ingest_source`, the
-true person grouping is published with :func:`linkage.persons.publish_clusters`, and
-the model is :func:`linkage.model.build_settings` with hand-set m/u values. The same
-project can then be run through :func:`linkage.pipeline.run` (the batch-control tests
+two CSV sources are ingested with the real :func:`linkage.ingest.read.ingest_source`, the
+true person grouping is published with :func:`linkage.ids.publish.publish_clusters`, and
+the model is :func:`linkage.matching.model.build_settings` with hand-set m/u values. The same
+project can then be run through :func:`linkage.batch.pipeline.run` (the batch-control tests
 do), because its model file exists and its sources are real files.
 
 Import the fixtures into a test module with ``from tests.service_fixtures import *``
@@ -26,18 +26,18 @@ import grpc
 import pytest
 
 from linkage.config import ProjectConfig, load_project
-from linkage.ingest import ingest_source
-from linkage.model import Model, build_settings
-from linkage.persons import publish_clusters
-from linkage.register import Register
-from linkage.store import add_source
+from linkage.ids.publish import publish_clusters
+from linkage.ingest.read import ingest_source
+from linkage.matching.model import Model, build_settings
+from linkage.register.database import Register
+from linkage.register.store import add_source
 
 
 def publish_truth(cur, clusters: dict[str, str], *, run_id: str, now: dt.datetime) -> None:
     """Give each true cluster a person ID, with created / record_added events.
 
-    The batch's own publishing (:func:`linkage.persons.publish_clusters`, through
-    :mod:`linkage.store`), fed the truth instead of Splink's clusters.
+    The batch's own publishing (:func:`linkage.ids.publish.publish_clusters`, through
+    :mod:`linkage.register.store`), fed the truth instead of Splink's clusters.
     """
     publish_clusters(cur, clusters, run_id=run_id, now=now)
 
@@ -199,7 +199,7 @@ class RunningServer:
 @pytest.fixture(scope="module")
 def svc_server(svc_register: SmallRegister) -> Iterator[RunningServer]:
     """The real server on a free loopback port, with a channel to it."""
-    from linkage.realtime import Realtime, RealtimeOptions
+    from linkage.realtime.core import Realtime, RealtimeOptions
     from linkage.service.server import create_server
 
     core = Realtime.open(svc_register.project, options=RealtimeOptions(enrol_wait=1.0))

@@ -1,7 +1,7 @@
 """Blocking keys: a true pair survives a typo, a shifted birth year and a missing place;
 every key stays capped.
 
-The keys are built the way the batch builds them (:func:`linkage.engine.prepare_input`
+The keys are built the way the batch builds them (:func:`linkage.engines.duckdb_sql.prepare_input`
 on standardised rows) and the way real time does (:func:`key_of`, the resolver's index).
 """
 
@@ -11,11 +11,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from linkage import engine
 from linkage.canonical import STANDARD_COLUMNS
+from linkage.engines import duckdb_sql as engine
 from linkage.matching.definition import BLOCKING_KEYS, key_of
-from linkage.model import SHIPPED_MODELS_DIR, Model
-from linkage.resolver import Index
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model
+from linkage.realtime.index import Index
 from linkage.standardise import standardise
 
 _TYPES = {"INTEGER": pa.int32(), "VARCHAR": pa.string()}

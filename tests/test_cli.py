@@ -49,7 +49,7 @@ def test_a_bad_project_file_is_one_line_naming_file_and_key(tmp_path: Path) -> N
 
 def test_no_published_run_is_not_ready(tmp_path: Path) -> None:
     _project(tmp_path)
-    from linkage.register import Register
+    from linkage.register.database import Register
 
     Register.open(tmp_path / "r.duckdb").close()
     proc = _linkage("summary", "-p", "project.yaml", cwd=tmp_path)

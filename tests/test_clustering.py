@@ -1,4 +1,4 @@
-"""Clustering that does not chain (linkage.clustering): small hand-written registers."""
+"""Clustering that does not chain (linkage.batch.clustering): small hand-written registers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from linkage.clustering import (
+from linkage.batch.clustering import (
     DEFAULT_RULES,
     Rules,
     _components,
@@ -18,11 +18,11 @@ from linkage.clustering import (
     cluster_records,
     cluster_run,
 )
+from linkage.batch.pipeline import format_summary, run
 from linkage.config import ConfigError, load_project
-from linkage.ids import Constraints
-from linkage.model import SHIPPED_MODELS_DIR
-from linkage.pipeline import format_summary, run
-from linkage.register import Register
+from linkage.ids.reconcile import Constraints
+from linkage.matching.model import SHIPPED_MODELS_DIR
+from linkage.register.database import Register
 from linkage.synthetic.generate import generate
 
 

@@ -10,8 +10,8 @@ import pytest
 from service_fixtures import build_small_register
 
 from linkage.errors import NotFound
-from linkage.explain import explain_records
-from linkage.register import Register
+from linkage.realtime.explain import explain_records
+from linkage.register.database import Register
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from linkage.batch.pipeline import build_summary, format_summary
 from linkage.config import ConfigError, load_project
-from linkage.engine import BlockingReport
+from linkage.engines.duckdb_sql import BlockingReport
 from linkage.errors import InvalidRequest
-from linkage.ingest import ingest_source
-from linkage.pipeline import build_summary, format_summary
-from linkage.realtime import PersonInput, Realtime
-from linkage.register import Register, query
+from linkage.ingest.read import ingest_source
+from linkage.realtime.core import PersonInput, Realtime
+from linkage.register.database import Register, query
 from linkage.standardise import (
     FieldWarning,
     RejectError,

@@ -1,4 +1,4 @@
-"""Tests for persistent person IDs and their reconciliation (linkage.ids)."""
+"""Tests for persistent person IDs and their reconciliation (linkage.ids.reconcile)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linkage.ids import (
+from linkage.ids.reconcile import (
     ALPHABET,
     ConstraintConflict,
     Constraints,

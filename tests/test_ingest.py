@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from linkage.config import load_source
-from linkage.ingest import IngestError, ingest_source
-from linkage.register import Register, query
+from linkage.ingest.read import IngestError, ingest_source
+from linkage.register.database import Register, query
 
 HEADER = "id;prenom;nom;sexe;date_naissance\n"
 
@@ -174,13 +174,13 @@ def test_no_matching_file(reg: Register, tmp_path: Path) -> None:
 
 
 def test_api_enrolled_records_survive_a_new_extract(reg: Register, tmp_path: Path) -> None:
-    from linkage.register import API_FILE
+    from linkage.register.database import API_FILE
 
     data = tmp_path / "r.csv"
     data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n", encoding="utf-8")
     y = source_yaml(tmp_path, "r.csv")
     ingest(reg, y)
-    with reg.transaction() as cur:  # as linkage.enrol writes a record sent over the API
+    with reg.transaction() as cur:  # as linkage.realtime.enrol writes a record sent over the API
         cur.execute("INSERT INTO records (uid, source, record_key, file, record_hash, status) "
                     "VALUES ('roster:api-1', 'roster', 'api-1', ?, 'h', 'active')", [API_FILE])
     data.write_text(HEADER + "2;Awa;Diarra;F;1990\n", encoding="utf-8")

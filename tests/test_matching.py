@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from helpers import prepared_scratch
 
-from linkage import engine
-from linkage.model import BLOCKING_KEYS, SHIPPED_MODELS_DIR, Model
+from linkage.engines import duckdb_sql as engine
+from linkage.matching.model import BLOCKING_KEYS, SHIPPED_MODELS_DIR, Model
 from linkage.standardise import standardise
 
 MATCH = 0.8  # the default match threshold

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import prepared_scratch
 
-from linkage import engine
-from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError, check_parameters
+from linkage.engines import duckdb_sql as engine
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError, check_parameters
 
 
 def _level(model: Model, comparison: str, label: str) -> dict:

@@ -24,9 +24,9 @@ from linkage.canonical import STANDARD_COLUMNS
 from linkage.matching import splink_internals
 from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_of, key_sql
 from linkage.matching.levels import INT_COLUMNS
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model
 from linkage.matching.splink_settings import blocking_rules
-from linkage.model import SHIPPED_MODELS_DIR, Model
-from linkage.resolver import Index, _Pairs
+from linkage.realtime.index import Index, _Pairs
 
 _NAMES = ["mamadou", "mahamadou", "mamadu", "fatoumata", "fatoumta", "aminata", "amina",
           "ousmane", "usman", "traore", "traoer", "coulibaly", "koulibaly", "ali moussa"]

@@ -13,11 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from linkage.batch.pipeline import format_summary, run
 from linkage.config import load_project
-from linkage.export import export
-from linkage.model import SHIPPED_MODELS_DIR
-from linkage.pipeline import format_summary, run
-from linkage.register import Register, query
+from linkage.matching.model import SHIPPED_MODELS_DIR
+from linkage.register.database import Register, query
+from linkage.register.export import export
 from linkage.synthetic.generate import generate
 
 PERSONS = 400

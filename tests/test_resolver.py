@@ -9,8 +9,8 @@ import numpy as np
 from service_fixtures import build_small_register
 
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.model import Model
-from linkage.resolver import Index, probability
+from linkage.matching.model import Model
+from linkage.realtime.index import Index, probability
 
 THRESHOLD = 0.8
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from service_fixtures import build_small_register
 
-from linkage import pipeline
+from linkage.batch import pipeline
 from linkage.config import load_project
-from linkage.model import SHIPPED_MODELS_DIR, Model
-from linkage.realtime import PersonInput, Realtime
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model
+from linkage.realtime.core import PersonInput, Realtime
 
 
 def test_real_time_serves_the_retrained_model_not_the_shipped_one(tmp_path: Path) -> None:

@@ -23,12 +23,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from service_fixtures import RunningServer, build_small_register
 
-from linkage import store
-from linkage.ids import Event, new_id
+from linkage.ids.reconcile import Event, new_id
 from linkage.matching.definition import key_sql
 from linkage.matching.levels import jaro_winkler
-from linkage.model import Model
-from linkage.resolver import Index
+from linkage.matching.model import Model
+from linkage.realtime.index import Index
+from linkage.register import store
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -403,8 +403,8 @@ def test_calls_during_a_running_batch(svc_server: RunningServer) -> None:
 
 
 def test_real_batch_run_through_the_api(tmp_path: Path) -> None:
-    """StartRun runs linkage.pipeline.run on the server's register; calls go on meanwhile."""
-    from linkage.realtime import Realtime, RealtimeOptions
+    """StartRun runs linkage.batch.pipeline.run on the server's register; calls go on meanwhile."""
+    from linkage.realtime.core import Realtime, RealtimeOptions
     from linkage.service.server import create_server
 
     small = build_small_register(tmp_path)
@@ -448,7 +448,7 @@ def test_scores_match_splink(tmp_path: Path) -> None:
     from splink import DuckDBAPI, Linker
 
     from linkage.canonical import STANDARD_COLUMNS
-    from linkage.model import BLOCKING_KEYS, Model
+    from linkage.matching.model import BLOCKING_KEYS, Model
 
     small = build_small_register(tmp_path, persons=250, seed=11)
     model = Model.load(small.project.model)
@@ -511,7 +511,7 @@ _LONG_BATCH_SERVER = """
 import sys
 import service_fixtures as fx
 from linkage.config import load_project
-from linkage.realtime import Realtime, RealtimeOptions
+from linkage.realtime.core import Realtime, RealtimeOptions
 from linkage.service.server import create_server
 core = Realtime.open(load_project(sys.argv[1]), options=RealtimeOptions(enrol_wait=0.3))
 core.batch.runner = fx.slow_batch(300)
@@ -642,7 +642,7 @@ def test_journal_of_an_unknown_source_is_kept_not_replayed(tmp_path: Path,
     """A journaled enrolment whose source left the project waits for an operator."""
     import json
 
-    from linkage.realtime import Realtime
+    from linkage.realtime.core import Realtime
 
     small = build_small_register(tmp_path, persons=40)
     row = {"given_std": "AMADOU", "family_std": "DIALLO"}
@@ -652,7 +652,7 @@ def test_journal_of_an_unknown_source_is_kept_not_replayed(tmp_path: Path,
                 "raw": {"given_name": "Amadou", "family_name": "Diallo"}, "row": row}
         store.journal_enrolment(con, seq, f"{source}:J-{seq}", json.dumps(item))
     con.close()
-    with caplog.at_level(logging.INFO, logger="linkage.enrol"):
+    with caplog.at_level(logging.INFO, logger="linkage.realtime.enrol"):
         core = Realtime.open(small.project)
     try:
         deadline = time.monotonic() + 10

@@ -104,7 +104,7 @@ class Server:
 @pytest.fixture(scope="module")
 def robust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real server on a free loopback port, with a small stream cap (20 records)."""
-    from linkage.realtime import Realtime, RealtimeOptions
+    from linkage.realtime.core import Realtime, RealtimeOptions
     from linkage.service.server import create_server
 
     small = fx.build_small_register(tmp_path_factory.mktemp("robust"), persons=80)
@@ -406,7 +406,7 @@ _STUCK_HANDLER_SERVER = """
 import sys, time
 import linkage.service.server as srv
 from linkage.config import load_project
-from linkage.realtime import Realtime
+from linkage.realtime.core import Realtime
 Realtime.resolve = lambda self, *a, **k: time.sleep(600)
 srv.serve(load_project(sys.argv[1]), port=0)
 """

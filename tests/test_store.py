@@ -1,4 +1,4 @@
-"""The register's one writer (linkage.store), on real DuckDB files.
+"""The register's one writer (linkage.register.store), on real DuckDB files.
 
 Records, person IDs, publishing, successor pointers, constraints and the enrolment
 journal are written one way for the batch, enrolment and the test builders; these tests
@@ -20,14 +20,16 @@ import pytest
 import service_fixtures as fx
 from service_fixtures import RunningServer
 
-from linkage import lookup, persons, store
 from linkage.config import load_source
-from linkage.enrol import EnrolItem
 from linkage.errors import InvalidRequest
-from linkage.ids import ConstraintConflict, IdState, new_id, reconcile, resolve
-from linkage.ingest import ingest_source
-from linkage.realtime import PersonInput
-from linkage.register import API_FILE, Register, query
+from linkage.ids import publish as persons
+from linkage.ids.reconcile import ConstraintConflict, IdState, new_id, reconcile, resolve
+from linkage.ingest.read import ingest_source
+from linkage.realtime import lookup
+from linkage.realtime.core import PersonInput
+from linkage.realtime.enrol import EnrolItem
+from linkage.register import store
+from linkage.register.database import API_FILE, Register, query
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 

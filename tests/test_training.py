@@ -9,11 +9,12 @@ import pyarrow.compute as pc
 import pytest
 
 from benchmarks.score import load_truth
-from linkage import engine, training
+from linkage.batch.pipeline import active_records, ingest_all
 from linkage.config import load_project
-from linkage.model import Model, ModelError, check_parameters
-from linkage.pipeline import active_records, ingest_all
-from linkage.register import Register
+from linkage.engines import duckdb_sql as engine
+from linkage.matching import training
+from linkage.matching.model import Model, ModelError, check_parameters
+from linkage.register.database import Register
 from linkage.synthetic.generate import generate
 
 PERSONS = 2500

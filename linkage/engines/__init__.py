@@ -1,6 +1,6 @@
 """Engines: what the batch needs from a backend, behind one small interface.
 
-The batch (:func:`linkage.pipeline.run`) never talks to Splink or DuckDB directly: it opens
+The batch (:func:`linkage.batch.pipeline.run`) never talks to Splink or DuckDB directly: it opens
 an :class:`Engine` and asks it to load the standardised records with their capped
 blocking keys, train a model, count comparisons, predict, cluster and hand back the
 scored pairs. Persistent IDs, review and serving then work on what comes back, the same
@@ -11,7 +11,7 @@ whatever the engine.
 
 A second backend (Splink's Spark backend for registers that outgrow one machine) is a
 second implementation of :class:`Engine` registered in :data:`ENGINES`, and nothing else:
-the comparisons compile to its SQL through :meth:`linkage.model.Model.settings_for`.
+the comparisons compile to its SQL through :meth:`linkage.matching.model.Model.settings_for`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Engine(Protocol):
         """Load the records with capped blocking keys; returns a blocking report."""
 
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Any:
-        """Train a model on the loaded records (see :mod:`linkage.training`)."""
+        """Train a model on the loaded records (see :mod:`linkage.matching.training`)."""
 
     def use_model(self, model: Any) -> None:
         """Score with this model from now on (its settings compiled for :attr:`dialect`)."""
@@ -50,7 +50,7 @@ class Engine(Protocol):
         """Score every blocked pair, keep those at or above the threshold; their count."""
 
     def cluster(self, match_threshold: float) -> dict[str, str]:
-        """Record uid -> cluster label (unstable; reconciled by :mod:`linkage.ids`)."""
+        """Record uid -> cluster label (unstable; reconciled by :mod:`linkage.ids.reconcile`)."""
 
     def links(self) -> pa.Table:
         """The kept pairs: ``uid_l``, ``uid_r``, ``match_probability``, ``match_weight``."""

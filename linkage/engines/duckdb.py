@@ -1,7 +1,8 @@
 """The embedded engine: Splink on a scratch DuckDB (in memory, spilling to a temp dir).
 
 Splink's many intermediate tables never touch the register file; only the results (the
-kept pairs and the clustering) go back. The SQL work itself lives in :mod:`linkage.engine`.
+kept pairs and the clustering) go back.
+The SQL work itself lives in :mod:`linkage.engines.duckdb_sql`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from linkage import engine
 from linkage.engines import Progress
-from linkage.model import Model
+from linkage.engines import duckdb_sql as engine
+from linkage.matching.model import Model
 
 
 class DuckDBEngine:

@@ -4,7 +4,7 @@ Everything that scores or blocks pairs is compiled from this module:
 
 * :func:`linkage.matching.splink_settings.build_settings` turns :data:`COMPARISONS` into
   Splink comparisons (SQL for Splink's DuckDB and Spark backends);
-* :mod:`linkage.resolver` evaluates the same level expressions with numpy for real time;
+* :mod:`linkage.realtime.index` evaluates the same level expressions with numpy for real time;
 * :data:`BLOCKING_KEYS` are materialised in SQL by the batch (:func:`key_sql`) and
   computed per record by the real-time index (:func:`key_of`).
 
@@ -280,8 +280,9 @@ KeyPart = str | Part
 
 #: Blocking keys: each is a list of standardised columns or derived :class:`Part` s,
 #: concatenated into one key column ``bk_<name>`` whose over-large blocks are nulled
-#: (see linkage.engine). Chosen by measured recall per comparison (benchmarks/RESULTS.md,
-#: "Blocking that survives typos"): a true pair needs one key it agrees on, so each key
+#: (see linkage.engines.duckdb_sql). Chosen by measured recall per comparison
+#: (benchmarks/RESULTS.md, "Blocking that survives typos"): a true pair needs one key it
+#: agrees on, so each key
 #: leaves out something a true pair may lack or get wrong: the place (nutrition rosters
 #: have a village and no commune; people move), the birth year (estimated ages are off by
 #: one to three years: years in 2-, 4- and 10-year buckets), one letter of a name

@@ -8,14 +8,14 @@ A comparison level's condition is a small tree of the expressions below (``Null`
   columns, in a Splink dialect (DuckDB and Spark differ only in function names, which
   the dialect object supplies: ``jaro_winkler_function_name`` ...);
 * :meth:`Expr.evaluate`: the same condition over many pairs at once, with numpy, for
-  the real-time index (:mod:`linkage.resolver`).
+  the real-time index (:mod:`linkage.realtime.index`).
 
 Three-valued logic: in SQL a condition on a NULL is unknown, and a ``CASE WHEN`` takes
 unknown as false. There is no negation here, only AND and OR, and both are monotone, so
 evaluating every unknown as false gives the same final answer: each ``evaluate`` returns
 plain booleans, false wherever SQL would say NULL.
 
-The pairs object ``evaluate`` receives (see ``linkage.resolver._Pairs``) holds each
+The pairs object ``evaluate`` receives (see ``linkage.realtime.index._Pairs``) holds each
 column dictionary-encoded: string columns as codes into a vocabulary, integer columns as
 their values, ``NULL_CODE`` for NULL. It offers ``left(col)``, ``right(col)`` (the left
 side is one int for a single query, an array for a group), ``by_value(lcol, rcol, fn)``

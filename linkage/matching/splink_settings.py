@@ -96,7 +96,7 @@ def with_parameters(trained: dict[str, Any], dialect: str) -> dict[str, Any]:
 
     The SQL comes from the definition, the m/u values, the prior and the term-frequency
     weights from ``trained``; both must have the same comparisons and levels (which the
-    model's definition hash guarantees, see :meth:`linkage.model.Model.check_definition`).
+    model's definition hash guarantees, see :meth:`linkage.matching.model.Model.check_definition`).
     """
     fresh = settings_dict(dialect)
     params = ("m_probability", "u_probability", "tf_adjustment_weight", "tf_minimum_u_value")

@@ -1,7 +1,7 @@
 """Converters between linkage.v1 messages and the plain values of the real-time core.
 
 Only conversion and validation of message shape happen here; every decision is the
-core's (:mod:`linkage.realtime`).
+core's (:mod:`linkage.realtime.core`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import json
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from linkage.enrol import EnrolResult
+from linkage.batch.runs import RunInfo
 from linkage.errors import InvalidRequest
-from linkage.lookup import EventRow, PersonView, Programme
-from linkage.realtime import PersonInput
-from linkage.resolver import Resolution
-from linkage.runs import RunInfo
+from linkage.realtime.core import PersonInput
+from linkage.realtime.enrol import EnrolResult
+from linkage.realtime.index import Resolution
+from linkage.realtime.lookup import EventRow, PersonView, Programme
 from linkage.service.limits import ServiceLimits, clip
 from linkage.service.v1 import linkage_pb2 as pb
 

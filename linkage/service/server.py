@@ -1,6 +1,6 @@
 """The gRPC server: factory, interceptors, health, reflection and graceful shutdown.
 
-:func:`create_server` builds a server around a :class:`linkage.realtime.Realtime` core and
+:func:`create_server` builds a server around a :class:`linkage.realtime.core.Realtime` core and
 returns ``(server, bound_port)`` (bind port 0 in tests). Interceptors run in list order,
 the first outermost: :class:`ExceptionToStatus` comes first so that errors raised by any
 later interceptor (TLS client roles, audit trail ...) are mapped too.
@@ -39,8 +39,8 @@ from grpc_status import rpc_status
 
 from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady, RunInProgress
-from linkage.model import ModelError
-from linkage.realtime import Realtime, RealtimeOptions
+from linkage.matching.model import ModelError
+from linkage.realtime.core import Realtime, RealtimeOptions
 from linkage.service.limits import (
     DecodedStream,
     RequestTooLarge,
@@ -85,7 +85,7 @@ class ExceptionToStatus(grpc.ServerInterceptor):
     * :class:`~linkage.service.limits.RequestTooLarge` -> RESOURCE_EXHAUSTED;
     * :class:`~linkage.errors.NotFound` -> NOT_FOUND;
     * :class:`~linkage.errors.RunInProgress`, :class:`~linkage.errors.NotReady`,
-      :class:`~linkage.model.ModelError` -> FAILED_PRECONDITION;
+      :class:`~linkage.matching.model.ModelError` -> FAILED_PRECONDITION;
     * :class:`TimeoutError` -> DEADLINE_EXCEEDED;
     * :class:`grpc.RpcError` from reading the request stream (the client went away) ->
       CANCELLED;

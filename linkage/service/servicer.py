@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import grpc
 
 from linkage.errors import InvalidRequest
-from linkage.realtime import Realtime
+from linkage.realtime.core import Realtime
 from linkage.service import convert
 from linkage.service.limits import (
     ENROL_BATCH_COUNTERS_BYTES,

@@ -6,15 +6,15 @@ records off a queue in groups, and for each group, inside one register transacti
 
 * upserts the record into ``records`` (idempotent by ``(source, record key)``: the same
   content again is ``unchanged``; new content is ``updated`` and keeps its person), with
-  the record hash and upsert of batch ingest (:func:`linkage.store.upsert_records`);
+  the record hash and upsert of batch ingest (:func:`linkage.register.store.upsert_records`);
 * links the group's new records against the in-memory index in one vectorised pass
   (each record against the live records and the group's earlier records, as if they
   came one by one); in order, a record joins its best candidate's person when the
   match probability reaches ``thresholds.match``, else a new person ID is issued from
-  the register's allocator, the batch's own (:class:`linkage.store.IdIssuer`);
+  the register's allocator, the batch's own (:class:`linkage.register.store.IdIssuer`);
 * publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``) with the batch's writer
-  (:func:`linkage.store.publish_persons`), and commits once for the group.
+  (:func:`linkage.register.store.publish_persons`), and commits once for the group.
 
 The writer takes the register's *write lock* for each group. A batch run holds that
 lock for its whole transaction, so an enrolment never writes concurrently with a batch
@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from linkage import store
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.ids import Event
-from linkage.register import Register, query
-from linkage.resolver import Index, probability
+from linkage.ids.reconcile import Event
+from linkage.realtime.index import Index, probability
+from linkage.register import store
+from linkage.register.database import Register, query
 
 log = logging.getLogger(__name__)
 

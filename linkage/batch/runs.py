@@ -1,7 +1,8 @@
-"""Batch control for a long-lived process: one :func:`linkage.pipeline.run` at a time.
+"""Batch control for a long-lived process: one :func:`linkage.batch.pipeline.run` at a time.
 
-The run goes in a background thread on the process's own :class:`~linkage.register.Register`
-(DuckDB allows one writing process per file). It holds the register's write lock for
+The run goes in a background thread on the process's own
+:class:`~linkage.register.database.Register` (DuckDB allows one writing process per
+file). It holds the register's write lock for
 its whole transaction, so real-time enrolments queue behind it instead of conflicting;
 readers keep reading the last published register (DuckDB MVCC). After the run commits,
 ``on_published`` (still under the lock) refreshes the in-memory index.
@@ -20,7 +21,7 @@ from typing import Any
 
 from linkage.config import ProjectConfig
 from linkage.errors import NotFound, RunInProgress
-from linkage.register import Register
+from linkage.register.database import Register
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class BatchController:
         register: the process's register.
         write_lock: the register's write lock (shared with the enrolment writer).
         on_published: called after a run published, with the write lock held.
-        runner: the batch function (default :func:`linkage.pipeline.run`).
+        runner: the batch function (default :func:`linkage.batch.pipeline.run`).
     """
 
     def __init__(self, project: ProjectConfig, register: Register, write_lock: threading.Lock,
@@ -124,7 +125,7 @@ class BatchController:
         try:
             runner = self.runner
             if runner is None:
-                from linkage.pipeline import run as runner
+                from linkage.batch.pipeline import run as runner
             with self.write_lock:
                 progress("waiting for the register's write lock: done")
                 result = runner(self.project, register=self.register, progress=progress,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linkage.register import Register
+from linkage.register.database import Register
 
 _QUERIES = {
     "records": """

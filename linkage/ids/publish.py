@@ -1,8 +1,8 @@
 """Persistent person IDs in the register: load the published state, reconcile, publish.
 
-The algorithm lives in the pure module :mod:`linkage.ids`; the reads and writes of its
+The algorithm lives in the pure module :mod:`linkage.ids.reconcile`; the reads and writes of its
 state (``persons``, ``person_records``, ``person_successors``, ``person_last_records``,
-``person_events``, ``constraints``) live in :mod:`linkage.store`, shared with real-time
+``person_events``, ``constraints``) live in :mod:`linkage.register.store`, shared with real-time
 enrolment. This module ties the two together for a batch run.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import duckdb
 
-from linkage import store
-from linkage.ids import reconcile, resolve
-from linkage.store import load_constraints, load_state
+from linkage.ids.reconcile import reconcile, resolve
+from linkage.register import store
+from linkage.register.store import load_constraints, load_state
 
-#: The register's ID allocator (:func:`linkage.store.id_allocator`).
+#: The register's ID allocator (:func:`linkage.register.store.id_allocator`).
 allocator = store.id_allocator
 
 __all__ = ["allocator", "load_constraints", "load_state", "publish_clusters", "successors"]

@@ -22,13 +22,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from linkage import lookup
+from linkage.batch.runs import BatchController, RunInfo
 from linkage.config import ProjectConfig
-from linkage.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.errors import InvalidRequest, NotFound, NotReady
-from linkage.register import Register, query
-from linkage.resolver import Index, Resolution, load_model
-from linkage.runs import BatchController, RunInfo
+from linkage.realtime import lookup
+from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
+from linkage.realtime.index import Index, Resolution, load_model
+from linkage.register.database import Register, query
 
 log = logging.getLogger(__name__)
 

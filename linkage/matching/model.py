@@ -4,7 +4,7 @@ The comparisons themselves are defined once, in :mod:`linkage.matching.definitio
 compiled to Splink settings by :mod:`linkage.matching.splink_settings`; this module holds
 what training produces and the checks on it.
 
-Training (see :mod:`linkage.engine`) never lets expectation maximisation learn "same
+Training (see :mod:`linkage.engines.duckdb_sql`) never lets expectation maximisation learn "same
 household": :func:`check_parameters` fails loudly when a trained model is implausible,
 for example m below u for exact given-name agreement.
 
@@ -40,7 +40,7 @@ MODEL_FORMAT = "linkage-model/1"
 
 #: Trained models shipped with the source tree (``models/`` at the repository root), one
 #: per naming profile, for registers too small or too poor in national IDs to train on.
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from linkage import store
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.errors import IngestError
-from linkage.register import query
+from linkage.register import store
+from linkage.register.database import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
 
 

@@ -1,6 +1,6 @@
 """Read-only look-ups on the published register: persons, records, programmes, events.
 
-Each function takes a cursor of its own (one per call, see :mod:`linkage.register`) and
+Each function takes a cursor of its own (one per call, see :mod:`linkage.register.database`) and
 fetches everything with ``fetchall``. Retired IDs answer with their survivor(s).
 """
 
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from linkage import store
 from linkage.errors import InvalidRequest, NotFound
-from linkage.ids import normalise, resolve
-from linkage.register import query
+from linkage.ids.reconcile import normalise, resolve
+from linkage.register import store
+from linkage.register.database import query
 
 
 @dataclass
@@ -73,7 +73,7 @@ def normalise_person_id(pid: str, field_name: str = "person_id") -> str:
 
 def live_ids(cur: duckdb.DuckDBPyConnection, pid: str) -> tuple[str, list[str]]:
     """(status of ``pid``, the live IDs it stands for now), following successor pointers
-    (:func:`linkage.ids.resolve` on the part of the state reachable from ``pid``).
+    (:func:`linkage.ids.reconcile.resolve` on the part of the state reachable from ``pid``).
 
     Raises:
         NotFound: the ID was never issued.

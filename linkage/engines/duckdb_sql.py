@@ -24,7 +24,7 @@ import pyarrow as pa
 from splink import DuckDBAPI, Linker, block_on
 
 from linkage.matching.definition import key_sql
-from linkage.model import (
+from linkage.matching.model import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
     Model,
@@ -131,10 +131,10 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     """Train a model on the prepared input table, with or without national IDs.
 
     u by random sampling; m by EM sessions households cannot fill; the birth date and
-    the prior by EM over the blocked pairs with the rest fixed (:mod:`linkage.training`).
-    Raises :class:`linkage.model.ModelError` when the result is implausible.
+    the prior by EM over the blocked pairs with the rest fixed (:mod:`linkage.matching.training`).
+    Raises :class:`linkage.matching.model.ModelError` when the result is implausible.
     """
-    from linkage import training
+    from linkage.matching import training
 
     return training.train(con, table=table, seed=seed, max_pairs=max_pairs,
                           progress=progress, prefix=prefix, seed_model=seed_model,
@@ -188,7 +188,7 @@ def cluster(con: duckdb.DuckDBPyConnection, linker: Linker, df_predict: Any,
     """Connected components of pairs at or above ``match_threshold``.
 
     Returns:
-        record uid -> cluster label (Splink's label, unstable: reconciled by linkage.ids).
+        record uid -> cluster label (Splink's label, unstable: reconciled by linkage.ids.reconcile).
     """
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         df_predict, threshold_match_probability=match_threshold)

@@ -16,7 +16,7 @@ same level expressions the batch compiles to SQL (:mod:`linkage.matching.definit
 Level weights, the prior and the term-frequency adjustment come from Splink's own
 objects built from the model JSON (:mod:`linkage.matching.splink_internals`), so the
 arithmetic is Splink's; ``tests/test_parity.py`` checks both against Splink. A model
-trained on another definition is refused (:meth:`linkage.model.Model.check_definition`).
+trained on another definition is refused (:meth:`linkage.matching.model.Model.check_definition`).
 
 Record scores are aggregated to persons by taking each person's best record.
 
@@ -43,8 +43,8 @@ from linkage.canonical import STANDARD_COLUMNS
 from linkage.errors import NotReady
 from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_of, key_sql
 from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE
+from linkage.matching.model import Model
 from linkage.matching.splink_internals import LevelWeights, scorecard
-from linkage.model import Model
 
 STR_COLUMNS = tuple(c for c in STANDARD_COLUMNS if c not in INT_COLUMNS and c != "household_id")
 _NULL = NULL_CODE
@@ -748,7 +748,7 @@ def load_model(project: Any, cur: duckdb.DuckDBPyConnection) -> Model:
     produced the published persons. Before any run is published, the project's model file
     (as the batch would find it). Raises :class:`NotReady` when there is none usable.
     """
-    from linkage.model import ModelError
+    from linkage.matching.model import ModelError
 
     rows = cur.execute(
         "SELECT r.model_version, m.model_json, m.path, m.sha256 FROM runs r "

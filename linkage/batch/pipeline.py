@@ -23,15 +23,16 @@ from typing import Any
 
 import duckdb
 
-from linkage import clustering, persons
+from linkage.batch import clustering
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
-from linkage.engine import BlockingReport
 from linkage.engines import Engine, open_engine
+from linkage.engines.duckdb_sql import BlockingReport
 from linkage.errors import RunError
-from linkage.ingest import IngestReport, ingest_source
-from linkage.model import SHIPPED_MODELS_DIR, Model, ModelError
-from linkage.register import Register, query
+from linkage.ids import publish as persons
+from linkage.ingest.read import IngestReport, ingest_source
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
+from linkage.register.database import Register, query
 
 Progress = Callable[[str], None]
 

@@ -1,12 +1,12 @@
 """The register's one writer: each kind of write that more than one caller makes, once.
 
-The batch (:mod:`linkage.ingest`, :mod:`linkage.persons`), real-time enrolment
-(:mod:`linkage.enrol`) and the tests' register builders all write through these
+The batch (:mod:`linkage.ingest.read`, :mod:`linkage.ids.publish`), real-time enrolment
+(:mod:`linkage.realtime.enrol`) and the tests' register builders all write through these
 functions, so a record is upserted and hashed, a person ID issued, published and told
 in the change feed one way only. Each function takes the caller's cursor and writes
 inside the caller's transaction; none commits. (Tables with a single writer stay beside
 it: ingest's ``rejects``, ``field_warnings`` and ``source_files``; the batch's ``runs``,
-``model_versions`` and ``links`` in :mod:`linkage.pipeline`.)
+``model_versions`` and ``links`` in :mod:`linkage.batch.pipeline`.)
 
 ==================== ==================================================================
 kind of write        functions
@@ -18,13 +18,13 @@ person IDs           :func:`id_allocator`, :func:`next_seq`, :class:`IdIssuer`
 persons              :class:`PersonChanges`, :func:`publish_persons` (with
                      :func:`append_events`), read back by :func:`load_state`
 successor pointers   :func:`load_successors`, :func:`reachable_state` (the walk itself is
-                     :func:`linkage.ids.resolve`)
+                     :func:`linkage.ids.reconcile.resolve`)
 constraints          :func:`add_constraint`, read back by :func:`load_constraints`
 enrolment journal    :func:`journal_enrolment`, :func:`journaled_enrolments`,
                      :func:`drop_journaled`
 ==================== ==================================================================
 
-The algorithms stay pure in :mod:`linkage.ids`; this module only moves their inputs and
+The algorithms stay pure in :mod:`linkage.ids.reconcile`; this module only moves their inputs and
 outputs to and from the tables.
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.ids import (
+from linkage.ids.reconcile import (
     ConstraintConflict,
     Constraints,
     Event,
@@ -51,7 +51,7 @@ from linkage.ids import (
     IdState,
     apply_constraints,
 )
-from linkage.register import API_FILE, query
+from linkage.register.database import API_FILE, query
 
 Cursor = duckdb.DuckDBPyConnection
 
@@ -166,7 +166,7 @@ def upsert_records(cur: Cursor, rows: pa.Table, *, now: dt.datetime | None = Non
     A record is updated when its raw content (hash), its standardised columns or its
     status (``retired`` comes back to ``active``) differ; the same row again changes
     nothing. A row with no ``file`` is a record sent over the API: inserted with
-    ``file`` :data:`~linkage.register.API_FILE`, and an update keeps the stored record's
+    ``file`` :data:`~linkage.register.database.API_FILE`, and an update keeps the stored record's
     file and row number.
 
     Args:
@@ -358,7 +358,7 @@ def load_state(cur: Cursor) -> IdState:
 
 
 def reachable_state(cur: Cursor, pid: str) -> IdState | None:
-    """The part of the published ID state that :func:`linkage.ids.resolve` walks from
+    """The part of the published ID state that :func:`linkage.ids.reconcile.resolve` walks from
     ``pid``: the IDs reachable through successor pointers. None if ``pid`` was never
     issued."""
     rows = query(cur, "SELECT status, issue_seq FROM persons WHERE person_id = ?", [pid])

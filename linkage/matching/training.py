@@ -37,8 +37,8 @@ that trap by construction:
    Where national IDs are shared by enough records, an extra EM session blocked on the
    national ID can be added (``use_national_ids=True``); :func:`train_from_national_ids`
    keeps the former method (m from ID pairs as labels) for comparison.
-5. :func:`linkage.model.check_parameters` and :func:`check_training` fail loudly
-   (:class:`~linkage.model.ModelError`) on implausible results, e.g. names that carry no
+5. :func:`linkage.matching.model.check_parameters` and :func:`check_training` fail loudly
+   (:class:`~linkage.matching.model.ModelError`) on implausible results, e.g. names that carry no
    evidence.
 
 The method and its figures (pairs per session, λ, the prior and how it was estimated) are
@@ -62,8 +62,8 @@ import numpy as np
 import splink.internals.expectation_maximisation as splink_em
 from splink import DuckDBAPI, Linker, block_on
 
-from linkage.engine import cap_household_evidence, neutralise_untrained
-from linkage.model import (
+from linkage.engines.duckdb_sql import cap_household_evidence, neutralise_untrained
+from linkage.matching.model import (
     BLOCKING_KEYS,
     Model,
     ModelError,
@@ -397,8 +397,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     """Train a model on the prepared input table, with or without national IDs.
 
     Args:
-        con: the scratch DuckDB holding ``table`` (as :func:`linkage.engine.prepare_input`
-            makes it).
+        con: the scratch DuckDB holding ``table`` (as
+            :func:`linkage.engines.duckdb_sql.prepare_input` makes it).
         seed: random seed of u sampling.
         max_pairs: pairs sampled for u.
         progress: receives one line per step.
@@ -508,7 +508,7 @@ def _check_given_name(model: Model) -> None:
 
 
 def check_training(model: Model) -> list[str]:
-    """Checks on a trained model beyond :func:`linkage.model.check_parameters`.
+    """Checks on a trained model beyond :func:`linkage.matching.model.check_parameters`.
 
     Raises:
         ModelError: exact given-name agreement is worth less than

@@ -39,8 +39,8 @@ Algorithm (:func:`cluster_arrays`)
    runs only on the pairs of dirty components.
 
 Each cluster is labelled with its smallest record uid: the same shape as
-:func:`linkage.engine.cluster` (uid -> label), so persistent-ID reconciliation
-(:mod:`linkage.ids`) is untouched and applies the constraints again (a no-op here).
+:func:`linkage.engines.duckdb_sql.cluster` (uid -> label), so persistent-ID reconciliation
+(:mod:`linkage.ids.reconcile`) is untouched and applies the constraints again (a no-op here).
 
 Example:
     >>> r = cluster_pairs(["a:1", "b:1", "a:2"], ["a", "b", "a"],
@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jellyfish import damerau_levenshtein_distance
 
-from linkage.ids import Constraints
+from linkage.ids.reconcile import Constraints
 
 if TYPE_CHECKING:
     import duckdb
@@ -530,7 +530,7 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
             ``match_weight`` (pairs naming an unknown record are ignored).
         match_threshold: pairs at or above it are candidate merges.
         civil_sources: names of the civil-registry sources.
-        constraints: reviewer decisions (:func:`linkage.persons.load_constraints`).
+        constraints: reviewer decisions (:func:`linkage.ids.publish.load_constraints`).
         rules: see :class:`Rules`.
 
     Returns:
@@ -566,7 +566,7 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
         links: the run's scored pairs (``Engine.links()``).
         match_threshold: the project's match threshold.
     """
-    from linkage.persons import load_constraints
+    from linkage.ids.publish import load_constraints
 
     records = cur.sql("SELECT uid, source, national_id, household_id FROM records "
                       "WHERE status = 'active'").to_arrow_table()

@@ -1,7 +1,7 @@
 """Explain any pair of records: the match-weight waterfall and whether blocking pairs them.
 
 Scored with the model of the last published run and the register's term frequencies,
-by the same evaluator real time uses (:meth:`linkage.resolver.Index.explain`), so the
+by the same evaluator real time uses (:meth:`linkage.realtime.index.Index.explain`), so the
 figures are the ones Resolve and Enrol would see; the batch's differ only in the block
 caps, counted over the records of its run.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from linkage.errors import NotFound
-from linkage.register import Register
-from linkage.resolver import Index, PairExplanation, load_model
+from linkage.realtime.index import Index, PairExplanation, load_model
+from linkage.register.database import Register
 
 
 def explain_records(project: Any, reg: Register, uid_a: str, uid_b: str) -> PairExplanation:
