@@ -98,17 +98,22 @@ def prepare(dataset: str, work: Path, persons: int) -> dict[str, Any]:
     from benchmarks.score import load_truth
 
     work.mkdir(parents=True, exist_ok=True)
-    if dataset in SEEDS:
+    if dataset.removesuffix("-hard") in SEEDS:
         from linkage.synthetic.generate import generate
 
+        # "<profile>-hard": the generator's --realism hard (linkage.synthetic.hard).
+        profile = dataset.removesuffix("-hard")
+        realism = "hard" if dataset.endswith("-hard") else "normal"
         out = work / f"{dataset}{persons}"
         if not (out / "truth.csv").exists():
-            generate(persons=persons, profile=dataset, seed=SEEDS[dataset], out=out)
+            generate(persons=persons, profile=profile, seed=SEEDS[profile], out=out,
+                     realism=realism)
         truth, households, bad = load_truth(out / "truth.csv")
         return {"records": _ingest(out / "project.yaml"), "truth": truth,
-                "households": households, "bad": bad, "profile": dataset,
+                "households": households, "bad": bad, "profile": profile,
                 "id_source": "civil_registry",
-                "about": f"generated, {persons:,} persons, seed {SEEDS[dataset]}"}
+                "about": f"generated, {persons:,} persons, seed {SEEDS[profile]}, "
+                         f"realism {realism}"}
     if dataset in ("febrl3", "febrl4"):
         from benchmarks.febrl import write_project
 

@@ -13,7 +13,7 @@ import pytest
 
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.engines import duckdb_sql as engine
-from linkage.matching.definition import BLOCKING_KEYS, key_of
+from linkage.matching.definition import BLOCKING_KEYS, KEY_CAPS, key_cap, key_of
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model
 from linkage.realtime.index import Index
 from linkage.standardise import standardise
@@ -150,3 +150,33 @@ def test_real_time_reaches_the_same_pair() -> None:
     assert "cr:1" in found
     assert any(key_of(a, c) is not None and key_of(a, c) == key_of(b, c)
                for c in BLOCKING_KEYS.values())
+
+
+def test_a_full_date_with_a_year_typo_and_no_place_is_reached() -> None:
+    a = _row("cr:1", given_name="Bakary", family_name="Sissoko", birth_date="13/02/1983")
+    b = _row("ct:1", given_name="Bakary", family_name="Sisoko", birth_date="13/02/1973")
+    assert "given_monthday" in _reached(a, b)
+
+
+def test_one_name_and_a_postcode_are_reached_when_the_other_name_is_missing() -> None:
+    # historical_50k: "fulton" alone in the given-name column, "david fulton" elsewhere.
+    a = _row("a:1", given_name="Fulton", village="G4 0HZ")
+    b = _row("b:1", given_name="David", family_name="Fulton", village="G4 0HZ")
+    assert "name_last_village" in _reached(a, b)
+
+
+def test_a_rare_name_alone_is_reached_and_a_common_one_is_capped_lower() -> None:
+    a = _row("a:1", family_name="Kouyaté-Sidibé")
+    b = _row("b:1", given_name="Moussa", family_name="Kouyaté-Sidibé")
+    assert "family_alone" in _reached(a, b)
+    # 40 records of one family name: over the single-name cap, under the project's cap.
+    crowd = [_row(f"ct:{i}", given_name=f"G{i}", family_name="Keïta") for i in range(40)]
+    keys = _batch_keys(crowd, max_block_size=100)
+    assert 40 > key_cap("family_alone", 100) == KEY_CAPS["family_alone"]
+    assert all(k["family_alone"] is None for k in keys.values())
+    # real time skips the same block
+    table = _table(crowd).append_column("person_id", pa.array([r["uid"] for r in crowd]))
+    index = Index.from_arrow(table, Model.load(SHIPPED_MODELS_DIR / "sahel.json"),
+                             max_block_size=100)
+    query = _row("q:1", given_name="Zz", family_name="Keïta")
+    assert len(index.candidates(query)) == 0

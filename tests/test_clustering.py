@@ -330,3 +330,57 @@ def test_batch_runs_both_methods_and_reports_refused_merges(project_dir: Path) -
         assert json.loads(summary)["refused_merges"] == refused
     finally:
         reg.close()
+
+
+def _file_of_duplicates(people: int, extra_roster: bool = False) -> tuple[list, list, list]:
+    """One source, each person an original and two copies; the copies are linked to the
+    original strongly and to each other not at all (each copy corrupted differently)."""
+    uids, sources, pairs = [], [], []
+    for i in range(people):
+        o, c1, c2 = f"f:{i}o", f"f:{i}c1", f"f:{i}c2"
+        uids += [o, c1, c2]
+        sources += ["f", "f", "f"]
+        pairs += [(o, c1, w(0.9999)), (o, c2, w(0.9999))]
+    return uids, sources, pairs
+
+
+def test_a_file_of_duplicates_chains_its_copies_through_the_original() -> None:
+    uids, sources, pairs = _file_of_duplicates(10)
+    r = cluster_pairs(uids, sources, pairs)
+    assert all(together(r, f"f:{i}c1", f"f:{i}c2") for i in range(10))
+    assert not r.refused
+    assert r.stats["dedupe_sources"] == ["f"]
+    # with the rule kept whatever the source, the copies stay apart (the old behaviour)
+    kept = cluster_pairs(uids, sources, pairs,
+                         rules=Rules(same_source_weight=4.0, dedupe_source_share=None))
+    assert not any(together(kept, f"f:{i}c1", f"f:{i}c2") for i in range(10))
+
+
+def test_a_roster_with_few_duplicates_of_its_own_keeps_the_same_source_rule() -> None:
+    # 50 roster records, one chain through a civil-registry record: 2 of 50 records are
+    # linked inside the roster, far below a fifth.
+    uids = [f"pw:{i}" for i in range(50)] + ["cr:1"]
+    sources = ["pw"] * 50 + ["cr"]
+    pairs = [("pw:0", "cr:1", w(0.999)), ("cr:1", "pw:1", w(0.999))]
+    r = cluster_pairs(uids, sources, pairs, civil_sources=["cr"])
+    assert not together(r, "pw:0", "pw:1")
+    assert r.stats["dedupe_sources"] == []
+
+
+def test_optional_witness_and_mistyped_id_rules() -> None:
+    uids, sources, pairs = _file_of_duplicates(1)
+    # witnessed: both copies strongly linked to the original
+    witnessed = Rules(same_source_weight=4.0, same_source_witness_weight=6.0)
+    assert together(cluster_pairs(uids, sources, pairs, rules=witnessed), "f:0c1", "f:0c2")
+    weak = [(a, b, 5.0) for a, b, _ in pairs]  # 5 bits: below the witness bar
+    assert not together(cluster_pairs(uids, sources, weak, rules=witnessed), "f:0c1", "f:0c2")
+    # two IDs far apart: absolute by default, lifted by a strong own link when asked
+    ids = ["AB123456789", "ZZ987654321"]
+    strong = [("cr:1", "ct:1", 12.0)]
+    assert not together(cluster_pairs(["cr:1", "ct:1"], ["cr", "ct"], strong,
+                                      national_ids=ids), "cr:1", "ct:1")
+    lifted = Rules(same_source_weight=4.0, national_id_weight=10.0)
+    assert together(cluster_pairs(["cr:1", "ct:1"], ["cr", "ct"], strong, national_ids=ids,
+                                  rules=lifted), "cr:1", "ct:1")
+    assert not together(cluster_pairs(["cr:1", "ct:1"], ["cr", "ct"], [("cr:1", "ct:1", 8.0)],
+                                      national_ids=ids, rules=lifted), "cr:1", "ct:1")

@@ -101,3 +101,4 @@ def test_patronymic_somali_spelling_matches(horn: Any) -> None:
     b = record("ct:4", full_name="Mohamed Ali Hassan", order="given_father_grandfather",
                sex="M", birth_date="12/06/1984", village="Arta")
     assert probability(horn, a, b) >= MATCH
+

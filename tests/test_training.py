@@ -3,6 +3,8 @@ data whose names carry no signal. Real generated registers, real DuckDB and Spli
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -113,6 +115,10 @@ def test_prior_with_ids_in_one_source_is_near_the_truth(
     # The former method assumed the ID rule's recall; on the same data it fails or is far off.
     with pytest.raises(ModelError, match="national IDs are shared"):
         training.train_from_national_ids(_scratch(records))
+    # Random sampling rarely sees two records share an ID: that says u is tiny, not
+    # unknown. "Same national ID" used to come out at m = u, worth 0 bits.
+    same = _level(model, "national_id", "same national ID")
+    assert math.log2(same["m"] / same["u"]) > 15
 
 
 def test_names_without_signal_fail_loudly(register: tuple[pa.Table, dict[str, str]]) -> None:

@@ -30,7 +30,14 @@ Algorithm (:func:`cluster_arrays`)
                        below the floor.
 
    The household and civil-registry rules can also be lifted by a direct link of a
-   given weight (:class:`Rules`); by default they are absolute.
+   given weight (:class:`Rules`); by default they are absolute. The same-source and
+   national-ID rules are lifted by evidence: a source that is a file of duplicates
+   (``Rules.dedupe_source_share`` of its records strongly linked inside it) keeps no
+   same-source rule; optionally, two records joined through one record they are both
+   strongly linked to (``Rules.same_source_witness_weight``) are witnessed; two
+   different national IDs whose records' own link is strong enough
+   (``Rules.national_id_weight``; the link already counts the IDs' disagreement) are
+   one mistyped ID.
    Forbidden pairs are checked on per-cluster summaries (records by source, national
    IDs, household IDs, cannot-link partners), merged smaller-into-larger.
 3. Speed: a connected component with no forbidden pair anywhere inside it ends as one
@@ -119,10 +126,28 @@ def _lookup(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndar
     return np.where(keys[pos] == wanted, counts[pos], 0)
 
 
+def _dedupe_sources(src: np.ndarray, civil: np.ndarray, left: np.ndarray, right: np.ndarray,
+                    share: float | None) -> np.ndarray:
+    """Per source code: True when it is a file of duplicates (``Rules.dedupe_source_share``).
+
+    ``left`` / ``right`` are the strong links; civil registries are never lifted.
+    """
+    lifted = np.zeros(len(civil), dtype=bool)
+    if share is None or len(src) == 0:
+        return lifted
+    same = src[left] == src[right]
+    linked = np.zeros(len(src), dtype=bool)
+    linked[left[same]] = linked[right[same]] = True
+    records = np.bincount(src, minlength=len(civil))
+    dup = np.bincount(src[linked], minlength=len(civil))
+    lifted = (records > 0) & (dup >= share * np.maximum(records, 1))
+    return lifted & ~civil
+
+
 def _dirty_components(comp: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
                       civil: np.ndarray, left: np.ndarray, right: np.ndarray,
                       touched: np.ndarray, min_cohesion: float | None,
-                      all_left: np.ndarray) -> np.ndarray:
+                      all_left: np.ndarray, lifted: np.ndarray) -> np.ndarray:
     """Labels of the components holding a forbidden pair (or a reviewer constraint).
 
     Component labels are record indices, so (label, code) pairs fit one int64 key.
@@ -142,6 +167,8 @@ def _dirty_components(comp: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np
     multi = counts > 1
     keys, counts = keys[multi], counts[multi]
     dirty.append(keys[civil[keys % n]] // n)
+    keep = ~lifted[keys % n]
+    keys, counts = keys[keep], counts[keep]
     same = src[left] == src[right]
     e_keys, e_counts = _count(comp[left[same]] * n + src[left[same]])
     linked = _lookup(e_keys, e_counts, keys)
@@ -172,10 +199,34 @@ class Rules:
     national_id_typos: bool = True
     #: optional floor on the average match probability between two clusters
     min_cohesion: float | None = None
+    #: two records of one source with no direct link strong enough may still join when
+    #: the merging link and each record's own link to its end of it are all at least
+    #: this strong (None: never): a re-registration's two copies of one original
+    #: (A-B, A-C strong, B-C weak) join through A; namesakes chained by ordinary links do
+    #: not
+    same_source_witness_weight: float | None = None
+    #: two records with different national IDs may join when their own link, which
+    #: already counts the IDs' disagreement, is at least this strong, or when they are
+    #: witnessed as above (infinite: never). IDs are typed by hand, and a mistyped ID
+    #: more than one edit away is still one person when everything else agrees.
+    national_id_weight: float = math.inf
+    #: a source in which at least this share of records has a strong link (at least
+    #: ``same_source_weight``) to another record of the *same* source is a file of
+    #: duplicates (FEBRL, a roster re-enrolled every season): the same-source rule is
+    #: lifted for it, its records chain like records of different sources. A roster that
+    #: lists each person once has few such links and keeps the rule (None: never lifted).
+    dedupe_source_share: float | None = None
 
 
-#: The batch's rules (measured in benchmarks/RESULTS.md, "Clustering that does not chain").
-DEFAULT_RULES = Rules(same_source_weight=4.0)
+#: The batch's rules (measured in benchmarks/RESULTS.md, "Clustering that does not chain"
+#: and "Clustering for files of duplicates"): on household registers they keep the
+#: precision the same-source rule bought; on FEBRL-like files of duplicates the rule is
+#: lifted (a fifth of the source's records have a strong duplicate inside it).
+#: Witnessed same-source chains stay off: on household registers they gained nothing
+#: measurable, and a roster's two namesakes linked to one civil-registry birth are the
+#: classic false merge. Two national IDs stay absolute: an ID is the one field a
+#: registry office checks against a card.
+DEFAULT_RULES = Rules(same_source_weight=4.0, dedupe_source_share=0.2)
 
 
 def cluster_arrays(n: int, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
@@ -229,8 +280,10 @@ def cluster_arrays(n: int, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
     # Same-source links too weak to lift the rule do not make a group "fully linked".
     strong = (weight >= rules.same_source_weight if rules.same_source_weight is not None
               else np.ones(len(lo), dtype=bool))
+    lifted = _dedupe_sources(src, civil, lo[strong], hi[strong], rules.dedupe_source_share)
+    stats["dedupe_sources"] = np.flatnonzero(lifted).tolist()
     dirty = _dirty_components(comp, src, nid, hh, civil, lo[strong], hi[strong], touched,
-                              rules.min_cohesion, lo)
+                              rules.min_cohesion, lo, lifted)
     in_dirty = np.zeros(n, dtype=bool)
     in_dirty[dirty] = True  # component labels are record indices
     in_dirty = in_dirty[comp]
@@ -245,7 +298,7 @@ def cluster_arrays(n: int, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
     stats["dirty_pairs"] = int(len(d_lo))
     if len(d_lo) or ml:
         refused = _Greedy(np.flatnonzero(in_dirty), src, nid, hh, civil, rules, national_ids,
-                          cl, scored).run(root, d_lo, d_hi, d_w, ml, explain)
+                          cl, scored, lifted).run(root, d_lo, d_hi, d_w, ml, explain)
     stats["seconds"] = round(time.perf_counter() - t0, 3)
     return root, refused, stats
 
@@ -260,7 +313,10 @@ class _Greedy:
     def __init__(self, members: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np.ndarray,
                  civil: np.ndarray, rules: Rules, national_ids: Sequence[str],
                  cannot_link: Sequence[tuple[int, int]],
-                 scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+                 scored: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                 lifted: np.ndarray | None = None) -> None:
+        self.lifted = (lifted if lifted is not None
+                       else np.zeros(len(civil), dtype=bool)).tolist()
         self.members = members
         self.m = m = len(members)
         self.parent = list(range(m))
@@ -272,6 +328,7 @@ class _Greedy:
         # Per-root summaries: records by source, national-ID codes, cannot-link partners.
         self.by_src: list[dict[int, list[int]] | None] = [
             {s: [i]} for i, s in enumerate(self.src)]
+        self.nid = nid[members].tolist()
         self.ids: list[set[int] | None] = [
             {v} if v >= 0 else None for v in nid[members].tolist()]
         self.apart: dict[int, set[int]] = {}
@@ -283,6 +340,7 @@ class _Greedy:
         self.national_ids = national_ids
         self.typo: dict[tuple[int, int], bool] = {}
         self.direct: dict[int, float] = {}  # lo * m + hi -> weight, same-source pairs
+        self.links: dict[int, float] = {}  # lo * m + hi -> weight, every linked pair
         self.prob: dict[int, float] = {}  # lo * m + hi -> probability, for cohesion
         if rules.min_cohesion is not None and scored is not None:
             s_l, s_r, s_p = scored
@@ -331,6 +389,24 @@ class _Greedy:
         if gone:
             self.apart.setdefault(ra, set()).update(gone)
 
+    def _ids_lifted(self, ra: int, rb: int, a: int, b: int) -> bool:
+        """Every pair of records with conflicting IDs across the two clusters has its
+        own strong link, or is witnessed through the merging link a-b."""
+        bar = self.rules.national_id_weight
+        if bar == math.inf and self.rules.same_source_witness_weight is None:
+            return False
+        nid = self.nid
+        xs = [x for v in (self.by_src[ra] or {}).values() for x in v if nid[x] >= 0]
+        ys = [y for v in (self.by_src[rb] or {}).values() for y in v if nid[y] >= 0]
+        for x in xs:
+            for y in ys:
+                if nid[x] == nid[y] or not self._ids_conflict({nid[x]}, {nid[y]}):
+                    continue
+                w = self._weight(x, y)
+                if (w is None or w < bar) and not self._witnessed(x, y, a, b, ra):
+                    return False
+        return True
+
     def _ids_conflict(self, ia: set[int], ib: set[int]) -> bool:
         for x in ia:
             for y in ib:
@@ -347,7 +423,28 @@ class _Greedy:
                     return True
         return False
 
-    def conflict(self, ra: int, rb: int) -> str | None:
+    def _weight(self, x: int, y: int) -> float | None:
+        return self.links.get(x * self.m + y if x < y else y * self.m + x)
+
+    def _witnessed(self, x: int, y: int, a: int, b: int, ra: int) -> bool:
+        """x and y (one source, one in each cluster) hold together through the merging
+        link a-b: it and each record's link to its own end are all strong."""
+        bar = self.rules.same_source_witness_weight
+        if bar is None or a < 0:
+            return False
+        w_ab = self._weight(a, b)
+        if w_ab is None or w_ab < bar:
+            return False
+        if self.find(x) != ra:
+            x, y = y, x
+        for r, end in ((x, a), (y, b)):
+            if r != end:
+                w = self._weight(r, end)
+                if w is None or w < bar:
+                    return False
+        return True
+
+    def conflict(self, ra: int, rb: int, a: int = -1, b: int = -1) -> str | None:
         """Why clusters ``ra`` and ``rb`` may not merge (None: they may)."""
         pa_, pb_ = self.apart.get(ra), self.apart.get(rb)
         if pa_ and pb_:  # partners are symmetric: both sides have some
@@ -357,7 +454,8 @@ class _Greedy:
             if any(self.find(x) == other for x in pa_):
                 return "cannot_link"
         ia, ib = self.ids[ra], self.ids[rb]
-        if ia and ib and (ia != ib or len(ia) > 1) and self._ids_conflict(ia, ib):
+        if ia and ib and (ia != ib or len(ia) > 1) and self._ids_conflict(ia, ib) \
+                and not self._ids_lifted(ra, rb, a, b):
             return "national_id"
         sa, sb = self.by_src[ra], self.by_src[rb]
         assert sa is not None and sb is not None
@@ -371,6 +469,8 @@ class _Greedy:
                 continue
             if self.civil[s]:
                 bar, reason = rules.civil_registry_weight, "civil_registry"
+            elif self.lifted[s]:
+                bar, reason = None, "same_source"  # only households stay apart
             else:
                 bar, reason = same_bar, "same_source"
             for x in xs:
@@ -380,7 +480,9 @@ class _Greedy:
                     if hx >= 0 and hx == hh[y] and reason == "same_source":
                         if w is None or w < rules.household_weight:
                             return "household"
-                    elif w is None or w < bar:
+                    elif bar is not None and (w is None or w < bar):
+                        if reason == "same_source" and self._witnessed(x, y, a, b, ra):
+                            continue
                         return reason
         if rules.min_cohesion is not None:
             xs = [x for v in sa.values() for x in v]
@@ -404,6 +506,10 @@ class _Greedy:
         same = src[x] == src[y]
         self.direct = dict(zip((x[same] * m + y[same]).tolist(), w[same].tolist(),
                                strict=True))
+        if (self.rules.same_source_witness_weight is not None
+                or self.rules.national_id_weight < math.inf):
+            self.links = dict(zip((np.minimum(x, y) * m + np.maximum(x, y)).tolist(),
+                                  w.tolist(), strict=True))
         find, conflict, union = self.find, self.conflict, self.union
         for a, b in must_link:  # reviewer decisions first, unconditionally
             la, lb = self.local(a), self.local(b)
@@ -422,11 +528,15 @@ class _Greedy:
             key = ra * m + rb if ra < rb else rb * m + ra
             reason = known.get(key)
             if reason is None:
-                reason = conflict(ra, rb)
+                reason = conflict(ra, rb, a, b)
                 if reason is None:
                     union(ra, rb)
                     continue
-                if reason != "cohesion":
+                # Not remembered: cohesion (not monotone), and a same-source refusal
+                # when a later, stronger-witnessed link may lift it.
+                if reason != "cohesion" and not (
+                        reason in ("same_source", "national_id")
+                        and self.rules.same_source_witness_weight is not None):
                     known[key] = reason
             refused[reason] = refused.get(reason, 0) + 1
             if explain is not None:
@@ -475,6 +585,8 @@ def _run(uids: Sequence[str], sources: Any, national_ids: Any, household_ids: An
         len(uids), src, nid, hh, civil, left, right, weight, rules=rules,
         national_ids=nid_values, must_link=pairs(c.must_link),
         cannot_link=pairs(c.cannot_link), scored=scored)
+    # Source codes to names, for the run summary.
+    stats["dedupe_sources"] = [names[s] for s in stats.get("dedupe_sources", [])]
     return ClusterResult(_labels(uids, root), refused, stats)
 
 
@@ -597,6 +709,9 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
         return components(), None
     res = cluster_run(cur, links, project.thresholds.match)
     refused = ", ".join(f"{k} {v:,}" for k, v in res.refused.items()) or "none"
+    if res.stats.get("dedupe_sources"):
+        progress(f"  sources that are files of duplicates (same-source rule lifted): "
+                 f"{', '.join(res.stats['dedupe_sources'])}")
     progress(f"  greedy clustering: {res.stats.get('dirty_records', 0):,} records in "
              f"{res.stats.get('dirty_components', 0):,} components with a forbidden pair; "
              f"merges refused: {refused} ({res.stats.get('total_seconds', 0)} s)")

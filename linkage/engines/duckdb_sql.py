@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker, block_on
 
-from linkage.matching.definition import key_sql
+from linkage.matching.definition import key_cap, key_sql
 from linkage.matching.model import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
@@ -86,7 +86,7 @@ def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_s
             CREATE OR REPLACE TEMP TABLE linkage_big_{name} AS
             SELECT bk_{name} AS k, count(*) AS n FROM linkage_raw_keys
             WHERE bk_{name} IS NOT NULL GROUP BY bk_{name} HAVING count(*) > ?""",
-                    [max_block_size])
+                    [key_cap(name, max_block_size)])
         ((n,),) = con.execute(f"SELECT coalesce(sum(n), 0) FROM linkage_big_{name}").fetchall()
         capped_counts[name] = int(n)
     capped = ",\n".join(

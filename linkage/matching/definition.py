@@ -196,7 +196,9 @@ class Part:
       shared bucket;
     * ``"first_token"`` / ``"last_token"``: the first / last space-separated token
       (of ``name_keys``, sorted: order-free, and a second given name or a name moved
-      between columns changes only one end).
+      between columns changes only one end);
+    * ``"monthday"``: month and day of an ISO date (``birth_date`` is ISO only at day
+      precision): a typo in the year of a full date leaves them intact.
 
     Every op returns NULL exactly when the column is NULL, except ``"consonants"``.
     """
@@ -225,6 +227,8 @@ class Part:
             return f"(({c} + {self.shift}) // {n})"
         if self.op == "first_token":
             return f"split_part({c}, ' ', 1)"
+        if self.op == "monthday":
+            return f"substr({c}, 6, 5)"
         return f"string_split({c}, ' ')[-1]"  # last_token
 
     def of(self, v: Any) -> Any:
@@ -241,10 +245,13 @@ class Part:
             return (int(v) + self.shift) // self.n
         if self.op == "first_token":
             return v.split(" ")[0]
+        if self.op == "monthday":
+            return v[5:10]
         return v.split(" ")[-1]  # last_token
 
 
-_PART_OPS = ("first", "last", "skeleton", "consonants", "bucket", "first_token", "last_token")
+_PART_OPS = ("first", "last", "skeleton", "consonants", "bucket", "first_token", "last_token",
+             "monthday")
 
 
 def first(col: str, n: int) -> Part:
@@ -266,6 +273,10 @@ def consonants(col: str) -> Part:
 def years(width: int, shift: int = 0) -> Part:
     """The birth year in buckets of ``width`` years, shifted by ``shift``."""
     return Part("birth_year", "bucket", width, shift)
+
+
+def monthday(col: str) -> Part:
+    return Part(col, "monthday")
 
 
 def first_token(col: str) -> Part:
@@ -319,7 +330,30 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     "given_end3_father_4y_commune": (last("given_key", 3), "father_key", years(4, 2),
                                      "commune"),
     "given3_father_decade": (first("given_key", 3), "father_key", years(10, 5)),
+    # One name alone: only rare names (typos, uncommon names) stay under the cap, and
+    # they are what a record with its other name, date and place missing still has.
+    "given_alone": ("given_key",),
+    "family_alone": ("family_key",),
+    # Any one name with a fine place (a postcode, a village): the other name missing,
+    # moved to another column or misspelt.
+    "name_first_village": (first_token("name_keys"), "village"),
+    "name_last_village": (last_token("name_keys"), "village"),
+    # A full date whose year has a typo (1983 / 1973).
+    "given_monthday": ("given_key", monthday("birth_date")),
+    "family_monthday": ("family_key", monthday("birth_date")),
 }
+
+
+#: Keys with a lower block cap than the project's ``max_block_size``: a single name is
+#: worth comparing on only when it is rare (a typo, an uncommon name), and at a low cap
+#: its comparisons stay few however large the register.
+KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30}
+
+
+def key_cap(name: str, max_block_size: int) -> int:
+    """The largest block key ``name`` keeps: blocks above it are nulled (batch) or
+    skipped (real time)."""
+    return min(max_block_size, KEY_CAPS.get(name, max_block_size))
 
 
 def _part_sql(c: KeyPart) -> str:

@@ -220,6 +220,29 @@ def _unobserved(settings: dict[str, Any]) -> list[str]:
         if not lvl.get("is_null_level") and not lvl.get("fix_u_probability"))]
 
 
+def floor_unobserved_u(settings: dict[str, Any], max_pairs: float,
+                       unobserved: Sequence[str]) -> dict[str, Any]:
+    """An agreement level random sampling never saw gets u = 0.5 / ``max_pairs``.
+
+    Two random records almost never share a national ID: among 2 million random pairs
+    none may, and Splink leaves that level's u unset, which :func:`neutralise_untrained`
+    would turn into m = u, a *same national ID* worth 0 bits. Having seen 0 of N random
+    pairs there says u is about 1/N or less, not unknown (as :func:`floor_unseen_levels`
+    says of m). Comparisons whose column has no values at all (``unobserved``) stay
+    neutral.
+    """
+    skip = set(unobserved)
+    for comp in settings["comparisons"]:
+        if comp["output_column_name"] in skip:
+            continue
+        for lvl in comp["comparison_levels"]:
+            if lvl.get("is_null_level") or lvl.get("fix_u_probability"):
+                continue
+            if lvl.get("u_probability") is None:
+                lvl["u_probability"] = 0.5 / max_pairs
+    return settings
+
+
 def floor_unseen_levels(settings: dict[str, Any], sessions: Sequence[dict[str, Any]]
                         ) -> dict[str, Any]:
     """No level gets an m below half a match of the sessions that trained it.
@@ -449,7 +472,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
                      f"{pairs:,} pairs, λ={rec['lambda']:.3f} ({rec['expected_matches']:,.0f} "
                      f"expected matches), {rec['iterations']} iterations; trained "
                      f"{', '.join(rec['trained'])}")
-        settings = floor_unseen_levels(linker.misc.save_model_to_json(), done)
+        settings = floor_unobserved_u(
+            floor_unseen_levels(linker.misc.save_model_to_json(), done), max_pairs, unobserved)
     trained = {c for rec in done for c in rec["trained"]}
     missing = [c for c in REQUIRED_TRAINED if c not in trained and c not in unobserved]
     if missing or sum(r["expected_matches"] for r in done) < MIN_SESSION_MATCHES:

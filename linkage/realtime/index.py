@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.errors import NotReady
-from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_of, key_sql
+from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_cap, key_of, key_sql
 from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE
 from linkage.matching.model import Model
 from linkage.matching.splink_internals import LevelWeights, scorecard
@@ -294,6 +294,8 @@ class Index:
         model.check_definition()
         self.model = model
         self.max_block_size = max_block_size
+        #: Per key: the largest block it keeps (:func:`key_cap`).
+        self.caps = {k: key_cap(k, max_block_size) for k in BLOCKING_KEYS}
         card = scorecard(model.settings)
         self.prior_weight = card.prior_weight
         conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
@@ -502,10 +504,10 @@ class Index:
     def candidates(self, row: Mapping[str, Any]) -> np.ndarray:
         """Indices of live records sharing at least one (uncapped) block with ``row``."""
         parts = []
-        blocks, cap = self.blocks, self.max_block_size
+        blocks, caps = self.blocks, self.caps
         for name, k in self.block_keys(row):
             block = blocks[name].get(k)
-            if block and len(block) <= cap:
+            if block and len(block) <= caps[name]:
                 parts.append(block)
         if not parts:
             return np.empty(0, np.int64)
@@ -610,7 +612,7 @@ class Index:
             ``candidates[bounds[k]:bounds[k + 1]]`` (ascending), with their match weights
             (NaN scored as ``-inf``).
         """
-        blocks, cap = self.blocks, self.max_block_size
+        blocks, caps = self.blocks, self.caps
         qid: list[int] = []
         flat: list[int] = []
         for k, (at, ks) in enumerate(zip(positions, keys, strict=True)):
@@ -619,7 +621,7 @@ class Index:
                 if not block:
                     continue
                 n = bisect_left(block, at)  # blocks are ascending
-                if 0 < n <= cap:
+                if 0 < n <= caps[name]:
                     flat.extend(block[:n])
                     qid.extend([k] * n)
         group = np.asarray(positions, np.int64)
@@ -665,7 +667,7 @@ class Index:
             keys_r = dict(self.block_keys(self.row(at[1])))
             shared = [k for k, v in keys_l.items() if keys_r.get(k) == v]
             within = [k for k in shared if len(self.blocks[k].get(keys_l[k], ()))
-                      <= self.max_block_size]
+                      <= self.caps[k]]
             evidence = [Evidence(comp.name, comp.levels[pos[0, j]].cvv,
                                  comp.levels[pos[0, j]].label, float(ev_w[0, j]),
                                  float(tf_adj[0, j])) for j, comp in enumerate(self.comparisons)]
