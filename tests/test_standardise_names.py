@@ -282,6 +282,12 @@ def test_split_full_name_rejects_unknown_order():
         ("Ali Hassan Farah Guled", ("ali", "hassan", "farah guled")),
         ("Ali", ("ali", "", "")),
         ("", ("", "", "")),
+        # French-style forms: the one Title-case word is the given name, wherever it is.
+        ("AHMED Zahra", ("zahra", "ahmed", "")),
+        ("Zahra AHMED HASSAN", ("zahra", "ahmed", "hassan")),
+        ("AHMED HASSAN Zahra", ("zahra", "ahmed", "hassan")),
+        ("MAXAMED CALI XASAN", ("maxamed", "cali", "xasan")),  # all upper: by position
+        ("AHMED Zahra Fatouma", ("ahmed", "zahra", "fatouma")),  # two Title-case: position
     ],
 )
 def test_split_patronymic(text, expected):

@@ -561,21 +561,42 @@ def split_full_name(text: str | None, order: str) -> tuple[str, str]:
     return " ".join(toks[:-1]), toks[-1]
 
 
+def _patronymic_case_split(text: str) -> tuple[str, str, str] | None:
+    """(given, father, grandfather) when exactly one word is not UPPER CASE; else None."""
+    words = text.split()
+    flags = [_is_upper_word(w) for w in words]
+    if len(words) < 2 or flags.count(False) != 1:
+        return None
+    given_t = _tokens_tuple(words[flags.index(False)])
+    rest = _tokens_tuple(" ".join(w for w, f in zip(words, flags, strict=True) if f))
+    if len(given_t) != 1 or not rest:
+        return None
+    return given_t[0], rest[0], " ".join(rest[1:])
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def split_patronymic(text: str | None) -> tuple[str, str, str]:
     """Split a Somali/Djiboutian-style name into (given, father, grandfather).
 
     Names beyond the third (great-grandfather, clan) stay with the grandfather so that no
-    token is lost from ``name_keys``.
+    token is lost from ``name_keys``. A French-style form writes the given name in Title
+    case and the rest in UPPER CASE, in either order ("AHMED Zahra", "Zahra AHMED
+    HASSAN"): when exactly one word is not upper case, it is the given name and the upper
+    -case words, in order, are the father's and grandfather's names.
 
     Examples:
         >>> split_patronymic("Maxamed Cali Xasan")
         ('maxamed', 'cali', 'xasan')
+        >>> split_patronymic("AHMED HASSAN Zahra")
+        ('zahra', 'ahmed', 'hassan')
         >>> split_patronymic("Ahmed bin Salim bin Omar Said")
         ('ahmed', 'salim', 'omar said')
         >>> split_patronymic("Ali")
         ('ali', '', '')
     """
+    by_case = _patronymic_case_split(text) if text else None
+    if by_case is not None:
+        return by_case
     toks = _tokens_tuple(text)
     given = toks[0] if toks else ""
     father = toks[1] if len(toks) > 1 else ""
