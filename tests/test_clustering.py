@@ -384,3 +384,50 @@ def test_optional_witness_and_mistyped_id_rules() -> None:
                                   rules=lifted), "cr:1", "ct:1")
     assert not together(cluster_pairs(["cr:1", "ct:1"], ["cr", "ct"], [("cr:1", "ct:1", 8.0)],
                                       national_ids=ids, rules=lifted), "cr:1", "ct:1")
+
+
+def test_an_exact_copy_under_a_new_key_joins_its_person_however_common_its_name(
+        tmp_path: Path) -> None:
+    """Issue 11: a roster row copied under a new key (same household, same everything)
+    is a re-registration, never a sibling; the commonest names included."""
+    import csv
+    from collections import Counter
+
+    generate(persons=600, profile="sahel", seed=5, out=tmp_path,
+             model=SHIPPED_MODELS_DIR / "sahel.json")
+    path = tmp_path / "data" / "cash_transfer.csv"
+    with path.open(encoding="latin-1", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    name = header.index("nom_complet")
+    common = Counter(r[name].upper() for r in body).most_common(1)[0][0]
+    originals = [r for r in body if r[name].upper() == common][:3] + body[:7]
+    copies = [[f"{r[0]}-COPY", *r[1:]] for r in originals]
+    with path.open("w", encoding="latin-1", newline="") as fh:
+        csv.writer(fh).writerows([header, *body, *copies])
+    project = load_project(tmp_path / "project.yaml")
+    run(project, progress=lambda _: None)
+    reg = Register.open(project.register)
+    try:
+        person = dict(reg.cursor().execute(
+            "SELECT uid, person_id FROM person_records").fetchall())
+    finally:
+        reg.close()
+    for r in originals:
+        assert person[f"cash_transfer:{r[0]}-COPY"] == person[f"cash_transfer:{r[0]}"], r[0]
+
+
+def test_two_households_matched_as_a_whole_pair_their_members_one_to_one() -> None:
+    """Father and son of one name, and a daughter, in two rosters: every cross pair of
+    the namesakes is linked, the true pairs most strongly; each member pairs once."""
+    ct = ["ct:father", "ct:son", "ct:daughter"]
+    pw = ["pw:father", "pw:son", "pw:daughter"]
+    pairs = [("ct:father", "pw:father", 30.0), ("ct:son", "pw:son", 28.0),
+             ("ct:daughter", "pw:daughter", 25.0),
+             ("ct:father", "pw:son", 20.0), ("ct:son", "pw:father", 20.0)]
+    r = cluster_pairs([*ct, *pw], ["ct"] * 3 + ["pw"] * 3, pairs,
+                      household_ids=["ct:h1"] * 3 + ["pw:h7"] * 3)
+    assert groups(r.clusters) == {frozenset({"ct:father", "pw:father"}),
+                                  frozenset({"ct:son", "pw:son"}),
+                                  frozenset({"ct:daughter", "pw:daughter"})}
+    assert r.refused == {"household": 2}

@@ -69,6 +69,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jellyfish import damerau_levenshtein_distance
 
+from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Constraints
 
 if TYPE_CHECKING:
@@ -651,6 +652,13 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
     t0 = time.perf_counter()
     records = records.sort_by("uid")
     uid_col = records.column("uid").combine_chunks()
+    copies = _exact_copies(records)
+    if copies:
+        c = constraints or Constraints()
+        apart = {frozenset(p) for p in c.cannot_link}  # a reviewer's word stands
+        constraints = Constraints(
+            must_link=(*c.must_link, *(p for p in copies if frozenset(p) not in apart)),
+            cannot_link=c.cannot_link)
     keep = links if rules.min_cohesion is not None else links.filter(
         pc.greater_equal(links.column("match_probability"), match_threshold))
     left = pc.index_in(keep.column("uid_l"), value_set=uid_col)
@@ -669,6 +677,39 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
     return res
 
 
+#: The standardised columns two records must share, NULLs included, to be exact copies.
+COPY_COLUMNS = tuple(c for c in STANDARD_COLUMNS if c != "household_id")
+
+
+def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
+    """Pairs of records of one source identical on every standardised column and on the
+    household: a row re-registered under a new key. They are joined first, like a
+    reviewer's must-link: no rule applies to a record and its copy (one household, one
+    roster, one name however common), and with a common name and a year-only date their
+    own link may fall below the threshold.
+
+    ``records`` carries a ``fingerprint`` column (see :func:`cluster_run`); without it
+    there are no copies.
+    """
+    if "fingerprint" not in records.column_names:
+        return []
+    groups: dict[tuple[str, str], list[str]] = {}
+    for uid, src, fp in zip(records.column("uid").to_pylist(),
+                            records.column("source").to_pylist(),
+                            records.column("fingerprint").to_pylist(), strict=True):
+        if fp is not None:
+            groups.setdefault((src, fp), []).append(uid)
+    return [(g[0], u) for g in groups.values() if len(g) > 1 for u in g[1:]]
+
+
+def _fingerprint_sql() -> str:
+    """SQL of a record's copy fingerprint: NULL when it has no name or no birth year
+    (too little to call two records copies of one row)."""
+    fields = ", ".join(f"{c} := {c}" for c in COPY_COLUMNS)
+    return (f"CASE WHEN name_keys IS NOT NULL AND birth_year IS NOT NULL THEN "
+            f"md5(CAST(struct_pack({fields}, household_id := household_id) AS VARCHAR)) END")
+
+
 def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
                 rules: Rules = DEFAULT_RULES) -> ClusterResult:
     """The batch's clustering: the register's active records, sources and constraints.
@@ -680,7 +721,8 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
     """
     from linkage.ids.publish import load_constraints
 
-    records = cur.sql("SELECT uid, source, national_id, household_id FROM records "
+    records = cur.sql(f"SELECT uid, source, national_id, household_id, "
+                      f"{_fingerprint_sql()} AS fingerprint FROM records "
                       "WHERE status = 'active'").to_arrow_table()
     civil = [name for (name,) in cur.execute(
         "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]
