@@ -201,6 +201,128 @@ def explain(project_path: Path, record_a: str, record_b: str) -> None:
         reg.close()
 
 
+@cli.group()
+def review() -> None:
+    """The review queue: pairs and persons in doubt, and reviewers' decisions.
+
+    A batch run queues the pairs between the review and match thresholds and doubtful
+    persons; enrolment queues links on weak evidence. A decision is a constraint every
+    later run and enrolment honours, applied to the persons at once.
+    """
+
+
+def _review(project: ProjectConfig, *, read_only: bool = False):  # noqa: ANN202 - Review
+    from linkage.review.core import Review
+
+    return Review(project, Register.open(project.register, read_only=read_only))
+
+
+@review.command("list")
+@project_option
+@click.option("--status", default="open", show_default=True,
+              type=click.Choice(["open", "deferred", "decided", "stale", "all"]))
+@click.option("--kind", default="", help="pair | person | enrolment | sample")
+@click.option("--programme", default="", help="Only items with a record of this programme.")
+@click.option("--area", default="", help="Only items of this region (as standardised).")
+@click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+@_guard
+def review_list(project_path: Path, status: str, kind: str, programme: str, area: str,
+                limit: int) -> None:
+    """List review items, highest priority first."""
+    from linkage.review.evidence import Filters
+    from linkage.review.text import format_items
+
+    project = _load(project_path)
+    rv = _review(project, read_only=True)
+    try:
+        items, _token, total = rv.list(Filters(status="" if status == "all" else status,
+                                               kind=kind, programme=programme, area=area),
+                                       page_size=limit)
+    finally:
+        rv.register.close()
+    click.echo(format_items(items, total))
+
+
+@review.command("show")
+@project_option
+@click.argument("item_id")
+@click.option("--reviewer", envvar="LINKAGE_REVIEWER", required=True,
+              help="Who is looking (recorded for the audit trail; env: LINKAGE_REVIEWER).")
+@_guard
+def review_show(project_path: Path, item_id: str, reviewer: str) -> None:
+    """An item with its evidence: records side by side, waterfalls, persons, candidates."""
+    from linkage.review.text import format_item
+
+    project = _load(project_path)
+    rv = _review(project)
+    try:
+        click.echo(format_item(rv.get(item_id, viewer=reviewer, surface="cli")))
+    finally:
+        rv.register.close()
+
+
+@review.command("decide")
+@project_option
+@click.argument("item_id")
+@click.argument("decision", type=click.Choice(["same", "not_same", "take_out", "defer"]))
+@click.option("--reviewer", envvar="LINKAGE_REVIEWER", required=True,
+              help="Who decides (env: LINKAGE_REVIEWER).")
+@click.option("--comment", default="", help="Why (optional).")
+@click.option("--record", "record_uid", default="",
+              help="take_out: the record (<source>:<key>) to take out of its person.")
+@_guard
+def review_decide(project_path: Path, item_id: str, decision: str, reviewer: str,
+                  comment: str, record_uid: str) -> None:
+    """Decide an item: same person, not the same person, take a record out, or defer."""
+    from linkage.review.text import format_decision
+
+    project = _load(project_path)
+    rv = _review(project)
+    try:
+        click.echo(format_decision(rv.decide(item_id, decision, reviewer=reviewer,
+                                             comment=comment, record_uid=record_uid)))
+    finally:
+        rv.register.close()
+
+
+@review.command("sample")
+@project_option
+@click.option("--per-stratum", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Pairs drawn from each probability stratum.")
+@click.option("--seed", type=int, default=None, help="Random seed (for a repeatable draw).")
+@_guard
+def review_sample(project_path: Path, per_stratum: int, seed: int | None) -> None:
+    """Queue a clerical sample: random pairs across the probability range, to estimate
+    the register's precision and recall from the decisions (`linkage review estimate`)."""
+    project = _load(project_path)
+    rv = _review(project)
+    try:
+        info = rv.sample(per_stratum=per_stratum, seed=seed)
+    finally:
+        rv.register.close()
+    click.echo(f"clerical sample {info.sample_id}: {info.items:,} pairs queued from "
+               f"{len(info.strata)} strata (pairs of {info.records_sampled:,} of "
+               f"{info.records:,} records enumerated)")
+    for name, st in info.strata.items():
+        click.echo(f"  {name:<28} {st['population']:>12,.0f} pairs, {st['sampled']:>4} drawn")
+
+
+@review.command("estimate")
+@project_option
+@click.option("--sample", "sample_id", default="", help="The sample (default: the last).")
+@_guard
+def review_estimate(project_path: Path, sample_id: str) -> None:
+    """Precision and recall of the register from a clerical sample's decisions."""
+    from linkage.review.accuracy import format_estimate
+
+    project = _load(project_path)
+    rv = _review(project, read_only=True)
+    try:
+        click.echo(format_estimate(rv.estimate(sample_id)))
+    finally:
+        rv.register.close()
+
+
 @cli.command()
 @project_option
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,

@@ -68,3 +68,8 @@ class RunInProgress(LinkageError, RuntimeError):
 
 class NotReady(LinkageError, RuntimeError):
     """The register has no model or no published run yet."""
+
+
+class ReviewConflict(LinkageError, RuntimeError):
+    """A review decision that the item's current state does not allow (a stale item, a
+    record already alone); says what to do instead."""

@@ -33,6 +33,7 @@ from linkage.ids import publish as persons
 from linkage.ingest.read import IngestReport, ingest_source
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
 from linkage.register.database import Register, query
+from linkage.review.queue import queue_after_run
 
 Progress = Callable[[str], None]
 
@@ -161,7 +162,13 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             progress("assigning persistent person IDs")
             counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+            review = queue_after_run(cur, run_id=run_id, match_threshold=project.thresholds.match,
+                                     now=started)
+            progress(f"review queue: {review['queued']:,} new item(s) "
+                     f"({review['review_band_pairs']:,} pairs in the review band, "
+                     f"{review['doubtful_persons']:,} doubtful persons), {review['open']:,} open")
             summary = build_summary(cur, reports, blocking, counts)
+            summary["review"] = review
             summary.update(run_id=run_id, model_version=model.version,
                            started_at=started.isoformat(timespec="seconds"),
                            clustering=project.clustering, refused_merges=refused)

@@ -100,7 +100,8 @@ class Realtime:
     def _new_enroller(self, index: Index) -> Enroller:
         sources = {s.name: (s.kind, s.programme) for s in self.project.sources}
         return Enroller(self.register, index, match_threshold=self.project.thresholds.match,
-                        write_lock=self.write_lock, sources=sources, on_commit=self._notify)
+                        write_lock=self.write_lock, sources=sources, on_commit=self._notify,
+                        review_threshold=self.project.thresholds.review)
 
     def _load_index(self) -> None:
         t0 = time.monotonic()

@@ -12,6 +12,9 @@ records off a queue in groups, and for each group, inside one register transacti
   came one by one); in order, a record joins its best candidate's person when the
   match probability reaches ``thresholds.match``, else a new person ID is issued from
   the register's allocator, the batch's own (:class:`linkage.register.store.IdIssuer`);
+  reviewers' constraints on a record sent again are honoured (a must-link partner's
+  person is joined, a cannot-link partner's person is never a candidate), and links on
+  weak evidence are queued for review (:mod:`linkage.review.queue`);
 * publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``) with the batch's writer
   (:func:`linkage.register.store.publish_persons`), and commits once for the group.
@@ -44,11 +47,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
 from linkage.realtime.index import Index, probability
 from linkage.register import store
 from linkage.register.database import Register, query
+from linkage.review.queue import enrolment_items
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +116,8 @@ class _Txn:
     events: list[Event] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # uids put in the index
     results: list[EnrolResult] = field(default_factory=list)
+    # (uid, best candidate's record, probability, linked) of new records, for review
+    review: list[tuple[str, str | None, float, bool]] = field(default_factory=list)
 
 
 _STOP = object()
@@ -127,14 +135,18 @@ class Enroller:
             and are not yet in the ``sources`` table (configured in the project).
         on_commit: called after each committed group (wakes the change feed).
         max_group: records per transaction at most.
+        review_threshold: the project's review threshold; with it, enrolments on weak
+            evidence are queued for review (:func:`linkage.review.queue.enrolment_items`).
     """
 
     def __init__(self, register: Register, index: Index, *, match_threshold: float,
                  write_lock: threading.Lock, sources: dict[str, tuple[str, str]] | None = None,
-                 on_commit: Callable[[], None] | None = None, max_group: int = 2000):
+                 on_commit: Callable[[], None] | None = None, max_group: int = 2000,
+                 review_threshold: float | None = None):
         self.register = register
         self.index = index
         self.match_threshold = match_threshold
+        self.review_threshold = review_threshold
         self.write_lock = write_lock
         self.config_sources = dict(sources or {})
         self.on_commit = on_commit or (lambda: None)
@@ -309,6 +321,9 @@ class Enroller:
                 seen.add(it.uid)
             self._link(cur, segment, txn)
             self._write(cur, txn)
+            if self.review_threshold is not None and txn.review:
+                enrolment_items(cur, txn.review, match_threshold=self.match_threshold,
+                                review_threshold=self.review_threshold, now=now)
             store.drop_journaled(cur, [it.seq for it in items if it.journaled])
             cur.execute("COMMIT")
         except BaseException:
@@ -355,21 +370,39 @@ class Enroller:
     def _decide(self, cur: Any, new: list[tuple[int, EnrolItem]],
                 keys: list[list[tuple[str, str]]], txn: _Txn) -> list[EnrolResult]:
         """Each new record joins its best candidate's person at the match threshold,
-        else gets a new person ID; in order, so a record can join an earlier one."""
+        else gets a new person ID; in order, so a record can join an earlier one.
+
+        Reviewers' constraints on the record (one retired and sent again) are honoured:
+        a must-link partner's person is joined whatever the score, and persons holding a
+        cannot-link partner are not candidates.
+        """
         index = self.index
         rows = [at for at, _ in new]
         bounds, cand, weights = index.link_group(rows, keys)
+        partners = store.constraint_partners(cur, [it.uid for _, it in new])
+        review: list[tuple[str, str | None, float, bool]] = []
         out = []
         for k, (at, it) in enumerate(new):
             lo, hi = bounds[k], bounds[k + 1]
-            prob, pid = 0.0, None
-            if hi > lo:
+            prob, pid, other = 0.0, None, None
+            must, cannot = partners.get(it.uid, ((), ()))
+            forced = next((txn.assigned.get(u) or index.person_of(u) for u in sorted(must)
+                           if txn.assigned.get(u) or index.person_of(u)), None)
+            if forced is not None:
+                pid, prob = forced, 1.0
+            elif hi > lo:
                 w = weights[lo:hi]
                 persons = index.person[cand[lo:hi]]
+                if cannot:
+                    barred = {txn.assigned.get(u) or index.person_of(u) for u in cannot}
+                    allowed = np.array([index.persons.values[p] not in barred
+                                        if p >= 0 else True for p in persons])
+                    w = np.where(allowed, w, -np.inf)
                 top = Index.top1(w, persons)
-                if top is not None:  # None only for NaN weights, which link_group removes
+                if top is not None and np.isfinite(w[top]):
                     prob = probability(float(w[top]))
                     pid = index.persons.values[persons[top]]
+                    other = index.uids[int(cand[lo + top])]
             if pid is not None and prob >= self.match_threshold:
                 outcome = LINKED
             else:
@@ -377,6 +410,8 @@ class Enroller:
                 txn.events.append(Event("created", pid, None, None, ENROL_RUN_ID, txn.now,
                                         "enrolled"))
                 outcome = CREATED
+            if forced is None:
+                review.append((it.uid, other, prob, outcome == LINKED))
             txn.events.append(Event("record_added", pid, it.uid, None, ENROL_RUN_ID, txn.now,
                                     "enrolled"))
             txn.new_assigned[it.uid] = pid
@@ -384,6 +419,7 @@ class Enroller:
             index.assign(at, pid)
             out.append(EnrolResult(it.uid, pid, outcome, prob))
         index.publish(rows)
+        txn.review.extend(review)
         return out
 
     def _write(self, cur: Any, txn: _Txn) -> None:

@@ -21,7 +21,15 @@ person_records the published record → person assignment (live records only)
 person_successors  retired ID → the live ID(s) that carry it on
 person_last_records  last record set of each retired ID (lets a split restore it)
 person_events  the change feed: created, merged_into, split_from, ...
-constraints    reviewer decisions: must_link / cannot_link between two records
+constraints    reviewer decisions: must_link / cannot_link between two records, with
+               the review decision that wrote them (NULL: written by hand)
+review_items   the review queue: pairs and persons in doubt, with their priority,
+               evidence hash (never queued twice unchanged) and status
+review_decisions  every decision on an item: who, when, what, comment, what it
+               revoked and which constraints it wrote; never deleted
+review_views   who looked at which item when (the audit trail)
+review_samples clerical samples: their strata and population sizes, for the
+               precision / recall estimate
 ============== =================================================================
 
 Atomicity: a batch run does all its writes inside one DuckDB transaction on one
@@ -44,7 +52,9 @@ import duckdb
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.errors import RegisterLockedError
 
-SCHEMA_VERSION = 1
+#: 2: the review queue (review_items, review_decisions, review_views, review_samples) and
+#: the decision behind each constraint. Registers of version 1 gain them when opened.
+SCHEMA_VERSION = 2
 
 #: ``records.file`` of records enrolled through the API. A file extract of the same
 #: source never retires them: they did not come from its files.
@@ -186,6 +196,57 @@ CREATE TABLE IF NOT EXISTS constraints (
     decided_at TIMESTAMP,
     PRIMARY KEY (uid_a, uid_b)
 );
+-- Version 2: the review queue. A constraint names the decision that wrote it, so a later
+-- decision on the same item revokes exactly what the earlier one wrote.
+ALTER TABLE constraints ADD COLUMN IF NOT EXISTS decision_id VARCHAR;
+CREATE SEQUENCE IF NOT EXISTS review_item_seq START 1;
+-- No primary key on purpose: rows are updated (status) in the transaction that may have
+-- inserted them, which DuckDB's indexes refuse; item_id comes from the sequence and
+-- linkage.review keeps evidence_hash unique.
+CREATE TABLE IF NOT EXISTS review_items (
+    item_id VARCHAR NOT NULL,         -- 'R<seq>'
+    seq BIGINT NOT NULL,              -- queue order
+    kind VARCHAR NOT NULL,            -- 'pair' | 'person' | 'enrolment' | 'sample'
+    reasons VARCHAR NOT NULL,         -- why it was queued, comma-separated
+    uid_a VARCHAR,                    -- the pair (person items: NULL)
+    uid_b VARCHAR,
+    person_id VARCHAR,                -- the person in doubt (person items)
+    record_uids VARCHAR[] NOT NULL,   -- every record the evidence covers
+    match_probability DOUBLE,
+    priority DOUBLE NOT NULL,         -- higher first, 0-100
+    evidence_hash VARCHAR NOT NULL,   -- kind + records + their record_hash
+    programmes VARCHAR[],             -- programme labels of the records (filter)
+    area VARCHAR,                     -- region of the records (filter)
+    status VARCHAR NOT NULL,          -- 'open' | 'deferred' | 'decided' | 'stale'
+    created_at TIMESTAMP NOT NULL,
+    created_by VARCHAR NOT NULL,      -- the run id, 'enrol' or the sample id
+    sample_id VARCHAR,                -- clerical-sample items: the sample and stratum
+    stratum VARCHAR,
+    linked_then BOOLEAN               -- the pair shared a person when queued
+);
+CREATE TABLE IF NOT EXISTS review_decisions (
+    decision_id VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL,        -- 'same' | 'not_same' | 'take_out' | 'defer'
+    record_uid VARCHAR,               -- take_out: the record taken out
+    reviewer VARCHAR NOT NULL,
+    decided_at TIMESTAMP NOT NULL,
+    comment VARCHAR,
+    revokes VARCHAR,                  -- the item's previous decision, revoked by this one
+    constraints_json VARCHAR          -- [[uid_a, uid_b, kind], ...] written by it
+);
+CREATE TABLE IF NOT EXISTS review_views (
+    item_id VARCHAR NOT NULL,
+    viewer VARCHAR NOT NULL,
+    viewed_at TIMESTAMP NOT NULL,
+    surface VARCHAR                   -- 'grpc' | 'cli' | 'web'
+);
+CREATE TABLE IF NOT EXISTS review_samples (
+    sample_id VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    created_by VARCHAR NOT NULL,
+    strata_json VARCHAR NOT NULL      -- strata: population, sampled, bounds, linked
+);
 """
 
 
@@ -221,7 +282,9 @@ class Register:
         reg = cls(con, path)
         if not read_only:
             con.execute(SCHEMA)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+            # The schema above migrates older files in place (IF NOT EXISTS), so the
+            # file is now at this version.
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                         [str(SCHEMA_VERSION)])
         return reg
 

@@ -19,7 +19,12 @@ persons              :class:`PersonChanges`, :func:`publish_persons` (with
                      :func:`append_events`), read back by :func:`load_state`
 successor pointers   :func:`load_successors`, :func:`reachable_state` (the walk itself is
                      :func:`linkage.ids.reconcile.resolve`)
-constraints          :func:`add_constraint`, read back by :func:`load_constraints`
+constraints          :func:`add_constraint`, :func:`remove_decision_constraints`, read
+                     back by :func:`load_constraints`, :func:`constraint_partners`
+review queue         :func:`add_review_items`, :func:`set_review_status`,
+                     :func:`add_review_decision`, :func:`add_review_view`,
+                     :func:`add_review_sample` (what to queue and decide:
+                     :mod:`linkage.review`)
 enrolment journal    :func:`journal_enrolment`, :func:`journaled_enrolments`,
                      :func:`drop_journaled`
 ==================== ==================================================================
@@ -535,7 +540,8 @@ def append_events(cur: Cursor, events: Sequence[Event], *, cause: str | None = N
 
 
 def add_constraint(cur: Cursor, uid_a: str, uid_b: str, kind: str, *, decided_by: str,
-                   decided_at: dt.datetime | None = None) -> None:
+                   decided_at: dt.datetime | None = None,
+                   decision_id: str | None = None) -> None:
     """Record a reviewer's must-link / cannot-link decision between two records.
 
     A pair is stored once, in either order; a new decision on it replaces the old one.
@@ -564,8 +570,39 @@ def add_constraint(cur: Cursor, uid_a: str, uid_b: str, kind: str, *, decided_by
     except ConstraintConflict:
         raise ConstraintConflict(
             f"{kind} ({a!r}, {b!r}) contradicts the recorded constraints") from None
-    cur.execute("INSERT OR REPLACE INTO constraints VALUES (?, ?, ?, ?, ?)",
-                [a, b, kind, decided_by, decided_at or _now()])
+    cur.execute("INSERT OR REPLACE INTO constraints (uid_a, uid_b, kind, decided_by, "
+                "decided_at, decision_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [a, b, kind, decided_by, decided_at or _now(), decision_id])
+
+
+def remove_decision_constraints(cur: Cursor, decision_id: str) -> int:
+    """Delete the constraints a review decision wrote (it is being revoked).
+
+    Returns how many were deleted. A constraint a later decision has since replaced
+    names that later decision and stays.
+    """
+    rows = query(cur, "SELECT count(*) FROM constraints WHERE decision_id = ?", [decision_id])
+    cur.execute("DELETE FROM constraints WHERE decision_id = ?", [decision_id])
+    return int(rows[0][0])
+
+
+def constraint_partners(cur: Cursor, uids: Collection[str]
+                        ) -> dict[str, tuple[set[str], set[str]]]:
+    """uid -> (its must-link partners, its cannot-link partners), for ``uids`` only."""
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    if not uids:
+        return out
+    rows = query(cur, """
+        SELECT uid_a, uid_b, kind FROM constraints
+        WHERE uid_a IN (SELECT unnest(?::VARCHAR[])) OR uid_b IN (SELECT unnest(?::VARCHAR[]))
+        """, [list(uids)] * 2)
+    wanted = set(uids)
+    for a, b, kind in rows:
+        for x, y in ((a, b), (b, a)):
+            if x in wanted:
+                must, cannot = out.setdefault(x, (set(), set()))
+                (must if kind == MUST_LINK else cannot).add(y)
+    return out
 
 
 def load_constraints(cur: Cursor, live: Collection[str] | None = None) -> Constraints:
@@ -577,6 +614,67 @@ def load_constraints(cur: Cursor, live: Collection[str] | None = None) -> Constr
             continue
         (must if kind == MUST_LINK else cannot).append((a, b))
     return Constraints(must_link=must, cannot_link=cannot)
+
+
+# ---------------------------------------------------------------------------------------
+# The review queue
+# ---------------------------------------------------------------------------------------
+
+#: Columns of a row given to :func:`add_review_items` (``item_id`` and ``seq`` are
+#: issued here).
+REVIEW_ITEM_COLUMNS = ("kind", "reasons", "uid_a", "uid_b", "person_id", "record_uids",
+                       "match_probability", "priority", "evidence_hash", "programmes",
+                       "area", "status", "created_at", "created_by", "sample_id", "stratum",
+                       "linked_then")
+
+
+def add_review_items(cur: Cursor, items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Queue review items (rows of :data:`REVIEW_ITEM_COLUMNS`); returns their IDs.
+
+    The caller has already left out items whose evidence hash is queued
+    (:func:`linkage.review.queue.new_items`).
+    """
+    ids = []
+    for it in items:
+        (seq,) = query(cur, "SELECT nextval('review_item_seq')")[0]
+        item_id = f"R{seq}"
+        cols = ", ".join(REVIEW_ITEM_COLUMNS)
+        marks = ", ".join("?" for _ in REVIEW_ITEM_COLUMNS)
+        cur.execute(f"INSERT INTO review_items (item_id, seq, {cols}) VALUES (?, ?, {marks})",
+                    [item_id, seq, *(it.get(c) for c in REVIEW_ITEM_COLUMNS)])
+        ids.append(item_id)
+    return ids
+
+
+def set_review_status(cur: Cursor, item_ids: Collection[str], status: str) -> None:
+    """Set the status of review items (``open``, ``deferred``, ``decided``, ``stale``)."""
+    if item_ids:
+        cur.execute("UPDATE review_items SET status = ? WHERE item_id IN "
+                    "(SELECT unnest(?::VARCHAR[]))", [status, list(item_ids)])
+
+
+def add_review_decision(cur: Cursor, *, decision_id: str, item_id: str, decision: str,
+                        record_uid: str | None, reviewer: str, decided_at: dt.datetime,
+                        comment: str | None, revokes: str | None,
+                        constraints: Sequence[tuple[str, str, str]]) -> None:
+    """Record a decision on a review item (never deleted: a later one revokes it)."""
+    cur.execute("INSERT INTO review_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [decision_id, item_id, decision, record_uid, reviewer, decided_at, comment,
+                 revokes, json.dumps([list(c) for c in constraints])])
+
+
+def add_review_view(cur: Cursor, item_id: str, viewer: str, surface: str,
+                    now: dt.datetime | None = None) -> None:
+    """Record that someone looked at an item (the audit trail)."""
+    cur.execute("INSERT INTO review_views VALUES (?, ?, ?, ?)",
+                [item_id, viewer, now or _now(), surface])
+
+
+def add_review_sample(cur: Cursor, sample_id: str, created_by: str,
+                      strata: Mapping[str, Any], now: dt.datetime | None = None) -> None:
+    """Record a clerical sample's strata (population sizes, bounds) for the estimate."""
+    cur.execute("INSERT INTO review_samples VALUES (?, ?, ?, ?)",
+                [sample_id, now or _now(), created_by, json.dumps(strata)])
 
 
 # ---------------------------------------------------------------------------------------

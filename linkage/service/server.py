@@ -38,7 +38,14 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from linkage.config import ProjectConfig
-from linkage.errors import InvalidRequest, NotFound, NotReady, RunInProgress
+from linkage.errors import (
+    ConstraintConflict,
+    InvalidRequest,
+    NotFound,
+    NotReady,
+    ReviewConflict,
+    RunInProgress,
+)
 from linkage.matching.model import ModelError
 from linkage.realtime.core import Realtime, RealtimeOptions
 from linkage.service.limits import (
@@ -85,7 +92,10 @@ class ExceptionToStatus(grpc.ServerInterceptor):
     * :class:`~linkage.service.limits.RequestTooLarge` -> RESOURCE_EXHAUSTED;
     * :class:`~linkage.errors.NotFound` -> NOT_FOUND;
     * :class:`~linkage.errors.RunInProgress`, :class:`~linkage.errors.NotReady`,
-      :class:`~linkage.matching.model.ModelError` -> FAILED_PRECONDITION;
+      :class:`~linkage.matching.model.ModelError`, a review decision that contradicts the
+      recorded constraints (:class:`~linkage.errors.ConstraintConflict`) or that the
+      item's state refuses (:class:`~linkage.errors.ReviewConflict`) ->
+      FAILED_PRECONDITION;
     * :class:`TimeoutError` -> DEADLINE_EXCEEDED;
     * :class:`grpc.RpcError` from reading the request stream (the client went away) ->
       CANCELLED;
@@ -177,7 +187,8 @@ class ExceptionToStatus(grpc.ServerInterceptor):
                            message(str(exc)))
         if isinstance(exc, NotFound):
             return _status(grpc.StatusCode.NOT_FOUND, code_pb2.NOT_FOUND, message(str(exc)))
-        if isinstance(exc, RunInProgress | NotReady | ModelError):
+        if isinstance(exc, RunInProgress | NotReady | ModelError | ConstraintConflict
+                      | ReviewConflict):
             return _status(grpc.StatusCode.FAILED_PRECONDITION, code_pb2.FAILED_PRECONDITION,
                            message(str(exc)))
         if isinstance(exc, TimeoutError):
