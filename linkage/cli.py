@@ -285,6 +285,23 @@ def review_decide(project_path: Path, item_id: str, decision: str, reviewer: str
         rv.register.close()
 
 
+@review.command("open")
+@project_option
+@click.argument("record_a")
+@click.argument("record_b")
+@click.option("--reviewer", envvar="LINKAGE_REVIEWER", required=True,
+              help="Who asks (env: LINKAGE_REVIEWER).")
+@_guard
+def review_open(project_path: Path, record_a: str, record_b: str, reviewer: str) -> None:
+    """Queue any two records (<source>:<key>) as an item, to decide on them."""
+    project = _load(project_path)
+    rv = _review(project)
+    try:
+        click.echo(rv.open_pair(record_a, record_b, reviewer=reviewer))
+    finally:
+        rv.register.close()
+
+
 @review.command("sample")
 @project_option
 @click.option("--per-stratum", type=click.IntRange(1, 1000), default=20, show_default=True,

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+from linkage.errors import InvalidRequest, NotFound
 from linkage.realtime.index import Index
 from linkage.register import store
 from linkage.register.database import query
@@ -119,7 +120,6 @@ def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_strat
                  now: dt.datetime | None = None) -> SampleInfo:
     """Draw and queue a clerical sample; its strata are recorded for :func:`estimate`."""
     if per_stratum < 1:
-        from linkage.errors import InvalidRequest
         raise InvalidRequest([("per_stratum", "must be at least 1")])
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rng = np.random.default_rng(seed)
@@ -198,8 +198,6 @@ def labels(cur: Cursor, sample_id: str) -> dict[str, list[int]]:
 
 def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
     """Precision and recall from a sample's labels (see the module docstring)."""
-    from linkage.errors import NotFound
-
     rows = query(cur, "SELECT strata_json FROM review_samples WHERE sample_id = ?", [sample_id])
     if not rows:
         raise NotFound(f"no clerical sample {sample_id!r}")

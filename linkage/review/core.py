@@ -27,6 +27,7 @@ from linkage.register import store
 from linkage.register.database import Register, query
 from linkage.review import accuracy, decide, evidence
 from linkage.review.evidence import Filters, Item, ItemView
+from linkage.review.queue import open_pair
 
 #: Seconds a decision waits for the register's write lock (a batch run holds it while it
 #: publishes) before answering that a run is in progress.
@@ -136,6 +137,17 @@ class Review:
         return index.explain(uid_a, uid_b)
 
     # ------------------------------------------------------------------ deciding
+
+    def open_pair(self, uid_a: str, uid_b: str, *, reviewer: str) -> str:
+        """Queue any two records as an item (to decide on a pair seen with ``explain``);
+        returns the item ID (the existing one when the same evidence is queued)."""
+        ex = self.explain(uid_a, uid_b)
+        if not reviewer or not reviewer.strip():
+            raise InvalidRequest([("reviewer", "required")])
+        with self._locked(), self.register.transaction() as cur:
+            return open_pair(cur, uid_a, uid_b, opened_by=f"reviewer {reviewer.strip()}",
+                             now=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                             probability=ex.match_probability)
 
     def decide(self, item_id: str, decision: str, *, reviewer: str, comment: str | None = None,
                record_uid: str | None = None,

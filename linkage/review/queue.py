@@ -36,6 +36,7 @@ from typing import Any
 
 import duckdb
 
+from linkage.errors import NotFound
 from linkage.register import store
 from linkage.register.database import query
 
@@ -173,7 +174,8 @@ def mark_stale(cur: Cursor) -> int:
 
 
 def band_pairs(cur: Cursor) -> list[Candidate]:
-    """Scored pairs of the last run between the review and match thresholds, undecided."""
+    """Scored pairs of the last run between the review and match thresholds, undecided:
+    without a constraint, or with one decided before one of the records changed."""
     rows = query(cur, """
         SELECT l.uid_l, l.uid_r, l.match_probability,
                pl.person_id IS NOT NULL AND pl.person_id = pr.person_id
@@ -182,7 +184,10 @@ def band_pairs(cur: Cursor) -> list[Candidate]:
         LEFT JOIN person_records pr ON pr.uid = l.uid_r
         LEFT JOIN constraints c ON c.uid_a = least(l.uid_l, l.uid_r)
                                AND c.uid_b = greatest(l.uid_l, l.uid_r)
-        WHERE NOT l.linked AND c.kind IS NULL
+        LEFT JOIN records ra ON ra.uid = l.uid_l
+        LEFT JOIN records rb ON rb.uid = l.uid_r
+        WHERE NOT l.linked
+          AND (c.kind IS NULL OR greatest(ra.updated_at, rb.updated_at) > c.decided_at)
         ORDER BY l.uid_l, l.uid_r""")
     return [Candidate(PAIR, ["review_band"], [a, b], pair_priority(p), uid_a=a, uid_b=b,
                       match_probability=p, linked_then=bool(same)) for a, b, p, same in rows]
@@ -259,6 +264,23 @@ def queue_after_run(cur: Cursor, *, run_id: str, match_threshold: float,
     (n_open,) = query(cur, "SELECT count(*) FROM review_items WHERE status = 'open'")[0]
     return {"queued": len(new), "review_band_pairs": len(pairs),
             "doubtful_persons": len(persons), "stale": stale, "open": int(n_open)}
+
+
+def open_pair(cur: Cursor, uid_a: str, uid_b: str, *, opened_by: str, now: dt.datetime,
+              probability: float | None = None) -> str:
+    """Queue any two records as a pair item at a reviewer's request (after ``explain``);
+    returns its ID, or the ID of the item already queued for the same evidence."""
+    cand = Candidate(PAIR, ["requested"], [uid_a, uid_b], 100.0, uid_a=uid_a, uid_b=uid_b,
+                     match_probability=probability)
+    facts = _record_facts(cur, [uid_a, uid_b])
+    if len(facts) < 2 or uid_a == uid_b:
+        raise NotFound("both records must be active and different")
+    h = evidence_hash(PAIR, {u: facts[u][0] for u in (uid_a, uid_b)})
+    rows = query(cur, "SELECT item_id FROM review_items WHERE evidence_hash = ? "
+                      "ORDER BY seq DESC LIMIT 1", [h])
+    if rows:
+        return rows[0][0]
+    return new_items(cur, [cand], created_by=opened_by, now=now)[0]
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ REASON_TEXT = {
     "irreconcilable_birth_dates": "two records of one roster with birth years apart",
     "weak_enrolment_link": "enrolled into a person on weak evidence",
     "clerical_sample": "drawn at random for the accuracy estimate",
+    "requested": "opened by a reviewer",
 }
 
 
