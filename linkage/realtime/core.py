@@ -29,6 +29,7 @@ from linkage.realtime import lookup
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
 from linkage.register.database import Register, query
+from linkage.review.core import Review
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class Realtime:
         if self._state.index is not None:
             self.enroller = self._new_enroller(self._state.index)
         self.batch = BatchController(project, register, self.write_lock, self._after_publish)
+        # The review queue shares the write lock and the index; a decision that changed
+        # persons refreshes the index as a published run does.
+        self.review = Review(project, register, write_lock=self.write_lock,
+                             index=lambda: self.index, on_change=self._after_publish)
 
     @classmethod
     def open(cls, project: ProjectConfig, register: Register | None = None,

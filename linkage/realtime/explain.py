@@ -50,10 +50,14 @@ def format_explanation(ex: PairExplanation) -> str:
         lines.append(f"{e.comparison:<18}{e.label:<40}{e.weight:>+9.2f}{tf}")
     lines += [f"{'match weight':<58}{ex.match_weight:>+9.2f}",
               f"{'match probability':<58}{ex.match_probability:>9.4f}", ""]
-    if ex.compared:
-        lines.append("compared by blocking keys: " + ", ".join(ex.shared_keys))
-    else:
-        lines.append("never compared: no blocking key in common"
-                     + (f" within the block cap (shared but capped: {', '.join(ex.capped_keys)})"
-                        if ex.capped_keys else ""))
+    lines.append(blocking_line(ex))
     return "\n".join(lines)
+
+
+def blocking_line(ex: PairExplanation) -> str:
+    """Whether blocking compares the pair, in one line (the CLI, the API, the web page)."""
+    if ex.compared:
+        return "compared by blocking keys: " + ", ".join(ex.shared_keys)
+    return ("never compared: no blocking key in common"
+            + (f" within the block cap (shared but capped: {', '.join(ex.capped_keys)})"
+               if ex.capped_keys else ""))

@@ -71,6 +71,14 @@ class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATE_RUNNING: _ClassVar[RunState]
     RUN_STATE_PUBLISHED: _ClassVar[RunState]
     RUN_STATE_FAILED: _ClassVar[RunState]
+
+class ReviewDecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_DECISION_KIND_UNSPECIFIED: _ClassVar[ReviewDecisionKind]
+    REVIEW_DECISION_KIND_SAME: _ClassVar[ReviewDecisionKind]
+    REVIEW_DECISION_KIND_NOT_SAME: _ClassVar[ReviewDecisionKind]
+    REVIEW_DECISION_KIND_TAKE_OUT: _ClassVar[ReviewDecisionKind]
+    REVIEW_DECISION_KIND_DEFER: _ClassVar[ReviewDecisionKind]
 SEX_UNSPECIFIED: Sex
 SEX_MALE: Sex
 SEX_FEMALE: Sex
@@ -107,6 +115,11 @@ RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_RUNNING: RunState
 RUN_STATE_PUBLISHED: RunState
 RUN_STATE_FAILED: RunState
+REVIEW_DECISION_KIND_UNSPECIFIED: ReviewDecisionKind
+REVIEW_DECISION_KIND_SAME: ReviewDecisionKind
+REVIEW_DECISION_KIND_NOT_SAME: ReviewDecisionKind
+REVIEW_DECISION_KIND_TAKE_OUT: ReviewDecisionKind
+REVIEW_DECISION_KIND_DEFER: ReviewDecisionKind
 
 class BirthDate(_message.Message):
     __slots__ = ("year", "month", "day", "precision")
@@ -467,3 +480,253 @@ class RunProgress(_message.Message):
     elapsed_seconds: float
     state: RunState
     def __init__(self, run_id: _Optional[str] = ..., line: _Optional[int] = ..., message: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ..., state: _Optional[_Union[RunState, str]] = ...) -> None: ...
+
+class ReviewItem(_message.Message):
+    __slots__ = ("item_id", "kind", "reasons", "record_a", "record_b", "person_id", "records", "match_probability", "priority", "programmes", "area", "status", "created_at", "created_by")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_A_FIELD_NUMBER: _ClassVar[int]
+    RECORD_B_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMMES_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    kind: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    record_a: RecordRef
+    record_b: RecordRef
+    person_id: str
+    records: _containers.RepeatedCompositeFieldContainer[RecordRef]
+    match_probability: float
+    priority: float
+    programmes: _containers.RepeatedScalarFieldContainer[str]
+    area: str
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    created_by: str
+    def __init__(self, item_id: _Optional[str] = ..., kind: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., record_a: _Optional[_Union[RecordRef, _Mapping]] = ..., record_b: _Optional[_Union[RecordRef, _Mapping]] = ..., person_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[RecordRef, _Mapping]]] = ..., match_probability: _Optional[float] = ..., priority: _Optional[float] = ..., programmes: _Optional[_Iterable[str]] = ..., area: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ...) -> None: ...
+
+class ListReviewItemsRequest(_message.Message):
+    __slots__ = ("status", "kind", "programme", "area", "min_priority", "page_size", "page_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    MIN_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    kind: str
+    programme: str
+    area: str
+    min_priority: float
+    page_size: int
+    page_token: str
+    def __init__(self, status: _Optional[str] = ..., kind: _Optional[str] = ..., programme: _Optional[str] = ..., area: _Optional[str] = ..., min_priority: _Optional[float] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListReviewItemsResponse(_message.Message):
+    __slots__ = ("items", "next_page_token", "total_size")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ReviewItem]
+    next_page_token: str
+    total_size: int
+    def __init__(self, items: _Optional[_Iterable[_Union[ReviewItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class GetReviewItemRequest(_message.Message):
+    __slots__ = ("item_id", "viewer")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    viewer: str
+    def __init__(self, item_id: _Optional[str] = ..., viewer: _Optional[str] = ...) -> None: ...
+
+class ReviewRecord(_message.Message):
+    __slots__ = ("record", "programme", "source_kind", "person_id", "status", "raw", "standardised")
+    class RawEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class StandardisedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    STANDARDISED_FIELD_NUMBER: _ClassVar[int]
+    record: RecordRef
+    programme: str
+    source_kind: str
+    person_id: str
+    status: str
+    raw: _containers.ScalarMap[str, str]
+    standardised: _containers.ScalarMap[str, str]
+    def __init__(self, record: _Optional[_Union[RecordRef, _Mapping]] = ..., programme: _Optional[str] = ..., source_kind: _Optional[str] = ..., person_id: _Optional[str] = ..., status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., standardised: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class WaterfallStep(_message.Message):
+    __slots__ = ("comparison", "level", "level_label", "match_weight", "tf_adjustment")
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_LABEL_FIELD_NUMBER: _ClassVar[int]
+    MATCH_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TF_ADJUSTMENT_FIELD_NUMBER: _ClassVar[int]
+    comparison: str
+    level: int
+    level_label: str
+    match_weight: float
+    tf_adjustment: float
+    def __init__(self, comparison: _Optional[str] = ..., level: _Optional[int] = ..., level_label: _Optional[str] = ..., match_weight: _Optional[float] = ..., tf_adjustment: _Optional[float] = ...) -> None: ...
+
+class PairExplanation(_message.Message):
+    __slots__ = ("record_a", "record_b", "prior_weight", "steps", "match_weight", "match_probability", "compared", "shared_blocking_keys", "capped_blocking_keys", "blocking_summary", "batch_match_probability")
+    RECORD_A_FIELD_NUMBER: _ClassVar[int]
+    RECORD_B_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    SHARED_BLOCKING_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CAPPED_BLOCKING_KEYS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKING_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    record_a: RecordRef
+    record_b: RecordRef
+    prior_weight: float
+    steps: _containers.RepeatedCompositeFieldContainer[WaterfallStep]
+    match_weight: float
+    match_probability: float
+    compared: bool
+    shared_blocking_keys: _containers.RepeatedScalarFieldContainer[str]
+    capped_blocking_keys: _containers.RepeatedScalarFieldContainer[str]
+    blocking_summary: str
+    batch_match_probability: float
+    def __init__(self, record_a: _Optional[_Union[RecordRef, _Mapping]] = ..., record_b: _Optional[_Union[RecordRef, _Mapping]] = ..., prior_weight: _Optional[float] = ..., steps: _Optional[_Iterable[_Union[WaterfallStep, _Mapping]]] = ..., match_weight: _Optional[float] = ..., match_probability: _Optional[float] = ..., compared: _Optional[bool] = ..., shared_blocking_keys: _Optional[_Iterable[str]] = ..., capped_blocking_keys: _Optional[_Iterable[str]] = ..., blocking_summary: _Optional[str] = ..., batch_match_probability: _Optional[float] = ...) -> None: ...
+
+class PersonHistory(_message.Message):
+    __slots__ = ("person_id", "events")
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    events: _containers.RepeatedCompositeFieldContainer[PersonEvent]
+    def __init__(self, person_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[PersonEvent, _Mapping]]] = ...) -> None: ...
+
+class OtherCandidate(_message.Message):
+    __slots__ = ("record", "other", "other_person_id", "match_probability", "linked")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    OTHER_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    LINKED_FIELD_NUMBER: _ClassVar[int]
+    record: RecordRef
+    other: RecordRef
+    other_person_id: str
+    match_probability: float
+    linked: bool
+    def __init__(self, record: _Optional[_Union[RecordRef, _Mapping]] = ..., other: _Optional[_Union[RecordRef, _Mapping]] = ..., other_person_id: _Optional[str] = ..., match_probability: _Optional[float] = ..., linked: _Optional[bool] = ...) -> None: ...
+
+class ReviewConstraint(_message.Message):
+    __slots__ = ("record_a", "record_b", "kind")
+    RECORD_A_FIELD_NUMBER: _ClassVar[int]
+    RECORD_B_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    record_a: RecordRef
+    record_b: RecordRef
+    kind: str
+    def __init__(self, record_a: _Optional[_Union[RecordRef, _Mapping]] = ..., record_b: _Optional[_Union[RecordRef, _Mapping]] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ReviewDecision(_message.Message):
+    __slots__ = ("decision_id", "item_id", "decision", "record", "reviewer", "decided_at", "comment", "revokes", "constraints", "id_events", "persons")
+    class IdEventsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PersonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    REVOKES_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    ID_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    item_id: str
+    decision: ReviewDecisionKind
+    record: RecordRef
+    reviewer: str
+    decided_at: _timestamp_pb2.Timestamp
+    comment: str
+    revokes: str
+    constraints: _containers.RepeatedCompositeFieldContainer[ReviewConstraint]
+    id_events: _containers.ScalarMap[str, int]
+    persons: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., item_id: _Optional[str] = ..., decision: _Optional[_Union[ReviewDecisionKind, str]] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ..., reviewer: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., revokes: _Optional[str] = ..., constraints: _Optional[_Iterable[_Union[ReviewConstraint, _Mapping]]] = ..., id_events: _Optional[_Mapping[str, int]] = ..., persons: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ReviewItemEvidence(_message.Message):
+    __slots__ = ("item", "records", "pairs", "persons", "other_candidates", "decisions")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
+    OTHER_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    item: ReviewItem
+    records: _containers.RepeatedCompositeFieldContainer[ReviewRecord]
+    pairs: _containers.RepeatedCompositeFieldContainer[PairExplanation]
+    persons: _containers.RepeatedCompositeFieldContainer[PersonHistory]
+    other_candidates: _containers.RepeatedCompositeFieldContainer[OtherCandidate]
+    decisions: _containers.RepeatedCompositeFieldContainer[ReviewDecision]
+    def __init__(self, item: _Optional[_Union[ReviewItem, _Mapping]] = ..., records: _Optional[_Iterable[_Union[ReviewRecord, _Mapping]]] = ..., pairs: _Optional[_Iterable[_Union[PairExplanation, _Mapping]]] = ..., persons: _Optional[_Iterable[_Union[PersonHistory, _Mapping]]] = ..., other_candidates: _Optional[_Iterable[_Union[OtherCandidate, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[ReviewDecision, _Mapping]]] = ...) -> None: ...
+
+class DecideReviewItemRequest(_message.Message):
+    __slots__ = ("item_id", "decision", "reviewer", "comment", "record")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    decision: ReviewDecisionKind
+    reviewer: str
+    comment: str
+    record: RecordRef
+    def __init__(self, item_id: _Optional[str] = ..., decision: _Optional[_Union[ReviewDecisionKind, str]] = ..., reviewer: _Optional[str] = ..., comment: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ...) -> None: ...
+
+class ExplainPairRequest(_message.Message):
+    __slots__ = ("record_a", "record_b")
+    RECORD_A_FIELD_NUMBER: _ClassVar[int]
+    RECORD_B_FIELD_NUMBER: _ClassVar[int]
+    record_a: RecordRef
+    record_b: RecordRef
+    def __init__(self, record_a: _Optional[_Union[RecordRef, _Mapping]] = ..., record_b: _Optional[_Union[RecordRef, _Mapping]] = ...) -> None: ...

@@ -555,3 +555,246 @@ class BatchService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class ReviewServiceStub:
+    """---------------------------------------------------------------------------------------
+    The review queue (issue 12): pairs and persons in doubt, for registry administrators.
+    A batch run queues the pairs between the review and match thresholds and doubtful
+    persons; enrolment queues links on weak evidence. A decision is a must-link or
+    cannot-link constraint that every later run and enrolment honours, applied to the
+    persons at once (ID events with cause "review" in the change feed). Every view of an
+    item and every decision is recorded with who and when.
+    ---------------------------------------------------------------------------------------
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListReviewItems = channel.unary_unary(
+                '/linkage.v1.ReviewService/ListReviewItems',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListReviewItemsRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ListReviewItemsResponse.FromString,
+                _registered_method=True)
+        self.GetReviewItem = channel.unary_unary(
+                '/linkage.v1.ReviewService/GetReviewItem',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.GetReviewItemRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ReviewItemEvidence.FromString,
+                _registered_method=True)
+        self.DecideReviewItem = channel.unary_unary(
+                '/linkage.v1.ReviewService/DecideReviewItem',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.DecideReviewItemRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ReviewDecision.FromString,
+                _registered_method=True)
+        self.ExplainPair = channel.unary_unary(
+                '/linkage.v1.ReviewService/ExplainPair',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ExplainPairRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.PairExplanation.FromString,
+                _registered_method=True)
+
+
+class ReviewServiceServicer:
+    """---------------------------------------------------------------------------------------
+    The review queue (issue 12): pairs and persons in doubt, for registry administrators.
+    A batch run queues the pairs between the review and match thresholds and doubtful
+    persons; enrolment queues links on weak evidence. A decision is a must-link or
+    cannot-link constraint that every later run and enrolment honours, applied to the
+    persons at once (ID events with cause "review" in the change feed). Every view of an
+    item and every decision is recorded with who and when.
+    ---------------------------------------------------------------------------------------
+
+    """
+
+    def ListReviewItems(self, request, context):
+        """The queue, highest priority first, filtered and paginated: pass next_page_token
+        back as page_token for the next page. INVALID_ARGUMENT for an unknown status or
+        kind, a page size over 500 or a token this server did not give.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReviewItem(self, request, context):
+        """One item with its evidence: the records side by side, the waterfall of each pair,
+        the persons involved with their history, the other candidates of its records and
+        the decisions taken so far. The view is recorded (viewer, time). NOT_FOUND for an
+        unknown item.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideReviewItem(self, request, context):
+        """Decides an item. A later decision on the same item revokes the earlier one (its
+        constraints are removed, the decision is kept in the history). FAILED_PRECONDITION
+        when the decision contradicts recorded constraints (a cannot-link between records
+        that must-links join), when the item is stale (one of its records changed: decide
+        the newer item) or while a batch run is publishing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainPair(self, request, context):
+        """The waterfall of any two records that have a person, linked or not, and whether
+        blocking compares them ("never compared: no blocking key in common"). NOT_FOUND for
+        an unknown record, or one that is retired or has no person yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ReviewServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListReviewItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReviewItems,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListReviewItemsRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ListReviewItemsResponse.SerializeToString,
+            ),
+            'GetReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReviewItem,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.GetReviewItemRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ReviewItemEvidence.SerializeToString,
+            ),
+            'DecideReviewItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideReviewItem,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.DecideReviewItemRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ReviewDecision.SerializeToString,
+            ),
+            'ExplainPair': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainPair,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ExplainPairRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.PairExplanation.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.ReviewService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.ReviewService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ReviewService:
+    """---------------------------------------------------------------------------------------
+    The review queue (issue 12): pairs and persons in doubt, for registry administrators.
+    A batch run queues the pairs between the review and match thresholds and doubtful
+    persons; enrolment queues links on weak evidence. A decision is a must-link or
+    cannot-link constraint that every later run and enrolment honours, applied to the
+    persons at once (ID events with cause "review" in the change feed). Every view of an
+    item and every decision is recorded with who and when.
+    ---------------------------------------------------------------------------------------
+
+    """
+
+    @staticmethod
+    def ListReviewItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.ReviewService/ListReviewItems',
+            linkage_dot_v1_dot_linkage__pb2.ListReviewItemsRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ListReviewItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.ReviewService/GetReviewItem',
+            linkage_dot_v1_dot_linkage__pb2.GetReviewItemRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ReviewItemEvidence.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideReviewItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.ReviewService/DecideReviewItem',
+            linkage_dot_v1_dot_linkage__pb2.DecideReviewItemRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ReviewDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainPair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.ReviewService/ExplainPair',
+            linkage_dot_v1_dot_linkage__pb2.ExplainPairRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.PairExplanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
