@@ -22,8 +22,10 @@ probability in the stratum and ``s`` = :data:`PRIOR_STRENGTH` pseudo-labels: lab
 dominate as soon as there are a few, and a large stratum of near-certain non-matches with
 20 "not the same" labels is not credited with thousands of hidden matches. Then
 
-    precision = sum_linked N_h p_h / sum_linked N_h,
-    recall    = sum_linked N_h p_h / sum_all N_h p_h
+    matches_h = k_h + (N_h - n_h) p_h    (the labelled pairs are known; a stratum
+                                          labelled in full is exact)
+    precision = sum_linked matches_h / sum_linked N_h,
+    recall    = sum_linked matches_h / sum_all matches_h
 
 with a 95 % interval from :data:`DRAWS` joint posterior draws. This is Splink's
 accuracy-from-labels idea (``accuracy_analysis_from_labels_column``) made to estimate the
@@ -216,7 +218,10 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
             unlabelled.append(name)
         m = min(max(s["mean_probability"], 1e-6), 1 - 1e-6)
         a, b = k + PRIOR_STRENGTH * m, n - k + PRIOR_STRENGTH * (1 - m)
-        draws = rng.beta(a, b, DRAWS) * s["population"]
+        # The labelled pairs are known; the posterior speaks for the rest of the stratum
+        # (a stratum labelled in full is exact).
+        rest = max(s["population"] - n, 0.0)
+        draws = k + rng.beta(a, b, DRAWS) * rest
         matches += draws
         if s["linked"]:
             tp += draws

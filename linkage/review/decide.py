@@ -157,11 +157,28 @@ def decide(cur: Cursor, item_id: str, decision: str, *, reviewer: str,
                               reviewer=reviewer.strip(), decided_at=now, comment=comment,
                               revokes=previous, constraints=pairs)
     store.set_review_status(cur, [item_id], DEFERRED if decision == DEFER else DECIDED)
-    events = apply_to_persons(cur, uids, now=now) if pairs else {}
-    persons = dict(query(cur, "SELECT uid, person_id FROM person_records WHERE uid IN "
-                              "(SELECT unnest(?::VARCHAR[]))", [uids]))
+    named = sorted({*uids, *(u for x, y, _ in pairs for u in (x, y))})
+    now_in = _persons_of(cur, named)
+    events: dict[str, int] = {}
+    if not all(_holds(now_in, x, y, k) for x, y, k in pairs):
+        events = apply_to_persons(cur, named, now=now)
+    # (else the persons already agree: the usual case in a clerical sample)
+    persons = _persons_of(cur, uids)
     return Decision(decision_id, item_id, decision, reviewer.strip(), now, comment,
                     record_uid, previous, pairs, events, persons)
+
+
+def _persons_of(cur: Cursor, uids: list[str]) -> dict[str, str]:
+    return dict(query(cur, "SELECT uid, person_id FROM person_records WHERE uid IN "
+                           "(SELECT unnest(?::VARCHAR[]))", [uids]))
+
+
+def _holds(persons: dict[str, str], a: str, b: str, kind: str) -> bool:
+    """Whether the published persons already satisfy a constraint."""
+    pa, pb = persons.get(a), persons.get(b)
+    if pa is None or pb is None:
+        return True  # a record without a person: the next run places it
+    return (pa == pb) == (kind == store.MUST_LINK)
 
 
 def apply_to_persons(cur: Cursor, uids: Collection[str], *, now: dt.datetime
