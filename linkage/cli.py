@@ -182,6 +182,34 @@ def summary(project_path: Path) -> None:
 
 @cli.command()
 @project_option
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              default="report.html", show_default=True, help="The HTML file to write.")
+@click.option("--lang", type=click.Choice(["en", "fr"]), default="en", show_default=True)
+@_guard
+def report(project_path: Path, out: Path, lang: str) -> None:
+    """Write the last run's report: one HTML file that opens with no internet access.
+
+    Records and rejects per source with reasons, persons in two sources (civil registry
+    included), duplicates, the match-weight histogram, m/u per level, blocking, ID events,
+    the review band and the reviewers' accuracy estimate, each with a table.
+    """
+    from linkage.report.data import collect
+    from linkage.report.html import render
+
+    project = _load(project_path)
+    reg = Register.open(project.register, read_only=True)
+    try:
+        cur = reg.cursor()
+        data = collect(cur, project)
+        cur.close()
+    finally:
+        reg.close()
+    out.write_text(render(data, lang=lang), encoding="utf-8")
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+@cli.command()
+@project_option
 @click.argument("record_a")
 @click.argument("record_b")
 @_guard

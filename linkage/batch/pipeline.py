@@ -245,6 +245,11 @@ def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
           SELECT p.person_id FROM person_records p JOIN records r USING (uid)
           JOIN sources s ON s.name = r.source WHERE s.kind = 'programme'
           GROUP BY p.person_id HAVING count(DISTINCT r.source) > 1) t""")[0]
+    # The same, counting a civil registry as a source: "in the register and in a programme".
+    (multi_sources,) = query(cur, """
+        SELECT count(*) FROM (
+          SELECT p.person_id FROM person_records p JOIN records r USING (uid)
+          GROUP BY p.person_id HAVING count(DISTINCT r.source) > 1) t""")[0]
     overlap: dict[str, dict[str, int]] = {a: dict.fromkeys(programmes, 0) for a in programmes}
     for a, b, n in query(cur, """
             WITH pp AS (SELECT DISTINCT p.person_id, r.source FROM person_records p
@@ -257,6 +262,7 @@ def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
         "sources": per_source,
         "persons": n_persons,
         "persons_in_several_programmes": multi,
+        "persons_in_several_sources": multi_sources,
         "overlap": overlap,
         "comparisons": blocking.total,
         "comparisons_by_rule": blocking.comparisons_by_rule,
@@ -276,9 +282,19 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{s.get('warnings', 0):>10,}{s.get('persons', 0):>10,}"
                      f"{s.get('persons_with_duplicates', 0):>14,}"
                      f"{s.get('duplicate_records', 0):>14,}")
-    lines += ["", f"persons: {summary['persons']:,}",
-              f"people in more than one programme: {summary['persons_in_several_programmes']:,}",
-              f"comparisons scored: {summary['comparisons']:,}"]
+    lines += ["  records: kept rows of the source's current files; rejected: rows that could not",
+              "  become a record (no key, no name, unreadable: `linkage report` lists the",
+              "  reasons); warnings: fields blanked on kept records; persons: distinct persons",
+              "  holding its records; dup. persons: persons with two or more of its records;",
+              "  dup. records: its records beyond the first of each person (records - persons)",
+              "", f"persons: {summary['persons']:,}",
+              f"people in more than one programme: {summary['persons_in_several_programmes']:,}"
+              " (programme rosters only)"]
+    if "persons_in_several_sources" in summary:
+        lines.append("people in more than one source, civil registry included: "
+                     f"{summary['persons_in_several_sources']:,}")
+    lines.append(f"comparisons scored: {summary['comparisons']:,} (pairs of records that share a "
+                 "blocking key, each scored by the model)")
     overlap = summary["overlap"]
     if overlap:
         names = list(overlap)
@@ -291,6 +307,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     if changes:
         lines += ["", "person ID events: " + ", ".join(f"{k} {v:,}" for k, v in
                                                         sorted(changes.items()))]
+    review = summary.get("review")
+    if review:
+        lines += ["", f"review queue: {review['queued']:,} new item(s): "
+                      f"{review['review_band_pairs']:,} pairs scored between the review and "
+                      f"match thresholds, {review['doubtful_persons']:,} doubtful persons; "
+                      f"{review['open']:,} open (`linkage review list`)"]
     refused = summary.get("refused_merges")
     if refused:
         lines += ["", "merges refused (no chaining): " + ", ".join(

@@ -57,3 +57,23 @@ def scorecard(settings: dict[str, Any]) -> Scorecard:
                                        float(lvl._tf_minimum_u_value)))
         comps.append((comp.output_column_name, tuple(levels)))
     return Scorecard(math.log2(prior / (1 - prior)), tuple(comps))
+
+
+#: The chart libraries Splink ships inside its package (UMD bundles), in load order.
+CHART_SCRIPTS = ("vega", "vega-lite", "vega-embed")
+
+
+def chart_scripts() -> list[tuple[str, str]]:
+    """``(name, JavaScript)`` of Vega, Vega-Lite and vega-embed as installed with Splink:
+    a page that inlines them needs no internet access."""
+    from splink.internals.html_utils import load_chart_libraries
+
+    libs = load_chart_libraries()
+    return [(name, libs[name]) for name in CHART_SCRIPTS]
+
+
+def chart_definition(filename: str) -> dict[str, Any]:
+    """One of Splink's own Vega-Lite chart specifications (``chart_defs/<filename>``)."""
+    from splink.internals.charts import load_chart_definition
+
+    return load_chart_definition(filename)
