@@ -422,12 +422,16 @@ def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
 @project_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=50051, show_default=True)
+@click.option("--web-port", type=int, default=8080, show_default=True,
+              help="Port of the reviewers' web page (0: a free one); -1: no web page.")
 @_guard
-def serve(project_path: Path, host: str, port: int) -> None:
-    """Serve the gRPC API on the register (health and reflection included)."""
+def serve(project_path: Path, host: str, port: int, web_port: int) -> None:
+    """Serve the gRPC API on the register (health and reflection included) and the
+    reviewers' web page (queue, items, decisions, run report) on its own port."""
     from linkage.service.server import serve as run_server
 
-    run_server(_load(project_path), host=host, port=port)
+    run_server(_load(project_path), host=host, port=port,
+               web_port=None if web_port < 0 else web_port)
 
 
 def main() -> None:

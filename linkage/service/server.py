@@ -357,9 +357,11 @@ def _busy_threads(pool: futures.ThreadPoolExecutor) -> list[threading.Thread]:
 def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
           grace: float | None = None, options: RealtimeOptions | None = None,
           ready: Callable[[int], None] | None = None,
-          limits: ServiceLimits | None = None) -> None:
+          limits: ServiceLimits | None = None, web_port: int | None = None) -> None:
     """Serve the API on the project's register until SIGTERM / SIGINT, then drain.
 
+    With ``web_port`` (0: a free port) the reviewers' web page (:mod:`linkage.web`) is
+    served too, on its own port, by the same core.
     ``grace`` defaults to the project's ``serve.shutdown_grace_seconds``, ``limits`` to
     :class:`ServiceLimits` with the project's ``serve.max_records_per_stream``. When a
     call or thread cannot be stopped, the process ends with ``os._exit`` once the
@@ -384,12 +386,21 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     server.start()
     log.info("linkage API serving on %s:%d (register %s)", host, bound, project.register)
     print(f"serving on {host}:{bound}", flush=True)
+    web = None
+    if web_port is not None:  # the reviewers' web page, same core, its own port
+        from linkage.web.app import for_core, start
+
+        web, _ = start(for_core(core), host, web_port)
+        print(f"reviewers' web page on http://{host}:{web.server_address[1]}/", flush=True)
     if ready:
         ready(bound)
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        if web is not None:
+            web.shutdown()
+            web.server_close()
         done = shutdown(server, core, grace, health_servicer=health_servicer,
                         thread_pool=pool)
         for s, h in previous.items():
