@@ -1,6 +1,6 @@
 """Fixtures for the review-queue tests: a generated register with one published run.
 
-The project is generated once per module (:func:`linkage.synthetic.generate`, with its
+The project is generated once per session (:func:`linkage.synthetic.generate`, with its
 truth) and run through the real batch; each test gets its own copy of the directory,
 so decisions in one test never leak into another. Import with
 ``from tests.review_fixtures import *``.
@@ -38,8 +38,9 @@ def read_truth(root: Path) -> dict[str, str]:
         return {f"{r['source']}:{r['record_key']}": r["person_id"] for r in csv.DictReader(fh)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rv_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated and run once per test session; tests only ever copy it."""
     out = tmp_path_factory.mktemp("review-template")
     generate(persons=PERSONS, profile="sahel", seed=3, out=out,
              model=SHIPPED_MODELS_DIR / "sahel.json")

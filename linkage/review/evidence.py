@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.errors import InvalidRequest, NotFound
+from linkage.errors import InvalidRequest, NotFound, NotReady
 from linkage.realtime import lookup
 from linkage.realtime.index import Index, PairExplanation
 from linkage.register.database import query
@@ -132,8 +132,12 @@ def list_items(cur: Cursor, filters: Filters, *, page_size: int = 0, page_token:
     if filters.min_priority is not None:
         where.append("priority >= ?")
         params.append(filters.min_priority)
-    (total,) = query(cur, f"SELECT count(*) FROM review_items WHERE {' AND '.join(where)}",
-                     params)[0]
+    try:
+        (total,) = query(cur, f"SELECT count(*) FROM review_items WHERE {' AND '.join(where)}",
+                         params)[0]
+    except duckdb.CatalogException:  # a register of schema 1, opened read-only
+        raise NotReady("this register has no review queue yet: run a batch "
+                       "(`linkage run`)") from None
     if page_token:
         p, s = _untoken(page_token)
         where.append("(priority < ? OR (priority = ? AND seq > ?))")
