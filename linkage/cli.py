@@ -16,6 +16,7 @@ import click
 
 from linkage.config import ProjectConfig, load_project
 from linkage.errors import (
+    ChangeGuardTripped,
     ConfigError,
     IngestError,
     LinkageError,
@@ -30,7 +31,8 @@ from linkage.register.database import Register
 #: Exit code of each kind of error (the first matching class wins; 1 for the others).
 EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
     (ConfigError, 2), (RegisterLockedError, 3), (ModelError, 4), (IngestError, 5),
-    (RunError, 6), (NotReady, 7), (NotFound, 8), (FileNotFoundError, 9), (LinkageError, 1))
+    (ChangeGuardTripped, 10), (RunError, 6), (NotReady, 7), (NotFound, 8),
+    (FileNotFoundError, 9), (LinkageError, 1))
 
 project_option = click.option(
     "-p", "--project", "project_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -149,16 +151,23 @@ def train(project_path: Path) -> None:
 @click.option("--memory-limit", default="4GB", show_default=True,
               help="Memory limit of the scratch database Splink works in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--accept-changes", is_flag=True,
+              help="Publish even when the change guards (project file `guards:`) would stop "
+                   "the run: many records retired, rows rejected or person IDs changed.")
 @_guard
 def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
-        as_json: bool) -> None:
-    """The batch: ingest, predict, cluster, assign person IDs, publish atomically."""
+        as_json: bool, accept_changes: bool) -> None:
+    """The batch: ingest, predict, cluster, assign person IDs, publish atomically.
+
+    Stops before publishing (exit 10) when the run would retire, reject or change more
+    than the project's `guards:` allow; --accept-changes publishes it anyway.
+    """
     from linkage.batch.pipeline import format_summary
     from linkage.batch.pipeline import run as run_batch
 
     project = _load(project_path)
     result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
-                       memory_limit=memory_limit)
+                       memory_limit=memory_limit, accept_changes=accept_changes)
     click.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary))
 
 

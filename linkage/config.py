@@ -62,6 +62,24 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """Change guards of a batch run (the ``guards:`` mapping of the project file).
+
+    A run stops before publishing (:class:`linkage.errors.ChangeGuardTripped`) when it would
+    retire more than ``max_retired_share`` of a source's records, reject more than
+    ``max_rejected_share`` of a file's rows, or retire or split more than
+    ``max_changed_ids_share`` of the live person IDs. A share is only judged when its
+    denominator is at least ``min_count`` (three of five records retired is no alarm).
+    ``linkage run --accept-changes`` publishes anyway.
+    """
+
+    max_retired_share: float = 0.25
+    max_rejected_share: float = 0.25
+    max_changed_ids_share: float = 0.25
+    min_count: int = 50
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One source: a programme roster or a civil-registry extract."""
 
@@ -108,6 +126,7 @@ class ProjectConfig:
     min_birth_year: int = MIN_YEAR  # earlier birth years are blanked with a field warning
     serve: ServeConfig = field(default_factory=ServeConfig)
     clustering: str = CLUSTERING_METHODS[0]  # greedy (no chaining) | components
+    guards: GuardConfig = field(default_factory=GuardConfig)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -289,7 +308,7 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size", "min_birth_year", "serve", "clustering"}
+                 "max_block_size", "min_birth_year", "serve", "clustering", "guards"}
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -335,6 +354,16 @@ def load_project(path: Path | str) -> ProjectConfig:
                                         ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
         max_records_per_stream=sk.int("max_records_per_stream",
                                       ServeConfig.max_records_per_stream, 1, 100_000))
+    gk = _Keys(path, k.mapping("guards"), {"max_retired_share", "max_rejected_share",
+                                           "max_changed_ids_share", "min_count"},
+               prefix="guards.")
+    guards = GuardConfig(
+        max_retired_share=gk.float("max_retired_share", GuardConfig.max_retired_share, 0.0, 1.0),
+        max_rejected_share=gk.float("max_rejected_share", GuardConfig.max_rejected_share,
+                                    0.0, 1.0),
+        max_changed_ids_share=gk.float("max_changed_ids_share",
+                                       GuardConfig.max_changed_ids_share, 0.0, 1.0),
+        min_count=gk.int("min_count", GuardConfig.min_count, 1))
     return ProjectConfig(
         name=k.str("name", path.parent.name) or path.parent.name,
         path=path,
@@ -348,4 +377,5 @@ def load_project(path: Path | str) -> ProjectConfig:
         serve=serve,
         clustering=k.str("clustering", CLUSTERING_METHODS[0], choices=CLUSTERING_METHODS)
         or CLUSTERING_METHODS[0],
+        guards=guards,
     )

@@ -37,6 +37,16 @@ class RunError(LinkageError, RuntimeError):
     """A batch run failed; the published register is unchanged."""
 
 
+class ChangeGuardTripped(RunError):
+    """A run would change more of the register than the project's guards allow; it stopped
+    before publishing. ``findings`` are the lines naming each source or file and its
+    figures (counts only, no personal data)."""
+
+    def __init__(self, message: str, findings: list[str]):
+        self.findings = list(findings)
+        super().__init__(message)
+
+
 class RegisterLockedError(LinkageError, RuntimeError):
     """Another process holds the register file open for writing."""
 
