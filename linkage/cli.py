@@ -55,6 +55,10 @@ def _load(project_path: Path) -> ProjectConfig:
         raise _Failed(exc) from exc
 
 
+def _open_for_reading(project: ProjectConfig) -> Register:
+    return Register.open(project.register, read_only=True)
+
+
 def _guard(fn):
     """Turn domain errors into one-line CLI errors with their exit code."""
 
@@ -264,12 +268,97 @@ def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
 @project_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=50051, show_default=True)
+@click.option("--insecure", is_flag=True,
+              help="Serve plaintext (no TLS); allowed on loopback only. Without it, "
+                   "serve.tls in the project file is required.")
 @_guard
-def serve(project_path: Path, host: str, port: int) -> None:
-    """Serve the gRPC API on the register (health and reflection included)."""
+def serve(project_path: Path, host: str, port: int, insecure: bool) -> None:
+    """Serve the gRPC API on the register (health and reflection included).
+
+    TLS (mutual with serve.tls.client_ca) from the files named in the project file;
+    plaintext only on loopback with --insecure. Calls need an API token once one is
+    issued (`linkage token`); with none, the loopback server runs open and says so.
+    """
     from linkage.service.server import serve as run_server
 
-    run_server(_load(project_path), host=host, port=port)
+    run_server(_load(project_path), host=host, port=port, insecure=insecure)
+
+
+@cli.group()
+def token() -> None:
+    """Issue, list and revoke API tokens (stored hashed in the register).
+
+    Roles: mis (resolve, enrol, look up, watch changes), reviewer (read persons for
+    review), operator (batch control), admin. Run these while the server is stopped
+    (the register is the server's while it serves).
+    """
+
+
+@token.command("issue")
+@project_option
+@click.option("--name", required=True, help="Who holds the token, e.g. 'cash transfer MIS'.")
+@click.option("--role", type=click.Choice(["mis", "reviewer", "operator", "admin"]),
+              required=True)
+@click.option("--source", "sources", multiple=True,
+              help="mis only: limit enrolment and record look-ups to this source (repeat).")
+@_guard
+def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...]) -> None:
+    """Issue a token; it is printed once, on stdout, and only its hash is kept."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    unknown = [s for s in sources if not s.replace("_", "").replace("-", "").isalnum()]
+    if unknown:
+        raise click.BadParameter(f"not a source name: {unknown[0]}", param_hint="--source")
+    reg = Register.open(project.register)
+    try:
+        token_id, secret = TokenBook(reg).issue(name, role, sources=sources)
+    finally:
+        reg.close()
+    click.echo(f"issued token {token_id} ({role}) for {name}; keep it now, it is not "
+               "shown again:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@project_option
+@_guard
+def token_list(project_path: Path) -> None:
+    """List tokens: ID, role, holder, sources, issued, revoked (never the tokens)."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    reg = _open_for_reading(project)
+    try:
+        rows = TokenBook(reg).tokens()
+    finally:
+        reg.close()
+    click.echo(f"{'token':<10}{'role':<10}{'issued':<21}{'revoked':<21}name [sources]")
+    for r in rows:
+        revoked = r.revoked_at.isoformat(sep=" ", timespec="seconds") if r.revoked_at else "-"
+        limits = f" [{', '.join(r.sources)}]" if r.sources else ""
+        click.echo(f"{r.token_id:<10}{r.role:<10}"
+                   f"{r.issued_at.isoformat(sep=' ', timespec='seconds'):<21}{revoked:<21}"
+                   f"{r.name}{limits}")
+
+
+@token.command("revoke")
+@project_option
+@click.argument("token_id")
+@_guard
+def token_revoke(project_path: Path, token_id: str) -> None:
+    """Revoke the token TOKEN_ID (as shown by `linkage token list`)."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    reg = Register.open(project.register)
+    try:
+        done = TokenBook(reg).revoke(token_id)
+    finally:
+        reg.close()
+    if not done:
+        raise _Failed(NotFound(f"no live token {token_id}"))
+    click.echo(f"revoked token {token_id}")
 
 
 def main() -> None:

@@ -59,6 +59,18 @@ class ServeConfig:
 
     shutdown_grace_seconds: float = 30.0
     max_records_per_stream: int = 50_000
+    tls: TlsConfig | None = None  # serve.tls: TLS (and mutual TLS) from these files
+    insecure: bool = False  # serve.insecure: plaintext, on loopback only, on purpose
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """``serve.tls``: PEM files of the server's certificate chain and private key, and
+    optionally of the CA whose client certificates are required (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -347,9 +359,24 @@ def load_project(path: Path | str) -> ProjectConfig:
     if thresholds.review > thresholds.match:
         raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
     model = k.str("model", None)
-    sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream"},
-               prefix="serve.")
+    sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
+                                          "tls", "insecure"}, prefix="serve.")
+    insecure = sk.data.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(path, "serve.insecure", "expected true or false")
+    tls = None
+    if sk.data.get("tls") is not None:
+        tk = _Keys(path, sk.mapping("tls"), {"cert", "key", "client_ca"}, prefix="serve.tls.")
+        files: dict[str, Path | None] = {}
+        for key in ("cert", "key", "client_ca"):
+            value = tk.str(key, None, required=key != "client_ca")
+            files[key] = None if value is None else base / value
+            if files[key] is not None and not files[key].is_file():
+                raise ConfigError(path, f"serve.tls.{key}", f"file not found: {files[key]}")
+        tls = TlsConfig(cert=files["cert"], key=files["key"],  # type: ignore[arg-type]
+                        client_ca=files["client_ca"])
     serve = ServeConfig(
+        tls=tls, insecure=insecure,
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
                                         ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
         max_records_per_stream=sk.int("max_records_per_stream",

@@ -78,3 +78,13 @@ class RunInProgress(LinkageError, RuntimeError):
 
 class NotReady(LinkageError, RuntimeError):
     """The register has no model or no published run yet."""
+
+
+class Unauthenticated(LinkageError, PermissionError):
+    """No credentials, or credentials the server does not accept (unknown, revoked).
+
+    The message never says which: a guesser learns nothing from it."""
+
+
+class PermissionDenied(LinkageError, PermissionError):
+    """The client is known but its role (or its source limits) does not allow the call."""
