@@ -240,6 +240,50 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 
 
 @cli.command()
+@project_option
+@click.option("--person", "person_id", help="Calls that read or wrote this person ID.")
+@click.option("--client", help="Calls by this client (token ID, or a part of its name).")
+@click.option("--since", type=click.DateTime(), help="From this time (UTC).")
+@click.option("--until", type=click.DateTime(), help="Before this time (UTC).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_guard
+def audit(project_path: Path, person_id: str | None, client: str | None, since, until,
+          limit: int, as_json: bool) -> None:
+    """Who read or wrote whose data through the API, newest first.
+
+    Rows come from the register's append-only `audit_log`: time, client, role, call,
+    outcome, person IDs and record keys.
+    """
+    from linkage.ids.reconcile import normalise
+    from linkage.service.audit import query_audit
+
+    project = _load(project_path)
+    try:
+        pid = normalise(person_id) if person_id else None
+    except ValueError as exc:
+        raise click.BadParameter("not a valid person ID", param_hint="--person") from exc
+    reg = _open_for_reading(project)
+    try:
+        rows = query_audit(reg, person_id=pid, client=client, since=since,
+                           until=until, limit=limit)
+    finally:
+        reg.close()
+    for seq, at, who, role, method, outcome, persons, keys, detail in rows:
+        if as_json:
+            click.echo(json.dumps({"seq": seq, "at": at.isoformat(), "client": who,
+                                   "role": role, "method": method, "outcome": outcome,
+                                   "person_ids": persons, "record_keys": keys,
+                                   "detail": detail}))
+            continue
+        shown = ", ".join((persons or [])[:5]) + (f" (+{len(persons) - 5})"
+                                                  if persons and len(persons) > 5 else "")
+        click.echo(f"{at.isoformat(sep=' ', timespec='seconds')}  {method:<32}{outcome:<18}"
+                   f"{who} [{role or '-'}]  persons: {shown or '-'}  records: "
+                   f"{len(keys or [])}{'  ' + detail if detail else ''}")
+
+
+@cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default="demo", show_default=True, help="Where to write rosters and register.")
 @click.option("--persons", type=click.IntRange(50, 5_000_000), default=5000, show_default=True)

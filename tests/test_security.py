@@ -22,6 +22,7 @@ from service_fixtures import SmallRegister, build_small_register
 from linkage.config import load_project
 from linkage.errors import ConfigError, PermissionDenied
 from linkage.realtime.core import Realtime, RealtimeOptions
+from linkage.service.audit import AuditTrail, query_audit
 from linkage.service.auth import METHOD_ROLES, ROLES, Authorise, TokenBook, bearer
 from linkage.service.server import SERVICE_NAMES, create_server
 from linkage.service.v1 import linkage_pb2 as pb
@@ -47,6 +48,7 @@ class Secured:
     channel: grpc.Channel
     small: SmallRegister
     tokens: dict[str, str]  # role -> token
+    audit: AuditTrail
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +58,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     core.batch.runner = fx.slow_batch(0.0)  # StartRun must not run Splink here
     book = TokenBook(core.register, allow_open=True)
     tokens = {role: book.issue(f"test {role}", role)[1] for role in ROLES}
-    server, port = create_server(core, port=0, tokens=book)
+    audit = AuditTrail(core.register)
+    core.closers.append(audit.close)
+    server, port = create_server(core, port=0, tokens=book, audit=audit)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Secured(core, book, port, channel, small, tokens)
+        yield Secured(core, book, port, channel, small, tokens, audit)
     finally:
         channel.close()
         server.stop(None).wait()
@@ -361,3 +365,80 @@ def test_token_cli_issue_list_revoke(tmp_path: Path) -> None:
     finally:
         con.close()
     assert rows == [("mis", True)]
+
+
+# --- audit ----------------------------------------------------------------------------
+
+
+def _audit_rows(s: Secured, after: int) -> list[tuple]:
+    assert s.audit.flush()
+    return sorted(r for r in query_audit(s.core.register, limit=10_000) if r[0] > after)
+
+
+def _last_seq(s: Secured) -> int:
+    assert s.audit.flush()
+    rows = query_audit(s.core.register, limit=1)
+    return rows[0][0] if rows else 0
+
+
+def test_audit_rows_of_each_call(secured: Secured) -> None:
+    calls = _calls(secured)
+    mis = bearer(secured.tokens["mis"])
+    uid, _ = next(iter(secured.small.rows.items()))
+    source, key = uid.split(":", 1)
+    pid = secured.core.person_by_record(source, key).person_id
+    start = _last_seq(secured)
+    for name in ("Resolve", "Enrol", "EnrolBatch", "GetPerson", "GetPersonByRecord",
+                 "ListProgrammes", "WatchChanges", "GetRun"):
+        calls[name](mis if name != "GetRun" else bearer(secured.tokens["operator"]))
+    refused = _code(calls["GetPerson"], bearer(secured.tokens["operator"]))
+    anonymous = _code(calls["GetPerson"], bearer("lk_00000000_" + "x" * 43))
+    assert (refused, anonymous) == (grpc.StatusCode.PERMISSION_DENIED,
+                                    grpc.StatusCode.UNAUTHENTICATED)
+    rows = _audit_rows(secured, start)
+    by_method = {}
+    for _seq, _at, client, role, method, outcome, persons, keys, detail in rows:
+        by_method.setdefault(method, []).append((client, role, outcome, persons or [],
+                                                 keys or [], detail))
+    assert "BatchService/GetRun" not in by_method  # no personal data: not audited
+    mis_client = f"test mis ({secured.tokens['mis'].split('_')[1]})"
+    (resolve,) = by_method["LinkageService/Resolve"]
+    assert resolve[:3] == (mis_client, "mis", "OK") and resolve[3]  # candidates' IDs
+    (enrol,) = by_method["LinkageService/Enrol"]
+    assert enrol[2] == "OK" and enrol[4][0].startswith("mis_api:SEC-") and enrol[3]
+    (batch,) = by_method["LinkageService/EnrolBatch"]
+    assert batch[2] == "OK" and len(batch[4]) == 1 and batch[5] == "1 record(s)"
+    ok, denied, unknown = by_method["LinkageService/GetPerson"]
+    assert ok[:3] == (mis_client, "mis", "OK") and pid in ok[3] and uid in ok[4]
+    assert denied[1:3] == ("operator", "PERMISSION_DENIED") and denied[0].startswith("test op")
+    assert unknown[:3] == ("unauthenticated", None, "UNAUTHENTICATED")
+    (by_record,) = by_method["LinkageService/GetPersonByRecord"]
+    assert by_record[2] == "OK" and uid in by_record[4] and pid in by_record[3]
+    (programmes,) = by_method["LinkageService/ListProgrammes"]
+    assert programmes[3] == [pid]
+    (watch,) = by_method["LinkageService/WatchChanges"]
+    assert watch[2] == "OK" and watch[3] and watch[5] == "events seq 1..2"
+    # No personal data in the trail: neither the names nor the birth dates sent.
+    row = secured.small.rows[uid]
+    text = repr(rows)
+    assert row["prenom"] not in text and row["nom"] not in text
+    assert row["date_naissance"].split("/")[-1] not in text.replace(pid, "")
+
+
+def test_audit_log_is_queried_by_person_client_and_time(secured: Secured) -> None:
+    uid, _ = next(iter(secured.small.rows.items()))
+    source, key = uid.split(":", 1)
+    pid = secured.core.person_by_record(source, key).person_id
+    _calls(secured)["GetPerson"](bearer(secured.tokens["reviewer"]))
+    assert secured.audit.flush()
+    reviewer_id = secured.tokens["reviewer"].split("_")[1]
+    mine = query_audit(secured.core.register, client=reviewer_id)
+    assert mine and all(r[2].endswith(f"({reviewer_id})") for r in mine)
+    about = query_audit(secured.core.register, person_id=pid)
+    assert about and all(pid in r[6] for r in about)
+    import datetime as dt
+    future = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(hours=1)
+    assert query_audit(secured.core.register, since=future) == []
+    assert query_audit(secured.core.register, until=future)
+    # Bound parameters: a hostile filter is a value, not SQL.
+    assert query_audit(secured.core.register, client="x' OR 1=1 --") == []

@@ -88,6 +88,8 @@ class Realtime:
         if self._state.index is not None:
             self.enroller = self._new_enroller(self._state.index)
         self.batch = BatchController(project, register, self.write_lock, self._after_publish)
+        #: called by :meth:`close` before the register is closed (the audit trail's flush)
+        self.closers: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, project: ProjectConfig, register: Register | None = None,
@@ -319,6 +321,8 @@ class Realtime:
         """Apply queued enrolments and close the register (if opened here)."""
         if self.enroller is not None:
             self.enroller.close(timeout)
+        for close in self.closers:
+            close()
         if self._own:
             if self.batch.running:
                 log.warning("closing while a batch run is going: it is abandoned, "

@@ -102,6 +102,11 @@ CURRENT: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "linkage_principal", default=None)
 
 
+#: The audit record of the call being served, when it is audited
+#: (:class:`linkage.service.audit.AuditCalls`): :class:`Authorise` names its client there.
+CALL: contextvars.ContextVar[Any] = contextvars.ContextVar("linkage_audit_call", default=None)
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -258,15 +263,19 @@ class Authorise(grpc.ServerInterceptor):
         self.book = book
         self.table = METHOD_ROLES if table is None else table
 
-    def principal(self, method: str, metadata: Iterable[tuple[str, Any]] | None
-                  ) -> Principal | None:
-        """The authorised caller (None for a public method); raises when refused."""
+    def principal(self, method: str, metadata: Iterable[tuple[str, Any]] | None,
+                  call: Any = None) -> Principal | None:
+        """The authorised caller (None for a public method); raises when refused.
+
+        ``call`` (an audit record) is told who the client is before a role refusal."""
         roles = self.table.get(method)
         if roles is None:
             raise PermissionDenied(f"{_short(method)} is not open to any client")
         if roles is PUBLIC:
             return None
         who = self.book.authenticate(metadata)
+        if call is not None:
+            call.principal = who
         if not who.open_mode and who.role not in roles:
             raise PermissionDenied(f"{_short(method)} is not permitted for this client")
         return who
@@ -286,7 +295,7 @@ class Authorise(grpc.ServerInterceptor):
 
     def _enter(self, request: Any, context: grpc.ServicerContext, method: str,
                streaming: bool) -> tuple[Any, contextvars.Token]:
-        who = self.principal(method, context.invocation_metadata())
+        who = self.principal(method, context.invocation_metadata(), CALL.get())
         if who is not None and who.sources:
             if streaming:
                 request = self._checked_stream(who, request, method)

@@ -42,6 +42,7 @@ from linkage.config import ProjectConfig, TlsConfig
 from linkage.errors import (
     ConfigError,
     InvalidRequest,
+    LinkageError,
     NotFound,
     NotReady,
     PermissionDenied,
@@ -50,6 +51,7 @@ from linkage.errors import (
 )
 from linkage.matching.model import ModelError
 from linkage.realtime.core import Realtime, RealtimeOptions
+from linkage.service.audit import AuditCalls, AuditTrail
 from linkage.service.auth import Authorise, TokenBook
 from linkage.service.limits import (
     DecodedStream,
@@ -269,6 +271,7 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                   thread_pool: futures.ThreadPoolExecutor | None = None,
                   tls: TlsConfig | None = None,
                   tokens: TokenBook | None = None,
+                  audit: AuditTrail | None = None,
                   ) -> tuple[grpc.Server, int]:
     """Build (not start) the server on ``host:port``; returns ``(server, bound_port)``.
 
@@ -285,6 +288,8 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         tls: serve TLS (mutual with ``client_ca``) from these files; without it the port is
             plaintext, which only a loopback ``host`` may be.
         tokens: the API tokens (default: the register's; open mode only on loopback).
+        audit: where audit rows go (default: a trail on the core's register, closed with
+            the core: :meth:`Realtime.close`).
 
     Raises:
         ValueError: plaintext asked for on an interface that is not loopback.
@@ -298,7 +303,17 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                ("grpc.so_reuseport", 0)]
     pool = thread_pool or futures.ThreadPoolExecutor(max_workers=max_workers,
                                                      thread_name_prefix="linkage-rpc")
-    server = grpc.server(pool, interceptors=[ExceptionToStatus(limits), Authorise(tokens),
+    if audit is None:
+        audit = AuditTrail(core.register)
+        core.closers.append(audit.close)
+
+    def outcome(exc: Exception) -> str:
+        if isinstance(exc, LinkageError | TimeoutError | grpc.RpcError):
+            return ExceptionToStatus.status_for(exc, limits=limits).code.name
+        return "INTERNAL"  # logged once, with its reference, by ExceptionToStatus
+
+    server = grpc.server(pool, interceptors=[ExceptionToStatus(limits),
+                                             AuditCalls(audit, outcome), Authorise(tokens),
                                              *interceptors], options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
     pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core, limits), server)
