@@ -56,7 +56,13 @@ def _load(project_path: Path) -> ProjectConfig:
 
 
 def _open_for_reading(project: ProjectConfig) -> Register:
-    return Register.open(project.register, read_only=True)
+    """The register read-only; while `linkage serve` holds it, its snapshot (said on stderr)."""
+    from linkage.register.snapshot import open_for_reading
+
+    reg, note = open_for_reading(project.register)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return reg
 
 
 def _guard(fn):
@@ -183,7 +189,7 @@ def summary(project_path: Path) -> None:
     from linkage.batch.pipeline import format_summary, last_summary
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         s = last_summary(reg)
     finally:
@@ -207,7 +213,7 @@ def explain(project_path: Path, record_a: str, record_b: str) -> None:
     from linkage.realtime.explain import explain_records, format_explanation
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         click.echo(format_explanation(explain_records(project, reg, record_a, record_b)))
     finally:
@@ -231,7 +237,7 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 
     project = _load(project_path)
     fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         n = do_export(reg, out, what=what, fmt=fmt)
     finally:
@@ -281,6 +287,75 @@ def audit(project_path: Path, person_id: str | None, client: str | None, since, 
         click.echo(f"{at.isoformat(sep=' ', timespec='seconds')}  {method:<32}{outcome:<18}"
                    f"{who} [{role or '-'}]  persons: {shown or '-'}  records: "
                    f"{len(keys or [])}{'  ' + detail if detail else ''}")
+
+
+@cli.command()
+@project_option
+@click.argument("statement")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header instead of a table.")
+@_guard
+def sql(project_path: Path, statement: str, as_csv: bool) -> None:
+    """Run one read-only SQL STATEMENT on the register (its snapshot while served).
+
+    The connection is read-only: nothing can be changed. Tables: see `linkage.register.database`.
+    """
+    import csv
+
+    import duckdb
+
+    project = _load(project_path)
+    reg = _open_for_reading(project)
+    try:
+        cur = reg.cursor()
+        try:
+            result = cur.sql(statement)
+            if result is None:
+                return
+            if as_csv:
+                writer = csv.writer(sys.stdout)
+                writer.writerow(result.columns)
+                writer.writerows(result.fetchall())
+            else:
+                click.echo(result)
+        except duckdb.Error as exc:
+            raise _Failed(LinkageError(f"SQL error: {exc}")) from exc
+        finally:
+            cur.close()
+    finally:
+        reg.close()
+
+
+@cli.command()
+@project_option
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The backup file to write (a DuckDB file; must not exist).")
+@_guard
+def backup(project_path: Path, out: Path) -> None:
+    """Back up the whole register: persons, history, ID secret, enrolment journal.
+
+    Works while `linkage serve` runs (from the server's latest snapshot, plus the ID
+    secret). Keep backups as safe as the register: they hold the same personal data.
+    """
+    from linkage.register.snapshot import backup as do_backup
+
+    project = _load(project_path)
+    click.echo(do_backup(project.register, out))
+
+
+@cli.command()
+@project_option
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing register.")
+@_guard
+def restore(project_path: Path, backup_file: Path, force: bool) -> None:
+    """Restore the register from BACKUP_FILE (made by `linkage backup`).
+
+    The same ID secret comes back, so the restored register keeps issuing the same IDs.
+    """
+    from linkage.register.snapshot import restore as do_restore
+
+    project = _load(project_path)
+    click.echo(do_restore(backup_file, project.register, force=force))
 
 
 @cli.command()

@@ -61,6 +61,9 @@ class ServeConfig:
     max_records_per_stream: int = 50_000
     tls: TlsConfig | None = None  # serve.tls: TLS (and mutual TLS) from these files
     insecure: bool = False  # serve.insecure: plaintext, on loopback only, on purpose
+    #: serve.snapshot_seconds: the read-only snapshot for readers is refreshed after each
+    #: publish and, when enrolments or audit rows came in, this often
+    snapshot_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -360,7 +363,8 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
     model = k.str("model", None)
     sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
-                                          "tls", "insecure"}, prefix="serve.")
+                                          "tls", "insecure", "snapshot_seconds"},
+               prefix="serve.")
     insecure = sk.data.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ConfigError(path, "serve.insecure", "expected true or false")
@@ -377,6 +381,8 @@ def load_project(path: Path | str) -> ProjectConfig:
                         client_ca=files["client_ca"])
     serve = ServeConfig(
         tls=tls, insecure=insecure,
+        snapshot_seconds=sk.float("snapshot_seconds", ServeConfig.snapshot_seconds, 1.0,
+                                  86_400.0),
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
                                         ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
         max_records_per_stream=sk.int("max_records_per_stream",

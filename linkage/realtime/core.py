@@ -29,6 +29,7 @@ from linkage.realtime import lookup
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
 from linkage.register.database import Register, query
+from linkage.register.snapshot import Snapshotter
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class RealtimeOptions:
     max_candidates: int = 100
     default_candidates: int = 10
     event_poll: float = 0.5
+    #: keep a read-only snapshot beside the register, refreshed after each publish and
+    #: this often when it changed (None: no snapshot; see linkage.register.snapshot)
+    snapshot_seconds: float | None = None
 
 
 @dataclass
@@ -90,6 +94,10 @@ class Realtime:
         self.batch = BatchController(project, register, self.write_lock, self._after_publish)
         #: called by :meth:`close` before the register is closed (the audit trail's flush)
         self.closers: list[Callable[[], None]] = []
+        self.snapshots: Snapshotter | None = None
+        if self.options.snapshot_seconds is not None:
+            self.snapshots = Snapshotter(register, self.options.snapshot_seconds)
+            self.snapshots.request()
 
     @classmethod
     def open(cls, project: ProjectConfig, register: Register | None = None,
@@ -119,6 +127,8 @@ class Realtime:
         log.info("real-time index: %d records in %.1f s", index.n, time.monotonic() - t0)
 
     def _after_publish(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.request()
         self._load_index()
         if self._state.index is not None:
             if self.enroller is None:
@@ -128,6 +138,8 @@ class Realtime:
         self._notify()
 
     def _notify(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.changed()
         with self._changes:
             self._changes.notify_all()
 
@@ -323,6 +335,8 @@ class Realtime:
             self.enroller.close(timeout)
         for close in self.closers:
             close()
+        if self.snapshots is not None:
+            self.snapshots.close()
         if self._own:
             if self.batch.running:
                 log.warning("closing while a batch run is going: it is abandoned, "

@@ -113,9 +113,11 @@ AUDITED: dict[str, Callable[[_Call, Any, Any], None]] = {
 class AuditTrail:
     """Queues audit rows and writes them to the register from one thread."""
 
-    def __init__(self, register: Register, *, interval: float = 0.2):
+    def __init__(self, register: Register, *, interval: float = 0.2,
+                 on_write: Callable[[], None] | None = None):
         self.register = register
         self.interval = interval
+        self.on_write = on_write  # the served register's snapshot is due a refresh
         self._queue: queue.Queue[tuple | None] = queue.Queue()
         self._idle = threading.Condition()
         self._pending = 0
@@ -164,6 +166,8 @@ class AuditTrail:
                 try:
                     with self.register.transaction() as cur:
                         store.append_audit(cur, rows)
+                    if self.on_write is not None:
+                        self.on_write()
                 except Exception:  # noqa: BLE001 - never take the server down
                     log.exception("could not write %d audit row(s)", len(rows))
             with self._idle:

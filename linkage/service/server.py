@@ -304,7 +304,8 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     pool = thread_pool or futures.ThreadPoolExecutor(max_workers=max_workers,
                                                      thread_name_prefix="linkage-rpc")
     if audit is None:
-        audit = AuditTrail(core.register)
+        audit = AuditTrail(core.register, on_write=core.snapshots.changed
+                           if core.snapshots is not None else None)
         core.closers.append(audit.close)
 
     def outcome(exc: Exception) -> str:
@@ -441,6 +442,8 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     if tls is None and not is_loopback(host):
         raise ConfigError(project.path, "serve.tls", f"plaintext is only served on loopback, "
                           f"not on {host}: configure serve.tls")
+    if options is None:
+        options = RealtimeOptions(snapshot_seconds=project.serve.snapshot_seconds)
     core = Realtime.open(project, options=options)
     tokens = TokenBook(core.register, allow_open=is_loopback(host))
     if tokens.live_count == 0 and not is_loopback(host):
