@@ -311,8 +311,10 @@ class Realtime:
             with self._changes:
                 self._changes.wait(self.options.event_poll)
 
-    def start_run(self, *, force_ingest: bool = False, retrain: bool = False) -> RunInfo:
-        return self.batch.start(force_ingest=force_ingest, retrain=retrain)
+    def start_run(self, *, force_ingest: bool = False, retrain: bool = False,
+                  accept_changes: bool = False) -> RunInfo:
+        return self.batch.start(force_ingest=force_ingest, retrain=retrain,
+                                accept_changes=accept_changes)
 
     def get_run(self, run_id: str = "") -> RunInfo:
         return self.batch.get(run_id)

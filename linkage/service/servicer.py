@@ -133,7 +133,8 @@ class BatchServicer(pb_grpc.BatchServiceServicer):
 
     def StartRun(self, request: pb.StartRunRequest, context: grpc.ServicerContext) -> pb.Run:
         return convert.run(self.core.start_run(force_ingest=request.force_ingest,
-                                               retrain=request.retrain))
+                                               retrain=request.retrain,
+                                               accept_changes=request.accept_changes))
 
     def GetRun(self, request: pb.GetRunRequest, context: grpc.ServicerContext) -> pb.Run:
         check_strings(request, self.limits)

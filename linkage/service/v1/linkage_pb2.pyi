@@ -413,12 +413,14 @@ class PersonEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., person_id: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ..., other_person_id: _Optional[str] = ..., run_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cause: _Optional[str] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("force_ingest", "retrain")
+    __slots__ = ("force_ingest", "retrain", "accept_changes")
     FORCE_INGEST_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_CHANGES_FIELD_NUMBER: _ClassVar[int]
     force_ingest: bool
     retrain: bool
-    def __init__(self, force_ingest: _Optional[bool] = ..., retrain: _Optional[bool] = ...) -> None: ...
+    accept_changes: bool
+    def __init__(self, force_ingest: _Optional[bool] = ..., retrain: _Optional[bool] = ..., accept_changes: _Optional[bool] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "state", "register_run_id", "started_at", "finished_at", "model_version", "summary_json", "error", "progress_lines")
