@@ -74,6 +74,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
 def _calls(s: Secured) -> dict[str, Callable[[Any], Any]]:
     """One well-formed call per RPC, taking the call metadata."""
     ls, bs = pb_grpc.LinkageServiceStub(s.channel), pb_grpc.BatchServiceStub(s.channel)
+    admin = pb_grpc.AdminServiceStub(s.channel)
     uid, row = next(iter(s.small.rows.items()))
     source, key = uid.split(":", 1)
     pid = s.core.person_by_record(source, key).person_id
@@ -99,6 +100,12 @@ def _calls(s: Secured) -> dict[str, Callable[[Any], Any]]:
         "GetRun": lambda md: bs.GetRun(pb.GetRunRequest(), metadata=md, timeout=10),
         "WatchRun": lambda md: list(bs.WatchRun(pb.WatchRunRequest(), metadata=md,
                                                 timeout=10)),
+        "IssueToken": lambda md: admin.IssueToken(pb.IssueTokenRequest(
+            name=f"matrix {next(n)}", role="reviewer"), metadata=md, timeout=10),
+        "ListTokens": lambda md: admin.ListTokens(pb.ListTokensRequest(), metadata=md,
+                                                  timeout=10),
+        "RevokeToken": lambda md: admin.RevokeToken(pb.RevokeTokenRequest(
+            token_id="00000000"), metadata=md, timeout=10),
     }
 
 
@@ -145,6 +152,8 @@ def test_role_matrix_for_every_rpc(secured: Secured) -> None:
     assert seen[("GetPerson", "reviewer")] == grpc.StatusCode.OK
     assert seen[("StartRun", "operator")] in (grpc.StatusCode.OK,
                                               grpc.StatusCode.FAILED_PRECONDITION)
+    assert seen[("IssueToken", "admin")] == grpc.StatusCode.OK
+    assert seen[("RevokeToken", "admin")] == grpc.StatusCode.NOT_FOUND  # no such token
 
 
 def test_wrong_malformed_and_revoked_tokens_are_unauthenticated(secured: Secured) -> None:
@@ -168,6 +177,31 @@ def test_wrong_malformed_and_revoked_tokens_are_unauthenticated(secured: Secured
     assert caught.value.details() == "missing or invalid credentials"
     assert _code(call, bearer(good)) == grpc.StatusCode.OK
     assert token_id in {r.token_id for r in secured.book.tokens() if r.live}
+
+
+def test_admin_service_issues_and_revokes_tokens_at_once(secured: Secured) -> None:
+    admin = pb_grpc.AdminServiceStub(secured.channel)
+    md = bearer(secured.tokens["admin"])
+    made = admin.IssueToken(pb.IssueTokenRequest(name="nutrition MIS", role="mis",
+                                                 sources=["mis_api"]), metadata=md, timeout=10)
+    assert made.token.startswith("lk_") and made.token_info.role == "mis"
+    assert list(made.token_info.sources) == ["mis_api"]
+    resolve = _calls(secured)["Resolve"]
+    assert _code(resolve, bearer(made.token)) == grpc.StatusCode.OK  # usable at once
+    listed = admin.ListTokens(pb.ListTokensRequest(), metadata=md, timeout=10)
+    assert made.token_info.token_id in {t.token_id for t in listed.tokens}
+    assert made.token not in str(listed)
+    gone = admin.RevokeToken(pb.RevokeTokenRequest(token_id=made.token_info.token_id),
+                             metadata=md, timeout=10)
+    assert gone.HasField("revoked_at")
+    assert _code(resolve, bearer(made.token)) == grpc.StatusCode.UNAUTHENTICATED  # at once
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.IssueToken(pb.IssueTokenRequest(name="x", role="root"), metadata=md, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.IssueToken(pb.IssueTokenRequest(name="x", role="operator", sources=["a"]),
+                         metadata=md, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_health_is_open_and_denials_leak_nothing(secured: Secured) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 EVENTS_PER_ROW = 1000
 
 _LS, _BS = "/linkage.v1.LinkageService/", "/linkage.v1.BatchService/"
+_AS = "/linkage.v1.AdminService/"
 
 
 class _Call:
@@ -96,6 +97,13 @@ def _start_run(call: _Call, request: Any, response: Any) -> None:
     pass  # no personal data, but it rewrites the register: who started it is kept
 
 
+def _token(call: _Call, request: Any, response: Any) -> None:
+    # No personal data either; who issued or revoked which token is kept (by token ID).
+    token_id = getattr(request, "token_id", "") or (
+        response.token_info.token_id if response is not None else "")
+    call.keys.append(f"token:{token_id}" if token_id else "token:")
+
+
 #: Method -> what it touched, from (request, response or None). Not listed: not audited
 #: (GetRun and WatchRun carry no personal data; health and reflection neither).
 AUDITED: dict[str, Callable[[_Call, Any, Any], None]] = {
@@ -107,6 +115,8 @@ AUDITED: dict[str, Callable[[_Call, Any, Any], None]] = {
     _LS + "ListProgrammes": _programmes,
     _LS + "WatchChanges": lambda call, request, event: None,  # per event, see AuditCalls
     _BS + "StartRun": _start_run,
+    _AS + "IssueToken": _token,
+    _AS + "RevokeToken": _token,
 }
 
 

@@ -9,10 +9,11 @@ and look up records of. Tokens are issued, listed and revoked with ``linkage tok
 useless, and comparisons are constant-time.
 
 **Roles** (:data:`ROLES`): ``mis`` (resolve, enrol, look up, watch changes), ``reviewer``
-(read persons for review), ``operator`` (batch control), ``admin`` (tokens, through the
-command line; no personal data). :data:`METHOD_ROLES` is the one table of which roles may
-call each method; a method missing from it is refused to everyone (default deny), so a
-new RPC is unreachable until it is added there (a test checks every method is listed).
+(read persons for review), ``operator`` (batch control), ``admin`` (tokens: the
+``AdminService`` while serving, ``linkage token`` while stopped; no personal data).
+:data:`METHOD_ROLES` is the one table of which roles may call each method; a method
+missing from it is refused to everyone (default deny), so a new RPC is unreachable
+until it is added there (a test checks every method is listed).
 
 **Open mode.** With no live token in the register and the server on loopback, every
 listed method is open (the demo and in-process tests need no credentials); the server
@@ -54,6 +55,7 @@ PUBLIC = frozenset({"*"})
 ANY_ROLE = frozenset(ROLES)
 
 _LS, _BS = "/linkage.v1.LinkageService/", "/linkage.v1.BatchService/"
+_AS = "/linkage.v1.AdminService/"
 
 #: The one authorisation table: full gRPC method name -> roles allowed. Not listed: denied.
 METHOD_ROLES: dict[str, frozenset[str]] = {
@@ -67,6 +69,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     _BS + "StartRun": frozenset({OPERATOR}),
     _BS + "GetRun": frozenset({OPERATOR}),
     _BS + "WatchRun": frozenset({OPERATOR}),
+    _AS + "IssueToken": frozenset({ADMIN}),
+    _AS + "ListTokens": frozenset({ADMIN}),
+    _AS + "RevokeToken": frozenset({ADMIN}),
     "/grpc.health.v1.Health/Check": PUBLIC,
     "/grpc.health.v1.Health/Watch": PUBLIC,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": ANY_ROLE,

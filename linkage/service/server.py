@@ -61,7 +61,7 @@ from linkage.service.limits import (
     clip,
     tolerant,
 )
-from linkage.service.servicer import BatchServicer, LinkageServicer
+from linkage.service.servicer import AdminServicer, BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -72,6 +72,7 @@ MAX_RECEIVE_MESSAGE_BYTES = 1 << 20
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["LinkageService"].full_name,
     pb.DESCRIPTOR.services_by_name["BatchService"].full_name,
+    pb.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -318,6 +319,7 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                                              *interceptors], options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
     pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core, limits), server)
+    pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(tokens, limits), server)
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
