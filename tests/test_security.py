@@ -4,6 +4,7 @@ loopback, real certificates made at test time, generated stubs)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ import pytest
 import service_fixtures as fx
 from certs import Pki, make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from service_fixtures import SmallRegister, build_small_register
 
 from linkage.config import load_project
@@ -476,3 +479,52 @@ def test_audit_log_is_queried_by_person_client_and_time(secured: Secured) -> Non
     assert query_audit(secured.core.register, until=future)
     # Bound parameters: a hostile filter is a value, not SQL.
     assert query_audit(secured.core.register, client="x' OR 1=1 --") == []
+
+
+def test_linkage_serve_with_tls_from_the_project_file(tmp_path: Path, pki: Pki) -> None:
+    small = build_small_register(tmp_path, persons=20)
+    with (small.root / "project.yaml").open("a", encoding="utf-8") as fh:
+        fh.write(f"serve: {{tls: {{cert: {pki.server.cert}, key: {pki.server.key}}}}}\n")
+    p = str(small.project.path)
+    # Off loopback with TLS but no token: every call would be refused, so it will not start.
+    exposed = _linkage("serve", "-p", p, "--port", "0", "--host", "0.0.0.0")
+    assert exposed.returncode == 2 and "no API token issued" in exposed.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "linkage", "serve", "-p", p, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "serving on" in line, proc.stderr.read() if proc.poll() is not None else line
+        port = int(line.rsplit(":", 1)[1])
+        creds = grpc.ssl_channel_credentials(root_certificates=pki.ca.cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{port}", creds) as ch:
+            assert _resolve(ch, small).candidates
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.RpcError) as caught:
+                _resolve(ch, small)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "OPEN MODE" in err  # loopback, no token issued: said loudly
+    assert "(TLS, register" in err
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.one_of(
+    st.text(max_size=300),
+    st.builds(lambda t: f"Bearer {t}", st.text(max_size=300)),
+    st.builds(lambda a, b: f"Bearer lk_{a}_{b}", st.text(max_size=20), st.text(max_size=60))))
+def test_fuzzed_credentials_are_unauthenticated_never_internal(secured: Secured,
+                                                               header: str) -> None:
+    header = header.replace("\x00", "")  # metadata values cannot carry NUL or newlines
+    header = "".join(ch for ch in header if 0x20 <= ord(ch) < 0x7f)
+    ls = pb_grpc.LinkageServiceStub(secured.channel)
+    try:
+        ls.GetPerson(pb.GetPersonRequest(person_id="P-0000000000"),
+                     metadata=(("authorization", header),), timeout=10)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.UNAUTHENTICATED, (header, exc.details())
+        assert exc.details() == "missing or invalid credentials"
+    else:
+        raise AssertionError(f"accepted {header!r}")
