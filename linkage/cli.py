@@ -346,16 +346,21 @@ def backup(project_path: Path, out: Path) -> None:
 @project_option
 @click.argument("backup_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an existing register.")
+@click.option("--skip-ids", type=click.IntRange(0, 10**12), default=0, show_default=True,
+              help="Move the ID counter on by this many: after restoring a backup older than "
+                   "the last IDs issued, more than were issued since (no ID is reissued).")
 @_guard
-def restore(project_path: Path, backup_file: Path, force: bool) -> None:
+def restore(project_path: Path, backup_file: Path, force: bool, skip_ids: int) -> None:
     """Restore the register from BACKUP_FILE (made by `linkage backup`).
 
-    The same ID secret comes back, so the restored register keeps issuing the same IDs.
+    The same ID secret comes back, so the restored register keeps the same IDs and (with
+    --skip-ids 0) issues the same next ones. After a disaster, IDs issued after the backup
+    are already known to MIS systems: pass --skip-ids so they are never issued again.
     """
     from linkage.register.snapshot import restore as do_restore
 
     project = _load(project_path)
-    click.echo(do_restore(backup_file, project.register, force=force))
+    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids))
 
 
 @cli.command()

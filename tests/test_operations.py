@@ -203,6 +203,22 @@ def test_backup_while_serving_restores_into_a_fresh_directory_with_the_same_ids(
             core.close()
     assert issued[0] == issued[1] and issued[0].startswith("P-")
 
+    # A disaster recovery from the same (now older) backup moves the counter on: the ID
+    # just issued by the original is not issued again to someone else.
+    later = tmp_path / "later"
+    shutil.copytree(fresh, later, ignore=shutil.ignore_patterns("register*", ".register*"))
+    moved = linkage("restore", "-p", str(later / "project.yaml"), "--skip-ids", "1000",
+                    str(tmp_path / "backup.duckdb"))
+    assert moved.returncode == 0 and "moved on by 1,000" in moved.stdout, moved.stderr
+    assert _persons(later / "register.duckdb") == original
+    core = Realtime.open(load_project(later / "project.yaml"))
+    try:
+        item = core.prepare_enrol("cash_transfer", "OPS-NEW", newcomer)
+        after_skip = core.enrol(item, timeout=30).person_id
+    finally:
+        core.close()
+    assert after_skip.startswith("P-") and after_skip != issued[0]
+
 
 def _personal_values(register: Path, project: Path) -> set[str]:
     """Names, phone numbers, national IDs and birth dates of every record, as in the files."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from linkage.errors import LinkageError, RegisterLockedError
+from linkage.register import store
 from linkage.register.database import Register, query
 
 log = logging.getLogger(__name__)
@@ -264,8 +265,14 @@ def _backup_from_snapshot(register: Path, out: Path, stamp: str) -> str:
             f"persons, {n_queued:,} journaled enrolment(s), ID secret included")
 
 
-def restore(backup_file: Path, register: Path, *, force: bool = False) -> str:
+def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids: int = 0
+            ) -> str:
     """Put ``backup_file`` in place of the register at ``register``.
+
+    ``skip_ids`` moves the ID counter on: when the backup is older than the last IDs
+    issued (a disaster recovery), pass more than were issued since, so that none of them
+    is issued again to someone else. 0 (the default) keeps the backup's counter: the
+    restored register issues exactly the IDs the original would have (a move).
 
     Raises:
         BackupError: not a linkage backup (no ID secret), or a register exists and
@@ -299,4 +306,14 @@ def restore(backup_file: Path, register: Path, *, force: bool = False) -> str:
     os.replace(tmp, register)
     for stale in (snapshot_path(register), secret_path(register)):
         stale.unlink(missing_ok=True)
-    return f"restored {register} from {backup_file} (backup of {meta.get('backup_at', '?')} UTC)"
+    note = ""
+    if skip_ids:
+        reg = Register.open(register)
+        try:
+            with reg.transaction() as cur:
+                nxt = store.skip_ids(cur, skip_ids)
+        finally:
+            reg.close()
+        note = f"; ID counter moved on by {skip_ids:,} (next issue number {nxt:,})"
+    return (f"restored {register} from {backup_file} (backup of "
+            f"{meta.get('backup_at', '?')} UTC){note}")

@@ -255,6 +255,15 @@ def next_seq(cur: Cursor) -> int:
     return mx + 1 if mx is not None else 0
 
 
+def skip_ids(cur: Cursor, count: int) -> int:
+    """Move the ID counter ``count`` issue numbers on (after restoring an older backup, so
+    that IDs issued after it, already known to MIS systems, are never issued again);
+    returns the new next issue number."""
+    nxt = next_seq(cur) + count
+    _set_meta(cur, "id_next_seq", str(nxt))
+    return nxt
+
+
 class IdIssuer:
     """Issues new person IDs to a writer that publishes a few at a time (enrolment).
 
