@@ -528,3 +528,24 @@ def test_fuzzed_credentials_are_unauthenticated_never_internal(secured: Secured,
         assert exc.details() == "missing or invalid credentials"
     else:
         raise AssertionError(f"accepted {header!r}")
+
+
+def test_revoking_every_token_does_not_reopen_the_server(tmp_path: Path) -> None:
+    small = build_small_register(tmp_path, persons=10)
+    core = Realtime.open(small.project)
+    try:
+        book = TokenBook(core.register, allow_open=True)
+        server, port = create_server(core, port=0, tokens=book)
+        server.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                assert _resolve(ch, small).candidates  # open mode: no token ever issued
+                token_id, _ = book.issue("only one", "mis")
+                assert book.revoke(token_id)
+                with pytest.raises(grpc.RpcError) as caught:
+                    _resolve(ch, small)
+                assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            server.stop(None).wait()
+    finally:
+        core.close()

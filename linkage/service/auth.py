@@ -15,9 +15,10 @@ useless, and comparisons are constant-time.
 missing from it is refused to everyone (default deny), so a new RPC is unreachable
 until it is added there (a test checks every method is listed).
 
-**Open mode.** With no live token in the register and the server on loopback, every
-listed method is open (the demo and in-process tests need no credentials); the server
-says so loudly when it starts. As soon as one token exists, every call needs one. Health
+**Open mode.** With no token ever issued in the register and the server on loopback,
+every listed method is open (the demo and in-process tests need no credentials); the
+server says so loudly when it starts. As soon as one token has been issued, every call
+needs a live one (revoking them all does not reopen the server). Health
 checks are always open (load balancers); reflection needs any valid token.
 
 Failures are :class:`~linkage.errors.Unauthenticated` (one fixed message, whatever was
@@ -174,8 +175,9 @@ class TokenBook:
 
     @property
     def open_mode(self) -> bool:
-        """No live token and loopback: every listed method is open."""
-        return self.allow_open and self.live_count == 0
+        """Loopback and no token ever issued: every listed method is open. Revoking every
+        token does not reopen the server (an incident response must not open it)."""
+        return self.allow_open and not self.tokens()
 
     def issue(self, name: str, role: str, *, sources: Iterable[str] = ()) -> tuple[str, str]:
         """A new token: ``(token id, token)``. The token is not kept; show it once."""
