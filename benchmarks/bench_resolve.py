@@ -185,7 +185,7 @@ def sample_records(project: Any, n: int, seed: int = 7, rate: float | None = Non
 def start_server(project_path: Path) -> tuple[subprocess.Popen, int]:
     launcher = ("import sys; from linkage.config import load_project; "
                 "from linkage.service.server import serve; "
-                "serve(load_project(sys.argv[1]), port=0)")
+                "serve(load_project(sys.argv[1]), port=0, insecure=True)")
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-c", launcher, str(project_path)], cwd=ROOT,

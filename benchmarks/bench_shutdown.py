@@ -43,7 +43,7 @@ LAUNCHERS = {
     "raw-grpcio": ("import sys; import linkage.service.server as srv; "
                    "from linkage.config import load_project; "
                    "srv.tolerant = lambda d: d; "
-                   "srv.serve(load_project(sys.argv[1]), port=0)"),
+                   "srv.serve(load_project(sys.argv[1]), port=0, insecure=True)"),
 }
 
 

@@ -16,6 +16,7 @@ import click
 
 from linkage.config import ProjectConfig, load_project
 from linkage.errors import (
+    ChangeGuardTripped,
     ConfigError,
     IngestError,
     LinkageError,
@@ -30,7 +31,8 @@ from linkage.register.database import Register
 #: Exit code of each kind of error (the first matching class wins; 1 for the others).
 EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
     (ConfigError, 2), (RegisterLockedError, 3), (ModelError, 4), (IngestError, 5),
-    (RunError, 6), (NotReady, 7), (NotFound, 8), (FileNotFoundError, 9), (LinkageError, 1))
+    (ChangeGuardTripped, 10), (RunError, 6), (NotReady, 7), (NotFound, 8),
+    (FileNotFoundError, 9), (LinkageError, 1))
 
 project_option = click.option(
     "-p", "--project", "project_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -51,6 +53,16 @@ def _load(project_path: Path) -> ProjectConfig:
         return load_project(project_path)
     except ConfigError as exc:
         raise _Failed(exc) from exc
+
+
+def _open_for_reading(project: ProjectConfig) -> Register:
+    """The register read-only; while `linkage serve` holds it, its snapshot (said on stderr)."""
+    from linkage.register.snapshot import open_for_reading
+
+    reg, note = open_for_reading(project.register)
+    if note:
+        click.echo(f"note: {note}", err=True)
+    return reg
 
 
 def _guard(fn):
@@ -149,16 +161,23 @@ def train(project_path: Path) -> None:
 @click.option("--memory-limit", default="4GB", show_default=True,
               help="Memory limit of the scratch database Splink works in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--accept-changes", is_flag=True,
+              help="Publish even when the change guards (project file `guards:`) would stop "
+                   "the run: many records retired, rows rejected or person IDs changed.")
 @_guard
 def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
-        as_json: bool) -> None:
-    """The batch: ingest, predict, cluster, assign person IDs, publish atomically."""
+        as_json: bool, accept_changes: bool) -> None:
+    """The batch: ingest, predict, cluster, assign person IDs, publish atomically.
+
+    Stops before publishing (exit 10) when the run would retire, reject or change more
+    than the project's `guards:` allow; --accept-changes publishes it anyway.
+    """
     from linkage.batch.pipeline import format_summary
     from linkage.batch.pipeline import run as run_batch
 
     project = _load(project_path)
     result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
-                       memory_limit=memory_limit)
+                       memory_limit=memory_limit, accept_changes=accept_changes)
     click.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary))
 
 
@@ -170,7 +189,7 @@ def summary(project_path: Path) -> None:
     from linkage.batch.pipeline import format_summary, last_summary
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         s = last_summary(reg)
     finally:
@@ -222,7 +241,7 @@ def explain(project_path: Path, record_a: str, record_b: str) -> None:
     from linkage.realtime.explain import explain_records, format_explanation
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         click.echo(format_explanation(explain_records(project, reg, record_a, record_b)))
     finally:
@@ -385,12 +404,130 @@ def export(project_path: Path, out: Path, what: str, fmt: str | None) -> None:
 
     project = _load(project_path)
     fmt = fmt or ("parquet" if out.suffix.lower() == ".parquet" else "csv")
-    reg = Register.open(project.register, read_only=True)
+    reg = _open_for_reading(project)
     try:
         n = do_export(reg, out, what=what, fmt=fmt)
     finally:
         reg.close()
     click.echo(f"wrote {n:,} rows to {out}")
+
+
+@cli.command()
+@project_option
+@click.option("--person", "person_id", help="Calls that read or wrote this person ID.")
+@click.option("--client", help="Calls by this client (token ID, or a part of its name).")
+@click.option("--since", type=click.DateTime(), help="From this time (UTC).")
+@click.option("--until", type=click.DateTime(), help="Before this time (UTC).")
+@click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_guard
+def audit(project_path: Path, person_id: str | None, client: str | None, since, until,
+          limit: int, as_json: bool) -> None:
+    """Who read or wrote whose data through the API, newest first.
+
+    Rows come from the register's append-only `audit_log`: time, client, role, call,
+    outcome, person IDs and record keys.
+    """
+    from linkage.ids.reconcile import normalise
+    from linkage.service.audit import query_audit
+
+    project = _load(project_path)
+    try:
+        pid = normalise(person_id) if person_id else None
+    except ValueError as exc:
+        raise click.BadParameter("not a valid person ID", param_hint="--person") from exc
+    reg = _open_for_reading(project)
+    try:
+        rows = query_audit(reg, person_id=pid, client=client, since=since,
+                           until=until, limit=limit)
+    finally:
+        reg.close()
+    for seq, at, who, role, method, outcome, persons, keys, detail in rows:
+        if as_json:
+            click.echo(json.dumps({"seq": seq, "at": at.isoformat(), "client": who,
+                                   "role": role, "method": method, "outcome": outcome,
+                                   "person_ids": persons, "record_keys": keys,
+                                   "detail": detail}))
+            continue
+        shown = ", ".join((persons or [])[:5]) + (f" (+{len(persons) - 5})"
+                                                  if persons and len(persons) > 5 else "")
+        click.echo(f"{at.isoformat(sep=' ', timespec='seconds')}  {method:<32}{outcome:<18}"
+                   f"{who} [{role or '-'}]  persons: {shown or '-'}  records: "
+                   f"{len(keys or [])}{'  ' + detail if detail else ''}")
+
+
+@cli.command()
+@project_option
+@click.argument("statement")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header instead of a table.")
+@_guard
+def sql(project_path: Path, statement: str, as_csv: bool) -> None:
+    """Run one read-only SQL STATEMENT on the register (its snapshot while served).
+
+    The connection is read-only: nothing can be changed. Tables: see `linkage.register.database`.
+    """
+    import csv
+
+    import duckdb
+
+    project = _load(project_path)
+    reg = _open_for_reading(project)
+    try:
+        cur = reg.cursor()
+        try:
+            result = cur.sql(statement)
+            if result is None:
+                return
+            if as_csv:
+                writer = csv.writer(sys.stdout)
+                writer.writerow(result.columns)
+                writer.writerows(result.fetchall())
+            else:
+                click.echo(result)
+        except duckdb.Error as exc:
+            raise _Failed(LinkageError(f"SQL error: {exc}")) from exc
+        finally:
+            cur.close()
+    finally:
+        reg.close()
+
+
+@cli.command()
+@project_option
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The backup file to write (a DuckDB file; must not exist).")
+@_guard
+def backup(project_path: Path, out: Path) -> None:
+    """Back up the whole register: persons, history, ID secret, enrolment journal.
+
+    Works while `linkage serve` runs (from the server's latest snapshot, plus the ID
+    secret). Keep backups as safe as the register: they hold the same personal data.
+    """
+    from linkage.register.snapshot import backup as do_backup
+
+    project = _load(project_path)
+    click.echo(do_backup(project.register, out))
+
+
+@cli.command()
+@project_option
+@click.argument("backup_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace an existing register.")
+@click.option("--skip-ids", type=click.IntRange(0, 10**12), default=0, show_default=True,
+              help="Move the ID counter on by this many: after restoring a backup older than "
+                   "the last IDs issued, more than were issued since (no ID is reissued).")
+@_guard
+def restore(project_path: Path, backup_file: Path, force: bool, skip_ids: int) -> None:
+    """Restore the register from BACKUP_FILE (made by `linkage backup`).
+
+    The same ID secret comes back, so the restored register keeps the same IDs and (with
+    --skip-ids 0) issues the same next ones. After a disaster, IDs issued after the backup
+    are already known to MIS systems: pass --skip-ids so they are never issued again.
+    """
+    from linkage.register.snapshot import restore as do_restore
+
+    project = _load(project_path)
+    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids))
 
 
 @cli.command()
@@ -424,14 +561,99 @@ def demo(directory: Path, persons: int, profile: str, seed: int) -> None:
 @click.option("--port", type=int, default=50051, show_default=True)
 @click.option("--web-port", type=int, default=8080, show_default=True,
               help="Port of the reviewers' web page (0: a free one); -1: no web page.")
+@click.option("--insecure", is_flag=True,
+              help="Serve plaintext (no TLS); allowed on loopback only. Without it, "
+                   "serve.tls in the project file is required.")
 @_guard
-def serve(project_path: Path, host: str, port: int, web_port: int) -> None:
+def serve(project_path: Path, host: str, port: int, web_port: int, insecure: bool) -> None:
     """Serve the gRPC API on the register (health and reflection included) and the
-    reviewers' web page (queue, items, decisions, run report) on its own port."""
+    reviewers' web page (queue, items, decisions, run report) on its own port.
+
+    TLS (mutual with serve.tls.client_ca) from the files named in the project file;
+    plaintext only on loopback with --insecure. Calls need an API token once one is
+    issued (`linkage token`); with none, the loopback server runs open and says so.
+    """
     from linkage.service.server import serve as run_server
 
     run_server(_load(project_path), host=host, port=port,
-               web_port=None if web_port < 0 else web_port)
+               web_port=None if web_port < 0 else web_port, insecure=insecure)
+
+
+@cli.group()
+def token() -> None:
+    """Issue, list and revoke API tokens (stored hashed in the register).
+
+    Roles: mis (resolve, enrol, look up, watch changes), reviewer (read persons for
+    review), operator (batch control), admin. Run these while the server is stopped
+    (the register is the server's while it serves).
+    """
+
+
+@token.command("issue")
+@project_option
+@click.option("--name", required=True, help="Who holds the token, e.g. 'cash transfer MIS'.")
+@click.option("--role", type=click.Choice(["mis", "reviewer", "operator", "admin"]),
+              required=True)
+@click.option("--source", "sources", multiple=True,
+              help="mis only: limit enrolment and record look-ups to this source (repeat).")
+@_guard
+def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...]) -> None:
+    """Issue a token; it is printed once, on stdout, and only its hash is kept."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    unknown = [s for s in sources if not s.replace("_", "").replace("-", "").isalnum()]
+    if unknown:
+        raise click.BadParameter(f"not a source name: {unknown[0]}", param_hint="--source")
+    reg = Register.open(project.register)
+    try:
+        token_id, secret = TokenBook(reg).issue(name, role, sources=sources)
+    finally:
+        reg.close()
+    click.echo(f"issued token {token_id} ({role}) for {name}; keep it now, it is not "
+               "shown again:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@project_option
+@_guard
+def token_list(project_path: Path) -> None:
+    """List tokens: ID, role, holder, sources, issued, revoked (never the tokens)."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    reg = _open_for_reading(project)
+    try:
+        rows = TokenBook(reg).tokens()
+    finally:
+        reg.close()
+    click.echo(f"{'token':<10}{'role':<10}{'issued':<21}{'revoked':<21}name [sources]")
+    for r in rows:
+        revoked = r.revoked_at.isoformat(sep=" ", timespec="seconds") if r.revoked_at else "-"
+        limits = f" [{', '.join(r.sources)}]" if r.sources else ""
+        click.echo(f"{r.token_id:<10}{r.role:<10}"
+                   f"{r.issued_at.isoformat(sep=' ', timespec='seconds'):<21}{revoked:<21}"
+                   f"{r.name}{limits}")
+
+
+@token.command("revoke")
+@project_option
+@click.argument("token_id")
+@_guard
+def token_revoke(project_path: Path, token_id: str) -> None:
+    """Revoke the token TOKEN_ID (as shown by `linkage token list`)."""
+    from linkage.service.auth import TokenBook
+
+    project = _load(project_path)
+    reg = Register.open(project.register)
+    try:
+        done = TokenBook(reg).revoke(token_id)
+    finally:
+        reg.close()
+    if not done:
+        raise _Failed(NotFound(f"no live token {token_id}"))
+    click.echo(f"revoked token {token_id}")
 
 
 def main() -> None:

@@ -59,6 +59,39 @@ class ServeConfig:
 
     shutdown_grace_seconds: float = 30.0
     max_records_per_stream: int = 50_000
+    tls: TlsConfig | None = None  # serve.tls: TLS (and mutual TLS) from these files
+    insecure: bool = False  # serve.insecure: plaintext, on loopback only, on purpose
+    #: serve.snapshot_seconds: the read-only snapshot for readers is refreshed after each
+    #: publish and, when enrolments or audit rows came in, this often
+    snapshot_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """``serve.tls``: PEM files of the server's certificate chain and private key, and
+    optionally of the CA whose client certificates are required (mutual TLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Change guards of a batch run (the ``guards:`` mapping of the project file).
+
+    A run stops before publishing (:class:`linkage.errors.ChangeGuardTripped`) when it would
+    retire more than ``max_retired_share`` of a source's records, reject more than
+    ``max_rejected_share`` of a file's rows, or retire or split more than
+    ``max_changed_ids_share`` of the live person IDs. A share is only judged when its
+    denominator is at least ``min_count`` (three of five records retired is no alarm).
+    ``linkage run --accept-changes`` publishes anyway.
+    """
+
+    max_retired_share: float = 0.25
+    max_rejected_share: float = 0.25
+    max_changed_ids_share: float = 0.25
+    min_count: int = 50
 
 
 @dataclass(frozen=True)
@@ -108,6 +141,7 @@ class ProjectConfig:
     min_birth_year: int = MIN_YEAR  # earlier birth years are blanked with a field warning
     serve: ServeConfig = field(default_factory=ServeConfig)
     clustering: str = CLUSTERING_METHODS[0]  # greedy (no chaining) | components
+    guards: GuardConfig = field(default_factory=GuardConfig)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -289,7 +323,7 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size", "min_birth_year", "serve", "clustering"}
+                 "max_block_size", "min_birth_year", "serve", "clustering", "guards"}
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -328,13 +362,41 @@ def load_project(path: Path | str) -> ProjectConfig:
     if thresholds.review > thresholds.match:
         raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
     model = k.str("model", None)
-    sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream"},
+    sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
+                                          "tls", "insecure", "snapshot_seconds"},
                prefix="serve.")
+    insecure = sk.data.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(path, "serve.insecure", "expected true or false")
+    tls = None
+    if sk.data.get("tls") is not None:
+        tk = _Keys(path, sk.mapping("tls"), {"cert", "key", "client_ca"}, prefix="serve.tls.")
+        files: dict[str, Path | None] = {}
+        for key in ("cert", "key", "client_ca"):
+            value = tk.str(key, None, required=key != "client_ca")
+            files[key] = None if value is None else base / value
+            if files[key] is not None and not files[key].is_file():
+                raise ConfigError(path, f"serve.tls.{key}", f"file not found: {files[key]}")
+        tls = TlsConfig(cert=files["cert"], key=files["key"],  # type: ignore[arg-type]
+                        client_ca=files["client_ca"])
     serve = ServeConfig(
+        tls=tls, insecure=insecure,
+        snapshot_seconds=sk.float("snapshot_seconds", ServeConfig.snapshot_seconds, 1.0,
+                                  86_400.0),
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
                                         ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
         max_records_per_stream=sk.int("max_records_per_stream",
                                       ServeConfig.max_records_per_stream, 1, 100_000))
+    gk = _Keys(path, k.mapping("guards"), {"max_retired_share", "max_rejected_share",
+                                           "max_changed_ids_share", "min_count"},
+               prefix="guards.")
+    guards = GuardConfig(
+        max_retired_share=gk.float("max_retired_share", GuardConfig.max_retired_share, 0.0, 1.0),
+        max_rejected_share=gk.float("max_rejected_share", GuardConfig.max_rejected_share,
+                                    0.0, 1.0),
+        max_changed_ids_share=gk.float("max_changed_ids_share",
+                                       GuardConfig.max_changed_ids_share, 0.0, 1.0),
+        min_count=gk.int("min_count", GuardConfig.min_count, 1))
     return ProjectConfig(
         name=k.str("name", path.parent.name) or path.parent.name,
         path=path,
@@ -348,4 +410,5 @@ def load_project(path: Path | str) -> ProjectConfig:
         serve=serve,
         clustering=k.str("clustering", CLUSTERING_METHODS[0], choices=CLUSTERING_METHODS)
         or CLUSTERING_METHODS[0],
+        guards=guards,
     )

@@ -37,6 +37,16 @@ class RunError(LinkageError, RuntimeError):
     """A batch run failed; the published register is unchanged."""
 
 
+class ChangeGuardTripped(RunError):
+    """A run would change more of the register than the project's guards allow; it stopped
+    before publishing. ``findings`` are the lines naming each source or file and its
+    figures (counts only, no personal data)."""
+
+    def __init__(self, message: str, findings: list[str]):
+        self.findings = list(findings)
+        super().__init__(message)
+
+
 class RegisterLockedError(LinkageError, RuntimeError):
     """Another process holds the register file open for writing."""
 
@@ -73,3 +83,13 @@ class NotReady(LinkageError, RuntimeError):
 class ReviewConflict(LinkageError, RuntimeError):
     """A review decision that the item's current state does not allow (a stale item, a
     record already alone); says what to do instead."""
+
+
+class Unauthenticated(LinkageError, PermissionError):
+    """No credentials, or credentials the server does not accept (unknown, revoked).
+
+    The message never says which: a guesser learns nothing from it."""
+
+
+class PermissionDenied(LinkageError, PermissionError):
+    """The client is known but its role (or its source limits) does not allow the call."""

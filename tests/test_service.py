@@ -558,7 +558,8 @@ def test_queued_enrolments_survive_a_crash_during_a_batch(tmp_path: Path) -> Non
     con.close()
 
     # The real server, started again, replays the journal.
-    proc, port = _start(["-m", "linkage", "serve", "-p", str(small.project.path),
+    proc, port = _start(["-m", "linkage", "serve", "--insecure", "-p",
+                         str(small.project.path),
                          "--port", "0"], env)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -592,7 +593,8 @@ def test_queued_enrolments_survive_a_crash_during_a_batch(tmp_path: Path) -> Non
 
 def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path) -> None:
     small = build_small_register(tmp_path, persons=60)
-    proc, port = _start(["-m", "linkage", "serve", "-p", str(small.project.path),
+    proc, port = _start(["-m", "linkage", "serve", "--insecure", "-p",
+                         str(small.project.path),
                          "--port", "0"], _SERVER_ENV)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:

@@ -398,7 +398,7 @@ import sys
 import linkage.service.server as srv
 from linkage.config import load_project
 srv.tolerant = lambda deserializer: deserializer
-srv.serve(load_project(sys.argv[1]), port=0)
+srv.serve(load_project(sys.argv[1]), port=0, insecure=True)
 """
 
 #: A server whose Resolve never returns (a handler that ignores cancellation).
@@ -408,7 +408,7 @@ import linkage.service.server as srv
 from linkage.config import load_project
 from linkage.realtime.core import Realtime
 Realtime.resolve = lambda self, *a, **k: time.sleep(600)
-srv.serve(load_project(sys.argv[1]), port=0)
+srv.serve(load_project(sys.argv[1]), port=0, insecure=True)
 """
 
 
@@ -481,7 +481,8 @@ def test_sigterm_after_a_corrupt_stream_message_exits_within_grace(tmp_path: Pat
     """The issue's benchmark, 3 times (benchmarks/bench_shutdown.py runs it 20 times)."""
     small = _grace_project(tmp_path, GRACE)
     for rep in range(3):
-        proc, port = start_server(["-m", "linkage", "serve", "-p", str(small.project.path),
+        proc, port = start_server(["-m", "linkage", "serve", "--insecure", "-p",
+                         str(small.project.path),
                                    "--port", "0"])
         try:
             took, got = corrupt_stream_then_sigterm(proc, port, enrol_key=f"SIG-{rep}")

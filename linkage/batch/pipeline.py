@@ -23,12 +23,12 @@ from typing import Any
 
 import duckdb
 
-from linkage.batch import clustering
+from linkage.batch import clustering, guards
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
 from linkage.engines import Engine, open_engine
 from linkage.engines.duckdb_sql import BlockingReport
-from linkage.errors import RunError
+from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
 from linkage.ingest.read import IngestReport, ingest_source
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
@@ -113,7 +113,7 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: Pr
 
 def run(project: ProjectConfig, *, progress: Progress | None = None, force_ingest: bool = False,
         retrain: bool = False, register: Register | None = None,
-        memory_limit: str = "4GB") -> RunResult:
+        memory_limit: str = "4GB", accept_changes: bool = False) -> RunResult:
     """Run the whole batch and publish atomically.
 
     Args:
@@ -124,8 +124,12 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
         register: an open register (the gRPC server passes its own); opened from
             ``project.register`` when None.
         memory_limit: memory limit of the engine's scratch space (DuckDB's).
+        accept_changes: publish even when the change guards (:mod:`linkage.batch.guards`)
+            would stop the run.
 
     Raises:
+        ChangeGuardTripped: the run would change more than the project's guards allow;
+            nothing was published (a :class:`RunError`).
         RunError: the run failed; nothing was published.
     """
     progress = progress or stderr_progress()
@@ -136,7 +140,10 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
     progress(f"{run_id}: register {reg.path}")
     try:
         with reg.transaction() as cur:
+            base = guards.baseline(cur)
             reports = ingest_all(cur, project, force=force_ingest, progress=progress)
+            if not accept_changes:  # records and rows: judged now, before predicting
+                guards.check(project.guards, base, reports, run_id=run_id)
             records = active_records(cur)
             progress(f"{records.num_rows:,} active records; preparing blocking keys "
                      f"(block cap {project.max_block_size:,})")
@@ -162,6 +169,12 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             progress("assigning persistent person IDs")
             counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+            changed_ids = guards.changed_person_ids(cur, run_id)
+            if accept_changes:
+                for line in guards.findings(project.guards, base, reports, changed_ids):
+                    progress(f"  change guard overridden (--accept-changes): {line}")
+            else:
+                guards.check(project.guards, base, reports, changed_ids, run_id=run_id)
             review = queue_after_run(cur, run_id=run_id, match_threshold=project.thresholds.match,
                                      now=started)
             progress(f"review queue: {review['queued']:,} new item(s) "
@@ -179,6 +192,10 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             progress("publishing")
         progress(f"{run_id}: published")
         return RunResult(run_id, model.version, summary)
+    except ChangeGuardTripped as exc:
+        _record_failure(reg, run_id, started, exc)
+        progress(f"{run_id}: stopped by the change guards, nothing published")
+        raise
     except Exception as exc:
         _record_failure(reg, run_id, started, exc)
         raise RunError(f"{run_id} failed, the published register is unchanged: {exc}") from exc

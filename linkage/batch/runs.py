@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from linkage.config import ProjectConfig
-from linkage.errors import NotFound, RunInProgress
+from linkage.errors import ChangeGuardTripped, NotFound, RunInProgress
 from linkage.register.database import Register
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ class BatchController:
         with self._cond:
             return self.last is not None and self.runs[self.last].state == RUNNING
 
-    def start(self, *, force_ingest: bool = False, retrain: bool = False) -> RunInfo:
-        """Start a run; :class:`RunInProgress` when one is going."""
+    def start(self, *, force_ingest: bool = False, retrain: bool = False,
+              accept_changes: bool = False) -> RunInfo:
+        """Start a run; :class:`RunInProgress` when one is going. ``accept_changes``
+        publishes even when the change guards would stop it."""
         with self._cond:
             if self.last is not None and self.runs[self.last].state == RUNNING:
                 raise RunInProgress(f"batch run {self.last} is still running")
@@ -79,7 +81,7 @@ class BatchController:
             info = RunInfo(run_id=f"job-{stamp}-{secrets.token_hex(3)}")
             self.runs[info.run_id] = info
             self.last = info.run_id
-        threading.Thread(target=self._run, args=(info, force_ingest, retrain),
+        threading.Thread(target=self._run, args=(info, force_ingest, retrain, accept_changes),
                          name=f"linkage-{info.run_id}", daemon=True).start()
         return info
 
@@ -120,7 +122,8 @@ class BatchController:
 
         return emit
 
-    def _run(self, info: RunInfo, force_ingest: bool, retrain: bool) -> None:
+    def _run(self, info: RunInfo, force_ingest: bool, retrain: bool,
+             accept_changes: bool) -> None:
         progress = self._progress(info)
         try:
             runner = self.runner
@@ -129,7 +132,8 @@ class BatchController:
             with self.write_lock:
                 progress("waiting for the register's write lock: done")
                 result = runner(self.project, register=self.register, progress=progress,
-                                force_ingest=force_ingest, retrain=retrain)
+                                force_ingest=force_ingest, retrain=retrain,
+                                accept_changes=accept_changes)
                 progress("refreshing the real-time index")
                 self.on_published()
             with self._cond:
@@ -137,6 +141,12 @@ class BatchController:
                 info.register_run_id = result.run_id
                 info.model_version = result.model_version
                 info.summary = result.summary
+        except ChangeGuardTripped as exc:  # an answer, not a fault: no traceback
+            log.warning("batch run %s stopped by the change guards: %s", info.run_id,
+                        "; ".join(exc.findings))
+            with self._cond:
+                info.state = FAILED
+                info.error = f"{exc.__class__.__name__}: {exc}"[:2000]
         except Exception as exc:
             log.exception("batch run %s failed", info.run_id)
             with self._cond:

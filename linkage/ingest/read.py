@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class IngestReport:
     skipped: bool = False  # the same files were ingested before
     reject_reasons: dict[str, int] = field(default_factory=dict)
     warning_reasons: dict[str, int] = field(default_factory=dict)  # 'field: reason' -> count
+    #: file name -> (rows read, rows rejected), for the batch's change guards
+    file_rows: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def line(self) -> str:
         if self.skipped:
@@ -321,6 +324,9 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         finally:
             cur.unregister("stage_rejects")
     report.rejected = len(rejects)
+    rejected_by_file = Counter(r["file"] for r in rejects)
+    report.file_rows = {p.name: (n, rejected_by_file.get(str(p), 0))
+                        for p, n in rows_by_file.items()}
     for r in rejects:
         report.reject_reasons[r["reason"]] = report.reject_reasons.get(r["reason"], 0) + 1
     if warnings:

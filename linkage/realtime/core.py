@@ -29,6 +29,7 @@ from linkage.realtime import lookup
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
 from linkage.register.database import Register, query
+from linkage.register.snapshot import Snapshotter
 from linkage.review.core import Review
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class RealtimeOptions:
     max_candidates: int = 100
     default_candidates: int = 10
     event_poll: float = 0.5
+    #: keep a read-only snapshot beside the register, refreshed after each publish and
+    #: this often when it changed (None: no snapshot; see linkage.register.snapshot)
+    snapshot_seconds: float | None = None
 
 
 @dataclass
@@ -93,6 +97,12 @@ class Realtime:
         # persons refreshes the index as a published run does.
         self.review = Review(project, register, write_lock=self.write_lock,
                              index=lambda: self.index, on_change=self._after_publish)
+        #: called by :meth:`close` before the register is closed (the audit trail's flush)
+        self.closers: list[Callable[[], None]] = []
+        self.snapshots: Snapshotter | None = None
+        if self.options.snapshot_seconds is not None:
+            self.snapshots = Snapshotter(register, self.options.snapshot_seconds)
+            self.snapshots.request()
 
     @classmethod
     def open(cls, project: ProjectConfig, register: Register | None = None,
@@ -123,6 +133,8 @@ class Realtime:
         log.info("real-time index: %d records in %.1f s", index.n, time.monotonic() - t0)
 
     def _after_publish(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.request()
         self._load_index()
         if self._state.index is not None:
             if self.enroller is None:
@@ -132,6 +144,8 @@ class Realtime:
         self._notify()
 
     def _notify(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.changed()
         with self._changes:
             self._changes.notify_all()
 
@@ -303,8 +317,10 @@ class Realtime:
             with self._changes:
                 self._changes.wait(self.options.event_poll)
 
-    def start_run(self, *, force_ingest: bool = False, retrain: bool = False) -> RunInfo:
-        return self.batch.start(force_ingest=force_ingest, retrain=retrain)
+    def start_run(self, *, force_ingest: bool = False, retrain: bool = False,
+                  accept_changes: bool = False) -> RunInfo:
+        return self.batch.start(force_ingest=force_ingest, retrain=retrain,
+                                accept_changes=accept_changes)
 
     def get_run(self, run_id: str = "") -> RunInfo:
         return self.batch.get(run_id)
@@ -325,6 +341,10 @@ class Realtime:
         """Apply queued enrolments and close the register (if opened here)."""
         if self.enroller is not None:
             self.enroller.close(timeout)
+        for close in self.closers:
+            close()
+        if self.snapshots is not None:
+            self.snapshots.close()
         if self._own:
             if self.batch.running:
                 log.warning("closing while a batch run is going: it is abandoned, "

@@ -30,6 +30,11 @@ review_decisions  every decision on an item: who, when, what, comment, what it
 review_views   who looked at which item when (the audit trail)
 review_samples clerical samples: their strata and population sizes, for the
                precision / recall estimate
+enrol_queue    enrolments answered QUEUED, kept until applied (the enrol journal)
+api_tokens     API clients: token ID, name, role, SHA-256 of the token (never the
+               token), optional source limits, issue and revocation times
+audit_log      append-only: who called what, when, on which person IDs / record
+               keys, with which outcome (:mod:`linkage.service.audit`)
 ============== =================================================================
 
 Atomicity: a batch run does all its writes inside one DuckDB transaction on one
@@ -187,6 +192,31 @@ CREATE TABLE IF NOT EXISTS enrol_queue (
     queued_at TIMESTAMP NOT NULL,
     uid VARCHAR NOT NULL,
     item VARCHAR NOT NULL          -- JSON: source, record_key, raw, row (standardised)
+);
+-- API clients (linkage.service.auth). Only a hash of each token is kept: the token is
+-- shown once, when issued. Rows are never deleted: a revoked token keeps its row.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_id VARCHAR PRIMARY KEY,     -- public part of the token, shown by `token list`
+    name VARCHAR NOT NULL,            -- who holds it ('cash-transfer MIS', 'a.diallo')
+    role VARCHAR NOT NULL,            -- mis | reviewer | operator | admin
+    token_sha256 VARCHAR NOT NULL,
+    sources VARCHAR,                  -- JSON list: mis clients limited to these sources
+    issued_at TIMESTAMP NOT NULL,
+    revoked_at TIMESTAMP
+);
+-- Who read or wrote whose data (linkage.service.audit). Append-only: nothing updates
+-- or deletes a row.
+CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq BIGINT PRIMARY KEY,
+    called_at TIMESTAMP NOT NULL,
+    client VARCHAR NOT NULL,          -- token name (token ID), or 'open mode' / 'cli'
+    role VARCHAR,
+    method VARCHAR NOT NULL,          -- e.g. 'LinkageService/GetPerson'
+    outcome VARCHAR NOT NULL,         -- gRPC status name: OK, NOT_FOUND, ...
+    person_ids VARCHAR[],             -- persons the call read or wrote
+    record_keys VARCHAR[],            -- '<source>:<record key>' the call read or wrote
+    detail VARCHAR                    -- counts, cursor ranges (never personal data)
 );
 CREATE TABLE IF NOT EXISTS constraints (
     uid_a VARCHAR NOT NULL,

@@ -260,6 +260,15 @@ def next_seq(cur: Cursor) -> int:
     return mx + 1 if mx is not None else 0
 
 
+def skip_ids(cur: Cursor, count: int) -> int:
+    """Move the ID counter ``count`` issue numbers on (after restoring an older backup, so
+    that IDs issued after it, already known to MIS systems, are never issued again);
+    returns the new next issue number."""
+    nxt = next_seq(cur) + count
+    _set_meta(cur, "id_next_seq", str(nxt))
+    return nxt
+
+
 class IdIssuer:
     """Issues new person IDs to a writer that publishes a few at a time (enrolment).
 
@@ -699,3 +708,44 @@ def drop_journaled(cur: Cursor, seqs: Iterable[int]) -> None:
     seqs = list(seqs)
     if seqs:
         cur.execute("DELETE FROM enrol_queue WHERE seq IN (SELECT unnest(?::BIGINT[]))", [seqs])
+
+
+# ---------------------------------------------------------------------------------------
+# API tokens and the audit log
+# ---------------------------------------------------------------------------------------
+
+
+def add_token(cur: Cursor, token_id: str, name: str, role: str, token_sha256: str, *,
+              sources: Sequence[str] = (), now: dt.datetime | None = None) -> None:
+    """Record an issued API token (its hash only)."""
+    cur.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                [token_id, name, role, token_sha256,
+                 json.dumps(sorted(sources)) if sources else None, now or _now()])
+
+
+def revoke_token(cur: Cursor, token_id: str, *, now: dt.datetime | None = None) -> bool:
+    """Revoke a token; False when no live token has that ID."""
+    (n,) = query(cur, "SELECT count(*) FROM api_tokens WHERE token_id = ? AND revoked_at IS NULL",
+                 [token_id])[0]
+    if n:
+        cur.execute("UPDATE api_tokens SET revoked_at = ? WHERE token_id = ?",
+                    [now or _now(), token_id])
+    return bool(n)
+
+
+def load_tokens(cur: Cursor) -> list[tuple]:
+    """Every token row: (token_id, name, role, token_sha256, sources JSON, issued_at,
+    revoked_at), in issue order."""
+    return query(cur, "SELECT token_id, name, role, token_sha256, sources, issued_at, "
+                      "revoked_at FROM api_tokens ORDER BY issued_at, token_id")
+
+
+AUDIT_COLUMNS = ("called_at", "client", "role", "method", "outcome", "person_ids", "record_keys",
+                 "detail")
+
+
+def append_audit(cur: Cursor, rows: Sequence[Sequence[Any]]) -> None:
+    """Append audit rows (values in :data:`AUDIT_COLUMNS` order); never updates."""
+    if rows:
+        cur.executemany("INSERT INTO audit_log VALUES (nextval('audit_seq'), ?, ?, ?, ?, ?, ?, "
+                        "?, ?)", [list(r) for r in rows])

@@ -17,6 +17,7 @@ from linkage.realtime.core import PersonInput
 from linkage.realtime.enrol import EnrolResult
 from linkage.realtime.index import Resolution
 from linkage.realtime.lookup import EventRow, PersonView, Programme
+from linkage.service.auth import TokenRow
 from linkage.service.limits import ServiceLimits, clip
 from linkage.service.v1 import linkage_pb2 as pb
 
@@ -244,3 +245,12 @@ def run(info: RunInfo) -> pb.Run:
                   model_version=info.model_version or "",
                   summary_json=json.dumps(info.summary) if info.summary else "",
                   error=info.error or "", progress_lines=len(info.lines))
+
+
+def api_token(row: TokenRow) -> pb.ApiToken:
+    """A :class:`linkage.service.auth.TokenRow` (never holds the token itself)."""
+    msg = pb.ApiToken(token_id=row.token_id, name=row.name, role=row.role,
+                      sources=list(row.sources), issued_at=timestamp(row.issued_at))
+    if row.revoked_at is not None:
+        msg.revoked_at.CopyFrom(timestamp(row.revoked_at))
+    return msg

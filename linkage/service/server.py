@@ -18,6 +18,7 @@ status (never INTERNAL), and error details are bounded in size.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -37,17 +38,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from linkage.config import ProjectConfig
+from linkage.config import ProjectConfig, TlsConfig
 from linkage.errors import (
+    ConfigError,
     ConstraintConflict,
     InvalidRequest,
+    LinkageError,
     NotFound,
     NotReady,
+    PermissionDenied,
     ReviewConflict,
     RunInProgress,
+    Unauthenticated,
 )
 from linkage.matching.model import ModelError
 from linkage.realtime.core import Realtime, RealtimeOptions
+from linkage.service.audit import AuditCalls, AuditTrail
+from linkage.service.auth import Authorise, TokenBook
 from linkage.service.limits import (
     DecodedStream,
     RequestTooLarge,
@@ -57,7 +64,7 @@ from linkage.service.limits import (
     tolerant,
 )
 from linkage.service.review import ReviewServicer
-from linkage.service.servicer import BatchServicer, LinkageServicer
+from linkage.service.servicer import AdminServicer, BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
@@ -69,6 +76,7 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["LinkageService"].full_name,
     pb.DESCRIPTOR.services_by_name["BatchService"].full_name,
     pb.DESCRIPTOR.services_by_name["ReviewService"].full_name,
+    pb.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
 
@@ -91,6 +99,8 @@ class ExceptionToStatus(grpc.ServerInterceptor):
       ``limits.max_violations``, descriptions clipped: the trailers stay a few KiB);
     * a request message that does not decode -> INVALID_ARGUMENT (every request
       deserializer is wrapped by :func:`linkage.service.limits.tolerant`);
+    * :class:`~linkage.errors.Unauthenticated` -> UNAUTHENTICATED (one fixed message);
+    * :class:`~linkage.errors.PermissionDenied` -> PERMISSION_DENIED;
     * :class:`~linkage.service.limits.RequestTooLarge` -> RESOURCE_EXHAUSTED;
     * :class:`~linkage.errors.NotFound` -> NOT_FOUND;
     * :class:`~linkage.errors.RunInProgress`, :class:`~linkage.errors.NotReady`,
@@ -184,6 +194,12 @@ class ExceptionToStatus(grpc.ServerInterceptor):
         if isinstance(exc, InvalidRequest):
             return _status(grpc.StatusCode.INVALID_ARGUMENT, code_pb2.INVALID_ARGUMENT,
                            *_bad_request(exc.violations, lim))
+        if isinstance(exc, Unauthenticated):  # one fixed message: nothing to learn from it
+            return _status(grpc.StatusCode.UNAUTHENTICATED, code_pb2.UNAUTHENTICATED,
+                           "missing or invalid credentials")
+        if isinstance(exc, PermissionDenied):
+            return _status(grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED,
+                           message(str(exc)))
         if isinstance(exc, RequestTooLarge):
             return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED,
                            message(str(exc)))
@@ -231,6 +247,30 @@ def _bad_request(violations: Sequence[tuple[str, str]], lim: ServiceLimits
     return clip(text, lim.max_message_chars), [bad]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback interface (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read(path: Any) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """TLS from the PEM files of ``serve.tls``; a ``client_ca`` makes it mutual: clients
+    must present a certificate signed by that CA."""
+    ca = _read(tls.client_ca) if tls.client_ca else None
+    return grpc.ssl_server_credentials([(_read(tls.key), _read(tls.cert))],
+                                       root_certificates=ca, require_client_auth=ca is not None)
+
+
 def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                   max_workers: int = 32,
                   max_receive_message_bytes: int = MAX_RECEIVE_MESSAGE_BYTES,
@@ -238,6 +278,9 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
                   health_servicer: health.HealthServicer | None = None,
                   limits: ServiceLimits | None = None,
                   thread_pool: futures.ThreadPoolExecutor | None = None,
+                  tls: TlsConfig | None = None,
+                  tokens: TokenBook | None = None,
+                  audit: AuditTrail | None = None,
                   ) -> tuple[grpc.Server, int]:
     """Build (not start) the server on ``host:port``; returns ``(server, bound_port)``.
 
@@ -251,17 +294,41 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         health_servicer: the health service to register (one is made when None).
         limits: bounds on requests (default :class:`ServiceLimits`).
         thread_pool: the threads serving calls (one of ``max_workers`` is made when None).
+        tls: serve TLS (mutual with ``client_ca``) from these files; without it the port is
+            plaintext, which only a loopback ``host`` may be.
+        tokens: the API tokens (default: the register's; open mode only on loopback).
+        audit: where audit rows go (default: a trail on the core's register, closed with
+            the core: :meth:`Realtime.close`).
+
+    Raises:
+        ValueError: plaintext asked for on an interface that is not loopback.
     """
+    if tls is None and not is_loopback(host):
+        raise ValueError(f"plaintext gRPC on {host} refused: serve TLS (serve.tls in the "
+                         f"project file) or bind a loopback address")
     limits = limits or ServiceLimits()
+    tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host))
     options = [("grpc.max_receive_message_length", max_receive_message_bytes),
                ("grpc.so_reuseport", 0)]
     pool = thread_pool or futures.ThreadPoolExecutor(max_workers=max_workers,
                                                      thread_name_prefix="linkage-rpc")
-    server = grpc.server(pool, interceptors=[ExceptionToStatus(limits), *interceptors],
-                         options=options)
+    if audit is None:
+        audit = AuditTrail(core.register, on_write=core.snapshots.changed
+                           if core.snapshots is not None else None)
+        core.closers.append(audit.close)
+
+    def outcome(exc: Exception) -> str:
+        if isinstance(exc, LinkageError | TimeoutError | grpc.RpcError):
+            return ExceptionToStatus.status_for(exc, limits=limits).code.name
+        return "INTERNAL"  # logged once, with its reference, by ExceptionToStatus
+
+    server = grpc.server(pool, interceptors=[ExceptionToStatus(limits),
+                                             AuditCalls(audit, outcome), Authorise(tokens),
+                                             *interceptors], options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
     pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core, limits), server)
     pb_grpc.add_ReviewServiceServicer_to_server(ReviewServicer(core.review, limits), server)
+    pb_grpc.add_AdminServiceServicer_to_server(AdminServicer(tokens, limits), server)
     health_servicer = health_servicer or health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
@@ -269,7 +336,9 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (server.add_secure_port(address, server_credentials(tls)) if tls is not None
+             else server.add_insecure_port(address))
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port}")
     return server, bound
@@ -357,11 +426,19 @@ def _busy_threads(pool: futures.ThreadPoolExecutor) -> list[threading.Thread]:
 def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
           grace: float | None = None, options: RealtimeOptions | None = None,
           ready: Callable[[int], None] | None = None,
-          limits: ServiceLimits | None = None, web_port: int | None = None) -> None:
+          limits: ServiceLimits | None = None, web_port: int | None = None,
+          insecure: bool = False) -> None:
     """Serve the API on the project's register until SIGTERM / SIGINT, then drain.
 
     With ``web_port`` (0: a free port) the reviewers' web page (:mod:`linkage.web`) is
     served too, on its own port, by the same core.
+
+    Transport: TLS from ``serve.tls`` in the project file; plaintext only when asked for
+    (``insecure``, ``--insecure`` or ``serve.insecure: true``) and only on loopback, else a
+    :class:`~linkage.errors.ConfigError` before the register is opened. With no API
+    token issued the server runs open (loopback only) and says so; see
+    :mod:`linkage.service.auth`.
+
     ``grace`` defaults to the project's ``serve.shutdown_grace_seconds``, ``limits`` to
     :class:`ServiceLimits` with the project's ``serve.max_records_per_stream``. When a
     call or thread cannot be stopped, the process ends with ``os._exit`` once the
@@ -371,11 +448,36 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
                                                    "%(message)s")
     grace = project.serve.shutdown_grace_seconds if grace is None else grace
     limits = limits or ServiceLimits(max_records_per_stream=project.serve.max_records_per_stream)
+    tls = project.serve.tls
+    insecure = insecure or project.serve.insecure
+    if tls is None and not insecure:
+        raise ConfigError(project.path, "serve.tls", "no TLS certificate configured (serve.tls: "
+                          "{cert, key}); to serve plaintext on loopback, pass --insecure or set "
+                          "serve.insecure: true (see docs/OPERATIONS.md)")
+    if tls is None and not is_loopback(host):
+        raise ConfigError(project.path, "serve.tls", f"plaintext is only served on loopback, "
+                          f"not on {host}: configure serve.tls")
+    if options is None:
+        options = RealtimeOptions(snapshot_seconds=project.serve.snapshot_seconds)
     core = Realtime.open(project, options=options)
+    tokens = TokenBook(core.register, allow_open=is_loopback(host))
+    if tokens.live_count == 0 and not is_loopback(host):
+        core.close()
+        raise ConfigError(project.path, "serve", f"no API token issued: {host} is not loopback, "
+                          f"so every call would be refused; issue one with `linkage token "
+                          f"issue` first")
     health_servicer = health.HealthServicer()
     pool = futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="linkage-rpc")
     server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer,
-                                  limits=limits, thread_pool=pool)
+                                  limits=limits, thread_pool=pool, tls=tls, tokens=tokens)
+    if tokens.open_mode:
+        warning = ("OPEN MODE: no API token is issued, so every call on this loopback port is "
+                   "allowed without credentials. Issue tokens (`linkage token issue`) before "
+                   "real use; once one exists, every call needs one.")
+        log.warning(warning)
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    if tls is None:
+        log.warning("plaintext (no TLS) on %s, as asked", host)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -384,14 +486,21 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     server.start()
-    log.info("linkage API serving on %s:%d (register %s)", host, bound, project.register)
+    log.info("linkage API serving on %s:%d (%s, register %s)", host, bound,
+             "mutual TLS" if tls and tls.client_ca else "TLS" if tls else "plaintext",
+             project.register)
     print(f"serving on {host}:{bound}", flush=True)
     web = None
     if web_port is not None:  # the reviewers' web page, same core, its own port
         from linkage.web.app import for_core, start
 
-        web, _ = start(for_core(core), host, web_port)
-        print(f"reviewers' web page on http://{host}:{web.server_address[1]}/", flush=True)
+        # The page has no TLS and no login of its own yet: it never leaves loopback
+        # (reviewers reach it through an SSH tunnel or a TLS reverse proxy).
+        web_host = host if is_loopback(host) else "127.0.0.1"
+        if web_host != host:
+            log.warning("reviewers' web page kept on 127.0.0.1 (no TLS or login of its own)")
+        web, _ = start(for_core(core), web_host, web_port)
+        print(f"reviewers' web page on http://{web_host}:{web.server_address[1]}/", flush=True)
     if ready:
         ready(bound)
     try:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import grpc
 
-from linkage.errors import InvalidRequest
+from linkage.errors import InvalidRequest, NotFound
 from linkage.realtime.core import Realtime
 from linkage.service import convert
+from linkage.service.auth import TokenBook
 from linkage.service.limits import (
     ENROL_BATCH_COUNTERS_BYTES,
     RequestTooLarge,
@@ -133,7 +134,8 @@ class BatchServicer(pb_grpc.BatchServiceServicer):
 
     def StartRun(self, request: pb.StartRunRequest, context: grpc.ServicerContext) -> pb.Run:
         return convert.run(self.core.start_run(force_ingest=request.force_ingest,
-                                               retrain=request.retrain))
+                                               retrain=request.retrain,
+                                               accept_changes=request.accept_changes))
 
     def GetRun(self, request: pb.GetRunRequest, context: grpc.ServicerContext) -> pb.Run:
         check_strings(request, self.limits)
@@ -147,3 +149,34 @@ class BatchServicer(pb_grpc.BatchServiceServicer):
                 info.run_id, is_active=context.is_active):
             yield pb.RunProgress(run_id=info.run_id, line=line, message=message,
                                  elapsed_seconds=elapsed, state=convert._RUN_STATES[state])
+
+
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    """API tokens while serving (the same :class:`TokenBook` the interceptor checks, so an
+    issue or a revocation takes effect at once)."""
+
+    def __init__(self, tokens: TokenBook, limits: ServiceLimits | None = None):
+        self.tokens = tokens
+        self.limits = limits or ServiceLimits()
+
+    def _row(self, token_id: str):  # noqa: ANN202 - TokenRow
+        return next(r for r in self.tokens.tokens() if r.token_id == token_id)
+
+    def IssueToken(self, request: pb.IssueTokenRequest, context: grpc.ServicerContext
+                   ) -> pb.IssueTokenResponse:
+        check_strings(request, self.limits)
+        token_id, token = self.tokens.issue(request.name, request.role,
+                                            sources=list(request.sources))
+        return pb.IssueTokenResponse(token_info=convert.api_token(self._row(token_id)),
+                                     token=token)
+
+    def ListTokens(self, request: pb.ListTokensRequest, context: grpc.ServicerContext
+                   ) -> pb.ListTokensResponse:
+        return pb.ListTokensResponse(tokens=[convert.api_token(r) for r in self.tokens.tokens()])
+
+    def RevokeToken(self, request: pb.RevokeTokenRequest, context: grpc.ServicerContext
+                    ) -> pb.ApiToken:
+        check_strings(request, self.limits)
+        if not self.tokens.revoke(request.token_id):
+            raise NotFound("no live token with that ID")
+        return convert.api_token(self._row(request.token_id))

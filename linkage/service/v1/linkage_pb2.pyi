@@ -426,12 +426,14 @@ class PersonEvent(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., person_id: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ..., other_person_id: _Optional[str] = ..., run_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cause: _Optional[str] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("force_ingest", "retrain")
+    __slots__ = ("force_ingest", "retrain", "accept_changes")
     FORCE_INGEST_FIELD_NUMBER: _ClassVar[int]
     RETRAIN_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_CHANGES_FIELD_NUMBER: _ClassVar[int]
     force_ingest: bool
     retrain: bool
-    def __init__(self, force_ingest: _Optional[bool] = ..., retrain: _Optional[bool] = ...) -> None: ...
+    accept_changes: bool
+    def __init__(self, force_ingest: _Optional[bool] = ..., retrain: _Optional[bool] = ..., accept_changes: _Optional[bool] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "state", "register_run_id", "started_at", "finished_at", "model_version", "summary_json", "error", "progress_lines")
@@ -730,3 +732,53 @@ class ExplainPairRequest(_message.Message):
     record_a: RecordRef
     record_b: RecordRef
     def __init__(self, record_a: _Optional[_Union[RecordRef, _Mapping]] = ..., record_b: _Optional[_Union[RecordRef, _Mapping]] = ...) -> None: ...
+
+class IssueTokenRequest(_message.Message):
+    __slots__ = ("name", "role", "sources")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ApiToken(_message.Message):
+    __slots__ = ("token_id", "name", "role", "sources", "issued_at", "revoked_at")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    name: str
+    role: str
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    issued_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, token_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[str] = ..., sources: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IssueTokenResponse(_message.Message):
+    __slots__ = ("token_info", "token")
+    TOKEN_INFO_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token_info: ApiToken
+    token: str
+    def __init__(self, token_info: _Optional[_Union[ApiToken, _Mapping]] = ..., token: _Optional[str] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[ApiToken]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[ApiToken, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("token_id",)
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    def __init__(self, token_id: _Optional[str] = ...) -> None: ...

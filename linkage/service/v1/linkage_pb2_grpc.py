@@ -557,6 +557,180 @@ class BatchService:
             _registered_method=True)
 
 
+class AdminServiceStub:
+    """API tokens of the register's clients (role admin only), so that tokens can be issued
+    and revoked while the server holds the register; `linkage token` does the same while it
+    is stopped. A token is shown once, in IssueTokenResponse; the register keeps its hash.
+    Revocation takes effect at once. No call here touches personal data.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.IssueToken = channel.unary_unary(
+                '/linkage.v1.AdminService/IssueToken',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.IssueTokenRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.IssueTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/linkage.v1.AdminService/ListTokens',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/linkage.v1.AdminService/RevokeToken',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ApiToken.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """API tokens of the register's clients (role admin only), so that tokens can be issued
+    and revoked while the server holds the register; `linkage token` does the same while it
+    is stopped. A token is shown once, in IssueTokenResponse; the register keeps its hash.
+    Revocation takes effect at once. No call here touches personal data.
+    """
+
+    def IssueToken(self, request, context):
+        """Issues a token. INVALID_ARGUMENT for an unknown role, a bad name, or sources on a
+        role other than mis.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Every token, issue order (never the tokens themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a token; NOT_FOUND when no live token has that ID.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'IssueToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueToken,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.IssueTokenRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.IssueTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListTokensRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ApiToken.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'linkage.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('linkage.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """API tokens of the register's clients (role admin only), so that tokens can be issued
+    and revoked while the server holds the register; `linkage token` does the same while it
+    is stopped. A token is shown once, in IssueTokenResponse; the register keeps its hash.
+    Revocation takes effect at once. No call here touches personal data.
+    """
+
+    @staticmethod
+    def IssueToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AdminService/IssueToken',
+            linkage_dot_v1_dot_linkage__pb2.IssueTokenRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.IssueTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AdminService/ListTokens',
+            linkage_dot_v1_dot_linkage__pb2.ListTokensRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.AdminService/RevokeToken',
+            linkage_dot_v1_dot_linkage__pb2.RevokeTokenRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ApiToken.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class ReviewServiceStub:
     """---------------------------------------------------------------------------------------
     The review queue (issue 12): pairs and persons in doubt, for registry administrators.
