@@ -116,8 +116,8 @@ def _calls(s: Secured) -> dict[str, Callable[[Any], Any]]:
         "GetReviewItem": lambda md: review.GetReviewItem(pb.GetReviewItemRequest(
             item_id="R999999", viewer="matrix"), metadata=md, timeout=10),
         "DecideReviewItem": lambda md: review.DecideReviewItem(pb.DecideReviewItemRequest(
-            item_id="R999999", decision=pb.REVIEW_DECISION_KIND_DEFER, reviewer="matrix"), metadata=md,
-            timeout=10),
+            item_id="R999999", decision=pb.REVIEW_DECISION_KIND_DEFER, reviewer="matrix"),
+            metadata=md, timeout=10),
         "ExplainPair": lambda md: review.ExplainPair(pb.ExplainPairRequest(
             record_a=pb.RecordRef(source=source, record_key=key),
             record_b=pb.RecordRef(source=uid_b.split(":", 1)[0],
