@@ -17,7 +17,9 @@ records off a queue in groups, and for each group, inside one register transacti
   weak evidence are queued for review (:mod:`linkage.review.queue`);
 * publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``) with the batch's writer
-  (:func:`linkage.register.store.publish_persons`), and commits once for the group.
+  (:func:`linkage.register.store.publish_persons`), recomputes the golden records of the
+  persons it wrote to (:func:`linkage.register.store.refresh_golden`, ``golden_changed``
+  events), and commits once for the group.
 
 The writer takes the register's *write lock* for each group. A batch run holds that
 lock for its whole transaction, so an enrolment never writes concurrently with a batch
@@ -440,3 +442,6 @@ class Enroller:
             run_id=ENROL_RUN_ID, issued=ids.pending,
             next_seq=ids.next_seq if ids.pending else None, assigned=txn.new_assigned,
             events=txn.events))
+        # The golden records of the persons whose records this group wrote.
+        store.refresh_golden(cur, {txn.assigned[u] for u in txn.writes if u in txn.assigned},
+                             run_id=ENROL_RUN_ID, now=txn.now)

@@ -81,6 +81,7 @@ class Candidate:
     match_probability: float
     evidence: list[Evidence]
     records_compared: int
+    golden: Any = None  # the person's GoldenRecord, filled by Realtime.resolve
 
 
 @dataclass

@@ -56,6 +56,7 @@ from linkage.service.limits import (
     clip,
     tolerant,
 )
+from linkage.service.reflection import DocumentedPool
 from linkage.service.review import ReviewServicer
 from linkage.service.servicer import BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
@@ -266,9 +267,10 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # The documented pool: reflection serves the proto's comments (grpcurl describe).
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME), server)
+         reflection.SERVICE_NAME), server, pool=DocumentedPool())
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port}")

@@ -123,6 +123,33 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
                                   max_events=request.max_events, is_active=context.is_active):
             yield convert.event(ev)
 
+    def FindByIdentifier(self, request: pb.FindByIdentifierRequest,
+                         context: grpc.ServicerContext) -> pb.FindByIdentifierResponse:
+        check_strings(request, self.limits)
+        _require(request, "identifier")
+        found = self.core.find_by_identifier(request.identifier.type, request.identifier.value,
+                                             programme=request.programme,
+                                             source=request.source)
+        return pb.FindByIdentifierResponse(persons=[convert.person(v) for v in found])
+
+    def GetPersons(self, request: pb.GetPersonsRequest, context: grpc.ServicerContext
+                   ) -> pb.GetPersonsResponse:
+        check_strings(request, self.limits)
+        return convert.persons(self.core.persons(list(request.person_ids),
+                                                 lineage=request.include_lineage))
+
+    def ListProgrammePersons(self, request: pb.ListProgrammePersonsRequest,
+                             context: grpc.ServicerContext) -> pb.ListProgrammePersonsResponse:
+        check_strings(request, self.limits)
+        return convert.programme_persons(self.core.programme_persons(
+            request.programme, page_size=request.page_size, page_token=request.page_token))
+
+    def ListChanges(self, request: pb.ListChangesRequest, context: grpc.ServicerContext
+                    ) -> pb.ListChangesResponse:
+        check_strings(request, self.limits)
+        return convert.changes(self.core.changes(request.after_seq, page_size=request.page_size,
+                                                 page_token=request.page_token))
+
 
 class BatchServicer(pb_grpc.BatchServiceServicer):
     """Start, inspect and follow batch runs."""
