@@ -4,6 +4,9 @@ called through the generated stubs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import grpc
 import pytest
 import service_fixtures as fx
@@ -13,6 +16,7 @@ from service_fixtures import RunningServer
 from test_service import UNKNOWN_ID, details, person_of, stub, violations
 
 from linkage.service.v1 import linkage_pb2 as pb
+from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 
 svc_register = fx.svc_register
 svc_server = fx.svc_server
@@ -280,3 +284,36 @@ def test_reflection_carries_the_field_documentation(svc_server: RunningServer) -
                              if (tag, i, 2, j) not in documented]
     assert len(used) > 40 and ".linkage.v1.GoldenRecord" in used
     assert undocumented == []
+
+
+def test_evidence_labels_are_the_definitions_words_whatever_the_model_file(
+        tmp_path: Path) -> None:
+    """A model file without label_for_charts (older files, hand-made ones) makes Splink
+    label levels with their SQL; the API still answers with the definition's words."""
+    from linkage.matching.definition import COMPARISONS
+    from linkage.realtime.core import Realtime
+    from linkage.service.server import create_server
+
+    small = fx.build_small_register(tmp_path, persons=40)
+    raw = json.loads(small.project.model.read_text(encoding="utf-8"))
+    for comp in raw["splink_settings"]["comparisons"]:
+        for lvl in comp["comparison_levels"]:
+            lvl.pop("label_for_charts", None)
+    small.project.model.write_text(json.dumps(raw), encoding="utf-8")
+    words = {c.name: {lvl.label for lvl in c.levels} for c in COMPARISONS}
+    core = Realtime.open(small.project)
+    server, port = create_server(core, port=0)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            cr = next(r for u, r in small.rows.items() if u.startswith("civil_registry:"))
+            resp = pb_grpc.LinkageServiceStub(channel).Resolve(
+                pb.ResolveRequest(person=details(cr), min_match_probability=0.0), timeout=10)
+    finally:
+        server.stop(None).wait()
+        core.close()
+    labels = [(e.comparison, e.level_label) for c in resp.candidates for e in c.evidence]
+    assert labels
+    assert all(label in words[comp] for comp, label in labels), labels
+    assert not any("_l" in label or "IS NULL" in label for _, label in labels)
+    assert ("given_name", "exact") in labels

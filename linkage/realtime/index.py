@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from bisect import bisect_left
@@ -301,7 +302,13 @@ class Index:
         self.prior_weight = card.prior_weight
         conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
                       for c in COMPARISONS}
-        self.comparisons = [_Comparison(name, levels, conditions[name])
+        # Labels are the definition's words, never the model file's: Splink labels a
+        # level without label_for_charts (older or hand-made model files) with its SQL.
+        labels = {c.name: [lvl.label for lvl in c.levels] for c in COMPARISONS}
+        self.comparisons = [_Comparison(name, tuple(
+                                dataclasses.replace(lvl, label=label)
+                                for lvl, label in zip(levels, labels[name], strict=True)),
+                                conditions[name])
                             for name, levels in card.comparisons]
         self.n = 0
         cap = max(capacity, 16)
