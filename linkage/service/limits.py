@@ -157,7 +157,7 @@ def _field_len(n_bytes: int) -> int:
     return 1 + _varint_len(n_bytes) + n_bytes
 
 
-PERSON_ID_CHARS = 11  # "P-7K3QZ1MXC"
+PERSON_ID_CHARS = 11  # "P-7E4N3BWZC"
 
 
 def enrol_result_bytes(index: int, record_key: str, error: tuple[str, str] | None = None
