@@ -63,7 +63,8 @@ class RealtimeOptions:
     enrol_wait: float = 5.0  # seconds an Enrol waits behind a batch before answering QUEUED
     max_candidates: int = 100
     default_candidates: int = 10
-    event_poll: float = 0.5
+    event_poll: float = 0.5  # seconds a follower sleeps between checks that its client is there
+    event_resync: float = 5.0  # seconds between reads of an idle follower (writers elsewhere)
     max_persons_per_call: int = 100  # GetPersons (serve.max_persons_per_call)
     max_page_size: int = 1000  # listings (serve.max_page_size)
 
@@ -110,6 +111,9 @@ class Realtime:
         self._own = own_register
         self.write_lock = threading.Lock()
         self._changes = threading.Condition()
+        # The change feed's last cursor: followers sleep until it moves, so an idle
+        # subscriber costs no register read (200 of them polling would be 400 reads/s).
+        self._last_seq = self._read(lookup.last_seq)
         self._state = _State()
         self._load_index()
         self.enroller: Enroller | None = None
@@ -159,7 +163,9 @@ class Realtime:
         self._notify()
 
     def _notify(self) -> None:
+        last = self._read(lookup.last_seq)  # once per commit, for every follower
         with self._changes:
+            self._last_seq = last
             self._changes.notify_all()
 
     @property
@@ -449,7 +455,9 @@ class Realtime:
             raise InvalidRequest([("max_events", "must not be negative")])
         sent = 0
         seq = after_seq
+        read_at = 0.0
         while is_active():
+            read_at = time.monotonic()
             batch = self.events_after(seq, 1000)
             for ev in batch:
                 yield ev
@@ -461,8 +469,16 @@ class Realtime:
                 continue
             if not follow:
                 return
-            with self._changes:
-                self._changes.wait(self.options.event_poll)
+            # Sleep until a commit moves the feed's cursor past ours: an idle follower
+            # reads nothing. The timeout re-checks is_active; every resync seconds the
+            # feed is read anyway, in case a writer outside this core added events.
+            while is_active():
+                with self._changes:
+                    moved = self._changes.wait_for(
+                        lambda s=seq: self._last_seq > s,  # type: ignore[misc]
+                        self.options.event_poll)
+                if moved or time.monotonic() - read_at >= self.options.event_resync:
+                    break
 
     def start_run(self, *, force_ingest: bool = False, retrain: bool = False) -> RunInfo:
         return self.batch.start(force_ingest=force_ingest, retrain=retrain)
