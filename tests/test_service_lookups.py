@@ -88,6 +88,9 @@ def test_enrolment_updates_the_golden_record_and_the_feed_says_so(svc_server: Ru
     assert g.phone_number == "223" + new_phone  # the most recent contact data
     assert g.chosen_from["phone"].record_key == "MIS-GOLD-1"
     assert "Nutrition MIS" in g.programmes
+    # Resolve answers with the new golden record too (kept in memory, updated at commit).
+    cands = s.Resolve(pb.ResolveRequest(person=person), timeout=5).candidates
+    assert next(c for c in cands if c.person_id == pid).golden == g
     events = s.ListChanges(pb.ListChangesRequest(after_seq=after), timeout=5).events
     golden_events = [e for e in events if e.kind == pb.EVENT_KIND_GOLDEN_CHANGED]
     assert [e.person_id for e in golden_events] == [pid]

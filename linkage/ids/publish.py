@@ -44,7 +44,7 @@ def publish_clusters(cur: duckdb.DuckDBPyConnection, clusters: Mapping[str, str]
     moved = {*changes.touched, *(p for p, _ in changes.issued), *changes.assigned.values()}
     golden = store.refresh_golden(cur, moved, run_id=run_id, now=now, since=now, full=True)
     if golden:
-        counts[store.GOLDEN_CHANGED] = golden
+        counts[store.GOLDEN_CHANGED] = sum(g is not None for g in golden.values())
     return dict(counts)
 
 

@@ -25,10 +25,10 @@ from typing import Any
 from linkage.batch.runs import BatchController, RunInfo
 from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady
+from linkage.ids.golden import GoldenRecord
 from linkage.realtime import lookup, pages
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
-from linkage.register import store
 from linkage.register.database import Register, query
 from linkage.review.core import Review
 
@@ -222,11 +222,9 @@ class Realtime:
         res = index.resolve(row, max_candidates=max_candidates or self.options.default_candidates,
                             min_probability=(self.project.thresholds.review
                                              if min_probability is None else min_probability))
-        if res.candidates:  # whom each candidate ID names: one read for all of them
-            golden = self._read(lambda cur: store.load_golden(
-                cur, [c.person_id for c in res.candidates]))
-            for c in res.candidates:
-                c.golden = golden.get(c.person_id)
+        for c in res.candidates:  # whom each candidate ID names, from memory
+            text = index.golden.get(c.person_id)
+            c.golden = GoldenRecord.from_json(text) if text else None
         return res
 
     def prepare_enrol(self, source: str, record_key: str, person: PersonInput) -> EnrolItem:

@@ -548,20 +548,43 @@ def append_events(cur: Cursor, events: Sequence[Event], *, cause: str | None = N
 GOLDEN_CHANGED = "golden_changed"
 
 
-def person_records_for_golden(cur: Cursor, person_ids: Sequence[str]
+#: Up to this many keys a look-up is a literal IN list (the primary-key index answers);
+#: above it a staged join (a scan, cheaper than thousands of index probes).
+_POINT_LOOKUPS = 1000
+
+
+def person_records_for_golden(cur: Cursor, person_ids: Sequence[str],
+                              members: Mapping[str, Sequence[str]] | None = None
                               ) -> dict[str, list[SourceRecord]]:
-    """person -> its records as :func:`linkage.ids.golden.golden` takes them."""
+    """person -> its records as :func:`linkage.ids.golden.golden` takes them.
+
+    ``members`` (person -> its record uids, when the caller knows them: enrolment has
+    them in its index) saves the scan of ``person_records``.
+    """
     if not person_ids:
         return {}
     cols = ", ".join(f"r.{c}" for c in GOLDEN_COLUMNS)
-    with _Staged(cur, "stage_golden_ids",
-                 pa.table({"person_id": pa.array(list(person_ids), pa.string())})):
-        rows = query(cur, f"""
-            SELECT p.person_id, r.uid, s.kind, s.programme,
-                   coalesce(r.updated_at, r.first_seen), {cols}
-            FROM stage_golden_ids g JOIN person_records p USING (person_id)
-            JOIN records r USING (uid) LEFT JOIN sources s ON s.name = r.source
-            ORDER BY p.person_id, r.uid""")
+    select = (f"SELECT p.person_id, r.uid, s.kind, s.programme, "
+              f"coalesce(r.updated_at, r.first_seen), {cols}")
+    if members is not None:
+        pairs = [(p, u) for p in person_ids for u in members.get(p, ())]
+        if len(pairs) <= _POINT_LOOKUPS:
+            rows = query(cur, f"""
+                {select} FROM records r JOIN person_records p USING (uid)
+                LEFT JOIN sources s ON s.name = r.source
+                WHERE r.uid IN ({", ".join("?" * len(pairs)) or "NULL"})
+                ORDER BY p.person_id, r.uid""", [u for _, u in pairs])
+            wanted = set(person_ids)
+            rows = [row for row in rows if row[0] in wanted]
+        else:
+            members = None
+    if members is None:
+        with _Staged(cur, "stage_golden_ids",
+                     pa.table({"person_id": pa.array(list(person_ids), pa.string())})):
+            rows = query(cur, f"""
+                {select} FROM stage_golden_ids g JOIN person_records p USING (person_id)
+                JOIN records r USING (uid) LEFT JOIN sources s ON s.name = r.source
+                ORDER BY p.person_id, r.uid""")
     out: dict[str, list[SourceRecord]] = {}
     for pid, uid, kind, programme, written, *values in rows:
         out.setdefault(pid, []).append(SourceRecord(uid, kind, programme, written,
@@ -572,7 +595,8 @@ def person_records_for_golden(cur: Cursor, person_ids: Sequence[str]
 
 def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
                    now: dt.datetime | None = None, since: dt.datetime | None = None,
-                   full: bool = False) -> int:
+                   full: bool = False, members: Mapping[str, Sequence[str]] | None = None,
+                   old: Mapping[str, str] | None = None) -> dict[str, str | None]:
     """Recompute the golden records of persons whose records changed; store the changed
     ones in ``person_golden`` and tell the change feed (``golden_changed`` events, with
     the new golden record and, as cause, the fields that changed).
@@ -586,9 +610,11 @@ def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
             ingest updates records in place without moving them).
         full: also every live person without a golden record (a register made before
             golden records existed), and drop those of persons no longer live.
+        members: person -> its record uids, when the caller knows them (saves a scan).
+        old: the stored golden records (JSON) of ``persons``, when the caller holds them.
 
     Returns:
-        How many golden records changed.
+        The golden records that changed: person -> new JSON, or None when dropped.
     """
     now = now or _now()
     targets = set(persons)
@@ -597,18 +623,23 @@ def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
             SELECT DISTINCT p.person_id FROM records r JOIN person_records p USING (uid)
             WHERE r.updated_at >= ?""", [since]))
     if full:
-        cur.execute("DELETE FROM person_golden WHERE person_id NOT IN "
-                    "(SELECT person_id FROM persons WHERE status = 'live')")
+        dropped = [p for (p,) in query(cur, """
+            DELETE FROM person_golden WHERE person_id NOT IN
+              (SELECT person_id FROM persons WHERE status = 'live') RETURNING person_id""")]
+    else:
+        dropped = []
         targets.update(p for (p,) in query(cur, """
             SELECT person_id FROM persons WHERE status = 'live'
               AND person_id NOT IN (SELECT person_id FROM person_golden)"""))
     if not targets:
-        return 0
+        return dict.fromkeys(dropped)
     ids = sorted(targets)
-    records = person_records_for_golden(cur, ids)
-    with _Staged(cur, "stage_golden_ids", pa.table({"person_id": pa.array(ids, pa.string())})):
-        old = dict(query(cur, "SELECT g.person_id, g.golden FROM person_golden g "
-                              "JOIN stage_golden_ids USING (person_id)"))
+    records = person_records_for_golden(cur, ids, members)
+    if old is None:
+        with _Staged(cur, "stage_golden_ids",
+                     pa.table({"person_id": pa.array(ids, pa.string())})):
+            old = dict(query(cur, "SELECT g.person_id, g.golden FROM person_golden g "
+                                  "JOIN stage_golden_ids USING (person_id)"))
     changed: list[tuple[str, str, str]] = []  # (person, golden JSON, changed fields)
     gone: list[str] = []
     for pid in ids:
@@ -646,7 +677,9 @@ def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
                 SELECT nextval('person_event_seq'), ?, ?, '{GOLDEN_CHANGED}', person_id,
                        NULL, NULL, cause, golden
                 FROM (SELECT * FROM stage_golden ORDER BY ord)""", [run_id, now])
-    return len(changed)
+    out: dict[str, str | None] = dict.fromkeys([*dropped, *gone])
+    out.update((p, g) for p, g, _ in changed)
+    return out
 
 
 def load_golden(cur: Cursor, person_ids: Sequence[str]) -> dict[str, GoldenRecord]:
