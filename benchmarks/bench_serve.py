@@ -106,6 +106,16 @@ def client_main(ports: list[int], queries_file: Path, threads: int, seconds: flo
           flush=True)
 
 
+def _drain(call: Any) -> None:
+    import grpc
+
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass  # cancelled at the end of the run
+
+
 def run_load(ports: list[int], queries_file: Path, clients: int, seconds: float,
              subscribers: int) -> dict[str, Any]:
     import grpc
@@ -120,7 +130,7 @@ def run_load(ports: list[int], queries_file: Path, clients: int, seconds: float,
         stub = pb_grpc.LinkageServiceStub(channels[i % len(channels)])
         call = stub.WatchChanges(pb.WatchChangesRequest(after_seq=10**12, follow=True))
         followers.append(call)
-        threading.Thread(target=lambda c=call: [None for _ in c], daemon=True).start()
+        threading.Thread(target=_drain, args=(call,), daemon=True).start()
     time.sleep(2.0 + subscribers / 100)  # let them open
     health = [health_pb2_grpc.HealthStub(c) for c in channels]
     hlat: list[float] = []
@@ -197,18 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.servers:
         paths = [project.path]
         for k in range(1, n):  # copies of the register: one process per file (DuckDB lock)
-            copy = directory / f"replica{k}"
-            copy.mkdir(exist_ok=True)
-            text = project.path.read_text(encoding="utf-8")
-            reg_copy = copy / "register.duckdb"
-            shutil.copyfile(project.register, reg_copy)
-            (copy / "project.yaml").write_text(
-                text.replace("register: ", f"register: {reg_copy}  # ", 1)
-                .replace("model: models/", f"model: {directory}/models/", 1)
-                .replace("path: ", f"path: {directory}/", 0), encoding="utf-8")
-            for sub in ("sources",):
-                if (directory / sub).exists() and not (copy / sub).exists():
-                    shutil.copytree(directory / sub, copy / sub)
+            copy = directory.parent / f"{directory.name}_replica{k}"
+            if not copy.exists():
+                shutil.copytree(directory, copy, ignore=shutil.ignore_patterns(
+                    "*.pkl", "bench_serve.json", "*.wal"))
             paths.append(copy / "project.yaml")
         servers = [start_server(p) for p in paths]
         try:

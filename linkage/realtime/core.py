@@ -63,8 +63,10 @@ class RealtimeOptions:
     enrol_wait: float = 5.0  # seconds an Enrol waits behind a batch before answering QUEUED
     max_candidates: int = 100
     default_candidates: int = 10
-    event_poll: float = 0.5  # seconds a follower sleeps between checks that its client is there
-    event_resync: float = 5.0  # seconds between reads of an idle follower (writers elsewhere)
+    # Seconds a follower sleeps between checks that its client is there (a cancelled
+    # call wakes it at once through wake_followers; this is the fallback).
+    event_poll: float = 5.0
+    event_resync: float = 30.0  # seconds between reads of an idle follower (writers elsewhere)
     max_persons_per_call: int = 100  # GetPersons (serve.max_persons_per_call)
     max_page_size: int = 1000  # listings (serve.max_page_size)
 
@@ -161,6 +163,11 @@ class Realtime:
             else:
                 self.enroller.reload(self._state.index)
         self._notify()
+
+    def wake_followers(self) -> None:
+        """Wake every change-feed follower to re-check its client (a call ended)."""
+        with self._changes:
+            self._changes.notify_all()
 
     def _notify(self) -> None:
         last = self._read(lookup.last_seq)  # once per commit, for every follower

@@ -119,6 +119,9 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
 
     def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
                      ) -> Iterator[pb.PersonEvent]:
+        # A follower sleeps until the feed moves: when the call ends (client gone,
+        # shutdown), wake it so its thread is free at once.
+        context.add_callback(self.core.wake_followers)
         for ev in self.core.watch(request.after_seq, follow=request.follow,
                                   max_events=request.max_events, is_active=context.is_active):
             yield convert.event(ev)
