@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subscribers", type=int, nargs="+", default=[0, 200])
     ap.add_argument("--queries", type=int, default=2000)
     args = ap.parse_args(argv)
+    load_at_start = os.getloadavg()[0]  # the machine is shared: say how busy it was
     directory = args.dir or ROOT / f"bench_serve_{args.records // 1000}k"
     project = build(directory, args.records)
     golden_seconds = ensure_golden(project)
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             for subs in args.subscribers:
                 r = run_load([port for _, port in servers], queries_file, args.clients,
                              args.seconds, subs)
+                r["load_average_after"] = round(os.getloadavg()[0], 1)
                 print(json.dumps(r), flush=True)
                 results.append(r)
         finally:
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"date": dt.date.today().isoformat(),
                "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
                           f"{platform.python_version()}, load average at start "
-                          f"{os.getloadavg()[0]:.1f}",
+                          f"{load_at_start:.1f}",
                "command": "python -m benchmarks.bench_serve " + " ".join(argv),
                "golden_seconds": golden_seconds, "runs": results}
     (directory / "bench_serve.json").write_text(json.dumps(figures, indent=2))
