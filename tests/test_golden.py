@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import random
 
-from linkage.ids.golden import GoldenBirthDate, GoldenRecord, SourceRecord, golden
+from linkage.ids.golden import GoldenBirthDate, GoldenRecord, SourceRecord, _survive, golden
 
 T0 = dt.datetime(2026, 1, 1)
 
@@ -83,3 +84,20 @@ def test_the_answer_does_not_depend_on_record_order_and_round_trips() -> None:
     g = golden(records)
     assert GoldenRecord.from_json(g.to_json()) == g
     assert golden([]) == GoldenRecord()
+
+
+def test_the_one_record_shortcut_is_the_rules_applied_to_one_record() -> None:
+    rng = random.Random(5)
+    kinds = ["civil_registry", "programme", None]
+    for i in range(300):
+        values = {c: rng.choice([None, "", v]) for c, v in (
+            ("given_std", "mamadou lamine"), ("family_std", "traore"), ("father_std", "ali"),
+            ("grandfather_std", "hassan"), ("sex", "F"), ("national_id", "ML1"),
+            ("phone", "22370000001"), ("region", "sikasso"), ("commune", "kadiolo"),
+            ("village", "misseni"))}
+        precision = rng.choice([None, "day", "month", "year", "placeholder", "age"])
+        values.update(birth_year=rng.choice([None, 1975]), birth_month=3, birth_day=2,
+                      birth_precision=precision)
+        r = SourceRecord(f"s:{i}", rng.choice(kinds), rng.choice([None, "P"]),
+                         rng.choice([None, T0]), values)
+        assert golden([r]) == _survive([r]), values

@@ -196,6 +196,39 @@ def _birth_date(records: Sequence[SourceRecord]) -> tuple[GoldenBirthDate, str] 
 
 def golden(records: Sequence[SourceRecord]) -> GoldenRecord:
     """The golden record of one person's records (empty when it has none)."""
+    if len(records) == 1:  # most persons enrolment creates: every rule picks that record
+        return _single(records[0])
+    return _survive(records)
+
+
+def _single(r: SourceRecord) -> GoldenRecord:
+    """:func:`_survive` of one record, without the ranking (a third of enrolment's cost)."""
+    values: dict[str, Any] = {}
+    chosen: dict[str, str] = {}
+    for name, column in NAME_COLUMNS.items():
+        v = r.get(column)
+        if v is not None:
+            values[name], chosen[name] = _display(v), r.uid
+    for name, v in (("sex", r.get("sex")), ("phone", r.get("phone"))):
+        if v is not None:
+            values[name], chosen[name] = v, r.uid
+    d = _date(r)
+    if d is not None:
+        values["birth_date"], chosen["birth_date"] = GoldenBirthDate(*d), r.uid
+    nid = r.get("national_id")
+    if nid is not None:
+        values["national_ids"], chosen["national_ids"] = (nid,), r.uid
+    place = [r.get(c) for c in ("region", "commune", "village")]
+    if any(v is not None for v in place):
+        for c, v in zip(("region", "commune", "village"), place, strict=True):
+            values[c] = _display(v) if v is not None else None
+        chosen["location"] = r.uid
+    values["programmes"] = (r.programme,) if r.kind == "programme" and r.programme else ()
+    return GoldenRecord(**values, chosen_from=chosen)
+
+
+def _survive(records: Sequence[SourceRecord]) -> GoldenRecord:
+    """Every rule of the module docstring over several records."""
     values: dict[str, Any] = {}
     chosen: dict[str, str] = {}
     for name, column in NAME_COLUMNS.items():
