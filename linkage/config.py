@@ -55,6 +55,12 @@ class ServeConfig:
     ``shutdown_grace_seconds``: on SIGTERM, calls in flight get this long to finish
     before they are cancelled. ``max_records_per_stream``: records one ``EnrolBatch``
     stream may carry (a longer stream is refused before anything is enrolled).
+    ``max_persons_per_call``: person IDs one ``GetPersons`` call may ask for.
+    ``max_page_size``: entries per page of a listing at most (a larger page_size is
+    served as this). ``unary_workers``: threads kept for short calls (Resolve, Enrol,
+    look-ups, health), which long-lived calls can never take. ``max_streams``: long-lived
+    calls open at once (WatchChanges with follow, WatchRun, EnrolBatch); one more is
+    refused with RESOURCE_EXHAUSTED instead of waiting for a thread.
     """
 
     shutdown_grace_seconds: float = 30.0
@@ -64,6 +70,10 @@ class ServeConfig:
     #: serve.snapshot_seconds: the read-only snapshot for readers is refreshed after each
     #: publish and, when enrolments or audit rows came in, this often
     snapshot_seconds: float = 60.0
+    max_persons_per_call: int = 100
+    max_page_size: int = 1000
+    unary_workers: int = 32
+    max_streams: int = 256
 
 
 @dataclass(frozen=True)
@@ -363,7 +373,9 @@ def load_project(path: Path | str) -> ProjectConfig:
         raise ConfigError(path, "thresholds.review", "must not exceed thresholds.match")
     model = k.str("model", None)
     sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
-                                          "tls", "insecure", "snapshot_seconds"},
+                                          "tls", "insecure", "snapshot_seconds",
+                                          "max_persons_per_call", "max_page_size",
+                                          "unary_workers", "max_streams"},
                prefix="serve.")
     insecure = sk.data.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -386,7 +398,12 @@ def load_project(path: Path | str) -> ProjectConfig:
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
                                         ServeConfig.shutdown_grace_seconds, 0.0, 3600.0),
         max_records_per_stream=sk.int("max_records_per_stream",
-                                      ServeConfig.max_records_per_stream, 1, 100_000))
+                                      ServeConfig.max_records_per_stream, 1, 100_000),
+        max_persons_per_call=sk.int("max_persons_per_call", ServeConfig.max_persons_per_call,
+                                    1, 10_000),
+        max_page_size=sk.int("max_page_size", ServeConfig.max_page_size, 1, 10_000),
+        unary_workers=sk.int("unary_workers", ServeConfig.unary_workers, 1, 1024),
+        max_streams=sk.int("max_streams", ServeConfig.max_streams, 1, 10_000))
     gk = _Keys(path, k.mapping("guards"), {"max_retired_share", "max_rejected_share",
                                            "max_changed_ids_share", "min_count"},
                prefix="guards.")

@@ -111,6 +111,16 @@ def _calls(s: Secured) -> dict[str, Callable[[Any], Any]]:
                                                   timeout=10),
         "RevokeToken": lambda md: admin.RevokeToken(pb.RevokeTokenRequest(
             token_id="00000000"), metadata=md, timeout=10),
+        "FindByIdentifier": lambda md: ls.FindByIdentifier(pb.FindByIdentifierRequest(
+            identifier=pb.Identifier(type="RECORD_KEY", value=key), source=source),
+            metadata=md, timeout=10),
+        "GetPersons": lambda md: ls.GetPersons(pb.GetPersonsRequest(person_ids=[pid]),
+                                               metadata=md, timeout=10),
+        "ListProgrammePersons": lambda md: ls.ListProgrammePersons(
+            pb.ListProgrammePersonsRequest(programme=source, page_size=5), metadata=md,
+            timeout=10),
+        "ListChanges": lambda md: ls.ListChanges(pb.ListChangesRequest(page_size=5),
+                                                 metadata=md, timeout=10),
         "ListReviewItems": lambda md: review.ListReviewItems(pb.ListReviewItemsRequest(),
                                                              metadata=md, timeout=10),
         "GetReviewItem": lambda md: review.GetReviewItem(pb.GetReviewItemRequest(
@@ -171,6 +181,8 @@ def test_role_matrix_for_every_rpc(secured: Secured) -> None:
                                               grpc.StatusCode.FAILED_PRECONDITION)
     assert seen[("IssueToken", "admin")] == grpc.StatusCode.OK
     assert seen[("ListReviewItems", "reviewer")] == grpc.StatusCode.OK
+    assert seen[("FindByIdentifier", "mis")] == grpc.StatusCode.OK
+    assert seen[("GetPersons", "reviewer")] == grpc.StatusCode.OK
     assert seen[("ExplainPair", "reviewer")] == grpc.StatusCode.OK
     assert seen[("GetReviewItem", "reviewer")] == grpc.StatusCode.NOT_FOUND  # no such item
     assert seen[("RevokeToken", "admin")] == grpc.StatusCode.NOT_FOUND  # no such token

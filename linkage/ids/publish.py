@@ -38,7 +38,14 @@ def publish_clusters(cur: duckdb.DuckDBPyConnection, clusters: Mapping[str, str]
     changes = store.PersonChanges.between(old, result.state, run_id=run_id,
                                           events=result.events)
     store.publish_persons(cur, changes, cause=cause)
-    return dict(Counter(e.kind for e in result.events))
+    counts = Counter(e.kind for e in result.events)
+    # Golden records of persons whose record sets moved, whose records ingest rewrote in
+    # this run (at or after ``now``, its start), and any live person still without one.
+    moved = {*changes.touched, *(p for p, _ in changes.issued), *changes.assigned.values()}
+    golden = store.refresh_golden(cur, moved, run_id=run_id, now=now, since=now, full=True)
+    if golden:
+        counts[store.GOLDEN_CHANGED] = sum(g is not None for g in golden.values())
+    return dict(counts)
 
 
 def successors(cur: duckdb.DuckDBPyConnection, person_id: str) -> list[str]:

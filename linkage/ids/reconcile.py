@@ -11,7 +11,7 @@ produces is returned (new state, events).
 Identifier format
 -----------------
 ``P-`` followed by nine characters from the Crockford base32 alphabet
-``0123456789ABCDEFGHJKMNPQRSTVWXYZ`` (no I, L, O, U), e.g. ``P-7K3QZ1MXC``: eight random
+``0123456789ABCDEFGHJKMNPQRSTVWXYZ`` (no I, L, O, U), e.g. ``P-7E4N3BWZC``: eight random
 characters then one check character. IDs are opaque: the eight characters are a keyed
 BLAKE2b hash of ``(register secret, issue sequence number)``, never of personal data.
 
@@ -164,7 +164,7 @@ def new_id(secret: bytes, seq: int) -> str:
         seq: the issue sequence number (non-negative).
 
     Returns:
-        A canonical ID such as ``"P-7K3QZ1MXC"``.
+        A canonical ID such as ``"P-7E4N3BWZC"``.
 
     Example:
         >>> new_id(b"s3cret", 0) == new_id(b"s3cret", 0)

@@ -29,6 +29,7 @@ from linkage.matching.definition import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
     MUST_AGREE_LEVELS,
+    comparison,
     definition_sha256,
 )
 from linkage.matching.splink_settings import build_settings, settings_dict, with_parameters
@@ -158,10 +159,16 @@ class Model:
         out: dict[str, list[dict[str, Any]]] = {}
         for comp in self.settings["comparisons"]:
             levels = []
-            for lvl in comp["comparison_levels"]:
+            try:  # the definition's words, in level order (the file's may be SQL)
+                words = [lvl.label for lvl in comparison(comp["output_column_name"]).levels]
+            except KeyError:
+                words = []
+            for i, lvl in enumerate(comp["comparison_levels"]):
                 if lvl.get("is_null_level"):
                     continue
-                levels.append({"label": lvl.get("label_for_charts", lvl["sql_condition"]),
+                label = words[i] if i < len(words) else lvl.get("label_for_charts",
+                                                                lvl["sql_condition"])
+                levels.append({"label": label,
                                "m": lvl.get("m_probability"), "u": lvl.get("u_probability")})
             out[comp["output_column_name"]] = levels
         return out

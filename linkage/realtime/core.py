@@ -25,7 +25,8 @@ from typing import Any
 from linkage.batch.runs import BatchController, RunInfo
 from linkage.config import ProjectConfig
 from linkage.errors import InvalidRequest, NotFound, NotReady
-from linkage.realtime import lookup
+from linkage.ids.golden import GoldenRecord
+from linkage.realtime import lookup, pages
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
 from linkage.register.database import Register, query
@@ -63,10 +64,37 @@ class RealtimeOptions:
     enrol_wait: float = 5.0  # seconds an Enrol waits behind a batch before answering QUEUED
     max_candidates: int = 100
     default_candidates: int = 10
-    event_poll: float = 0.5
+    # Seconds a follower sleeps between checks that its client is there (a cancelled
+    # call wakes it at once through wake_followers; this is the fallback).
+    event_poll: float = 5.0
+    event_resync: float = 30.0  # seconds between reads of an idle follower (writers elsewhere)
+    max_persons_per_call: int = 100  # GetPersons (serve.max_persons_per_call)
+    max_page_size: int = 1000  # listings (serve.max_page_size)
     #: keep a read-only snapshot beside the register, refreshed after each publish and
     #: this often when it changed (None: no snapshot; see linkage.register.snapshot)
     snapshot_seconds: float | None = None
+
+
+#: Identifier types of FindByIdentifier (national-ID synonyms as in person details).
+NATIONAL_ID_TYPES = frozenset({"UIN", "NID", "NATIONAL_ID"})
+BENEFICIARY_ID, RECORD_KEY = "BENEFICIARY_ID", "RECORD_KEY"
+
+
+@dataclass
+class PersonsPage:
+    """A page of a programme's persons."""
+
+    members: list[lookup.Member]
+    next_page_token: str
+
+
+@dataclass
+class ChangesPage:
+    """A page of the change feed."""
+
+    events: list[lookup.EventRow]
+    next_page_token: str
+    last_seq: int
 
 
 @dataclass
@@ -83,10 +111,15 @@ class Realtime:
                  options: RealtimeOptions | None = None, own_register: bool = False):
         self.project = project
         self.register = register
-        self.options = options or RealtimeOptions()
+        self.options = options or RealtimeOptions(
+            max_persons_per_call=project.serve.max_persons_per_call,
+            max_page_size=project.serve.max_page_size)
         self._own = own_register
         self.write_lock = threading.Lock()
         self._changes = threading.Condition()
+        # The change feed's last cursor: followers sleep until it moves, so an idle
+        # subscriber costs no register read (200 of them polling would be 400 reads/s).
+        self._last_seq = self._read(lookup.last_seq)
         self._state = _State()
         self._load_index()
         self.enroller: Enroller | None = None
@@ -143,10 +176,17 @@ class Realtime:
                 self.enroller.reload(self._state.index)
         self._notify()
 
+    def wake_followers(self) -> None:
+        """Wake every change-feed follower to re-check its client (a call ended)."""
+        with self._changes:
+            self._changes.notify_all()
+
     def _notify(self) -> None:
         if self.snapshots is not None:
             self.snapshots.changed()
+        last = self._read(lookup.last_seq)  # once per commit, for every follower
         with self._changes:
+            self._last_seq = last
             self._changes.notify_all()
 
     @property
@@ -200,9 +240,13 @@ class Realtime:
             raise InvalidRequest([("min_match_probability", "must be between 0 and 1")])
         row = self.standardise(person)
         index = self.index
-        return index.resolve(row, max_candidates=max_candidates or self.options.default_candidates,
-                             min_probability=(self.project.thresholds.review
-                                              if min_probability is None else min_probability))
+        res = index.resolve(row, max_candidates=max_candidates or self.options.default_candidates,
+                            min_probability=(self.project.thresholds.review
+                                             if min_probability is None else min_probability))
+        for c in res.candidates:  # whom each candidate ID names, from memory
+            text = index.golden.get(c.person_id)
+            c.golden = GoldenRecord.from_json(text) if text else None
+        return res
 
     def prepare_enrol(self, source: str, record_key: str, person: PersonInput) -> EnrolItem:
         """Validate and standardise one record for enrolment."""
@@ -290,6 +334,134 @@ class Realtime:
             raise InvalidRequest(problems)
         return self._read(lambda cur: lookup.person_by_record(cur, source, record_key))
 
+    def find_by_identifier(self, kind: str, value: str, *, programme: str = "",
+                           source: str = "") -> list[lookup.PersonView]:
+        """The live persons an identifier names (DCI ``{type, value}``).
+
+        ``kind``: a national-ID type (``UIN``, ``NID``, ``NATIONAL_ID``: matched as ingest
+        standardises national IDs), ``BENEFICIARY_ID`` (the record key in a programme's
+        roster; ``programme`` by label or source name) or ``RECORD_KEY`` (any source's
+        record key; ``source``). Raises :class:`NotFound` when no live person has it.
+        """
+        from linkage.standardise.ids import clean_national_id
+
+        kind = kind.strip().upper()
+        value = value.strip()
+        problems = []
+        if not kind:
+            problems.append(("identifier.type", "required"))
+        elif kind not in (*NATIONAL_ID_TYPES, BENEFICIARY_ID, RECORD_KEY):
+            problems.append(("identifier.type", "unsupported identifier type (supported: "
+                                                "UIN, NID, NATIONAL_ID, BENEFICIARY_ID, "
+                                                "RECORD_KEY)"))
+        if not value:
+            problems.append(("identifier.value", "required"))
+        if kind == BENEFICIARY_ID and not programme.strip():
+            problems.append(("programme", "required with BENEFICIARY_ID"))
+        if kind == RECORD_KEY and not source.strip():
+            problems.append(("source", "required with RECORD_KEY"))
+        if problems:
+            raise InvalidRequest(problems)
+
+        def find(cur: Any) -> list[lookup.PersonView]:
+            if kind in NATIONAL_ID_TYPES:
+                nid = clean_national_id(value)
+                if nid is None:
+                    raise InvalidRequest([("identifier.value", "not a national ID")])
+                pids = lookup.persons_of_records(cur, "r.national_id = ?", [nid])
+            else:
+                if kind == BENEFICIARY_ID:
+                    sources = lookup.programme_sources(cur, programme.strip())
+                    if not sources:
+                        raise NotFound("no programme of that name or source")
+                else:
+                    if not lookup.source_exists(cur, source.strip()):
+                        raise NotFound("no source of that name")
+                    sources = [source.strip()]
+                uids = [f"{s}:{value}" for s in sources]
+                pids = lookup.persons_of_records(cur, "list_contains(?, r.uid)", [uids])
+            if not pids:
+                raise NotFound("no person holds that identifier")
+            return [lookup.person(cur, p, lineage_limit=0) for p in pids]
+
+        return self._read(find)
+
+    def persons(self, person_ids: list[str], *, lineage: bool = False
+                ) -> list[tuple[str, lookup.PersonView | None]]:
+        """Several persons by ID, in the order asked: ``(normalised ID, view or None when
+        never issued)``; malformed IDs are :class:`InvalidRequest` naming each."""
+        cap = self.options.max_persons_per_call
+        if not person_ids:
+            raise InvalidRequest([("person_ids", "required: at least one person ID")])
+        if len(person_ids) > cap:
+            raise InvalidRequest([("person_ids", f"at most {cap} person IDs per call "
+                                                 f"(got {len(person_ids)})")])
+        ids, problems = [], []
+        for i, pid in enumerate(person_ids):
+            try:
+                ids.append(lookup.normalise_person_id(pid, f"person_ids[{i}]"))
+            except InvalidRequest as exc:
+                problems += exc.violations
+        if problems:
+            raise InvalidRequest(problems)
+
+        def get(cur: Any) -> list[tuple[str, lookup.PersonView | None]]:
+            out: list[tuple[str, lookup.PersonView | None]] = []
+            for pid in ids:
+                try:
+                    out.append((pid, lookup.person(cur, pid,
+                                                   lineage_limit=1000 if lineage else 0)))
+                except NotFound:
+                    out.append((pid, None))
+            return out
+
+        return self._read(get)
+
+    def programme_persons(self, programme: str, *, page_size: int = 0,
+                          page_token: str = "") -> PersonsPage:
+        """One page of the persons of a programme (label or source name), by person ID."""
+        programme = programme.strip()
+        if not programme:
+            raise InvalidRequest([("programme", "required")])
+        size = pages.page_size(page_size, self.options.max_page_size)
+        query_fields = {"programme": programme.lower()}
+        after = (pages.decode(page_token, "programme_persons", query_fields)
+                 if page_token else "")
+        if not isinstance(after, str):
+            raise InvalidRequest([("page_token", "not a page token of this listing")])
+
+        def page(cur: Any) -> PersonsPage:
+            sources = lookup.programme_sources(cur, programme)
+            if not sources:
+                raise NotFound("no programme of that name or source")
+            members = lookup.programme_members(cur, sources, after=after, limit=size + 1)
+            more = len(members) > size
+            members = members[:size]
+            token = (pages.encode("programme_persons", query_fields, members[-1].person_id)
+                     if more else "")
+            return PersonsPage(members, token)
+
+        return self._read(page)
+
+    def changes(self, after_seq: int = 0, *, page_size: int = 0,
+                page_token: str = "") -> ChangesPage:
+        """One page of the change feed after the cursor (or the token's position)."""
+        if after_seq < 0:
+            raise InvalidRequest([("after_seq", "must not be negative")])
+        size = pages.page_size(page_size, self.options.max_page_size)
+        query_fields = {"after_seq": after_seq}
+        start = after_seq
+        if page_token:
+            start = pages.decode(page_token, "changes", query_fields)
+            if not isinstance(start, int) or start < after_seq:
+                raise InvalidRequest([("page_token", "not a page token of this listing")])
+        events = self.events_after(start, size + 1)
+        more = len(events) > size
+        events = events[:size]
+        last = events[-1].seq if events else start
+        return ChangesPage(events, pages.encode("changes", query_fields, last) if more else "",
+                           last)
+
     def events_after(self, after_seq: int, limit: int = 1000) -> list[lookup.EventRow]:
         if after_seq < 0:
             raise InvalidRequest([("after_seq", "must not be negative")])
@@ -302,7 +474,9 @@ class Realtime:
             raise InvalidRequest([("max_events", "must not be negative")])
         sent = 0
         seq = after_seq
+        read_at = 0.0
         while is_active():
+            read_at = time.monotonic()
             batch = self.events_after(seq, 1000)
             for ev in batch:
                 yield ev
@@ -314,8 +488,16 @@ class Realtime:
                 continue
             if not follow:
                 return
-            with self._changes:
-                self._changes.wait(self.options.event_poll)
+            # Sleep until a commit moves the feed's cursor past ours: an idle follower
+            # reads nothing. The timeout re-checks is_active; every resync seconds the
+            # feed is read anyway, in case a writer outside this core added events.
+            while is_active():
+                with self._changes:
+                    moved = self._changes.wait_for(
+                        lambda s=seq: self._last_seq > s,  # type: ignore[misc]
+                        self.options.event_poll)
+                if moved or time.monotonic() - read_at >= self.options.event_resync:
+                    break
 
     def start_run(self, *, force_ingest: bool = False, retrain: bool = False,
                   accept_changes: bool = False) -> RunInfo:

@@ -17,7 +17,9 @@ records off a queue in groups, and for each group, inside one register transacti
   weak evidence are queued for review (:mod:`linkage.review.queue`);
 * publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``) with the batch's writer
-  (:func:`linkage.register.store.publish_persons`), and commits once for the group.
+  (:func:`linkage.register.store.publish_persons`), recomputes the golden records of the
+  persons it wrote to (:func:`linkage.register.store.refresh_golden`, ``golden_changed``
+  events), and commits once for the group.
 
 The writer takes the register's *write lock* for each group. A batch run holds that
 lock for its whole transaction, so an enrolment never writes concurrently with a batch
@@ -118,6 +120,7 @@ class _Txn:
     results: list[EnrolResult] = field(default_factory=list)
     # (uid, best candidate's record, probability, linked) of new records, for review
     review: list[tuple[str, str | None, float, bool]] = field(default_factory=list)
+    golden: dict[str, str | None] = field(default_factory=dict)  # person -> new golden JSON
 
 
 _STOP = object()
@@ -335,6 +338,11 @@ class Enroller:
         finally:
             cur.close()
         self._ids.committed()
+        for pid, text in txn.golden.items():  # what Resolve answers from now on
+            if text is None:
+                self.index.golden.pop(pid, None)
+            else:
+                self.index.golden[pid] = text
         self.known_sources = known | {it.source for it in items}
         return txn.results
 
@@ -440,3 +448,9 @@ class Enroller:
             run_id=ENROL_RUN_ID, issued=ids.pending,
             next_seq=ids.next_seq if ids.pending else None, assigned=txn.new_assigned,
             events=txn.events))
+        # The golden records of the persons whose records this group wrote; the index
+        # knows their records and their current golden records (no scan of the register).
+        persons = {txn.assigned[u] for u in txn.writes if u in txn.assigned}
+        txn.golden = store.refresh_golden(cur, persons, run_id=ENROL_RUN_ID, now=txn.now,
+                                          members=self.index.records_of(persons),
+                                          old=self.index.golden)

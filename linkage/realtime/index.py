@@ -27,10 +27,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,7 @@ class Candidate:
     match_probability: float
     evidence: list[Evidence]
     records_compared: int
+    golden: Any = None  # the person's GoldenRecord, filled by Realtime.resolve
 
 
 @dataclass
@@ -300,7 +302,13 @@ class Index:
         self.prior_weight = card.prior_weight
         conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
                       for c in COMPARISONS}
-        self.comparisons = [_Comparison(name, levels, conditions[name])
+        # Labels are the definition's words, never the model file's: Splink labels a
+        # level without label_for_charts (older or hand-made model files) with its SQL.
+        labels = {c.name: [lvl.label for lvl in c.levels] for c in COMPARISONS}
+        self.comparisons = [_Comparison(name, tuple(
+                                dataclasses.replace(lvl, label=label)
+                                for lvl, label in zip(levels, labels[name], strict=True)),
+                                conditions[name])
                             for name, levels in card.comparisons]
         self.n = 0
         cap = max(capacity, 16)
@@ -312,6 +320,8 @@ class Index:
         self.uids: list[str] = []
         self.uid_index: dict[str, int] = {}
         self.persons = _Vocab([])
+        #: person -> its golden record (JSON, as stored in ``person_golden``)
+        self.golden: dict[str, str] = {}
         self.blocks: dict[str, dict[str, list[int]]] = {k: {} for k in BLOCKING_KEYS}
         self.tf_columns = sorted({lvl.tf_column for c in self.comparisons for lvl in c.levels
                                   if lvl.tf_column})
@@ -334,7 +344,24 @@ class Index:
         cols = ", ".join(f"r.{c}" for c in STANDARD_COLUMNS)
         table = _arrow(cur, f"SELECT r.uid, p.person_id, {cols} FROM records r JOIN "
                             "person_records p USING (uid) WHERE r.status = 'active' ORDER BY r.uid")
-        return cls.from_arrow(table, model, max_block_size=max_block_size)
+        index = cls.from_arrow(table, model, max_block_size=max_block_size)
+        # Golden records in memory: Resolve returns each candidate's without a register
+        # read (a point query costs more than the whole Resolve).
+        index.golden = dict(cur.execute("SELECT person_id, golden FROM person_golden"
+                                        ).fetchall())
+        return index
+
+    def records_of(self, person_ids: Collection[str]) -> dict[str, list[str]]:
+        """person -> the uids of its live indexed records (one pass over the index)."""
+        codes = [c for p in person_ids if (c := self.persons.codes.get(p)) is not None]
+        if not codes:
+            return {}
+        n = self.n
+        rows = np.flatnonzero(np.isin(self.person[:n], codes) & self.alive[:n])
+        out: dict[str, list[str]] = {}
+        for i in rows:
+            out.setdefault(self.persons.values[self.person[i]], []).append(self.uids[i])
+        return out
 
     @classmethod
     def from_arrow(cls, table: pa.Table, model: Model, *, max_block_size: int) -> Index:

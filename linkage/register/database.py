@@ -20,7 +20,9 @@ persons        persistent person IDs: live or retired, issue order
 person_records the published record → person assignment (live records only)
 person_successors  retired ID → the live ID(s) that carry it on
 person_last_records  last record set of each retired ID (lets a split restore it)
-person_events  the change feed: created, merged_into, split_from, ...
+person_events  the change feed: created, merged_into, split_from, ..., golden_changed
+               (with the new golden record)
+person_golden  each live person's golden record (linkage.ids.golden), as JSON
 constraints    reviewer decisions: must_link / cannot_link between two records, with
                the review decision that wrote them (NULL: written by hand)
 review_items   the review queue: pairs and persons in doubt, with their priority,
@@ -184,6 +186,14 @@ CREATE TABLE IF NOT EXISTS person_events (
     record_uid VARCHAR,
     other_person_id VARCHAR,
     cause VARCHAR
+);
+-- golden_changed events carry the person's new golden record (JSON, linkage.ids.golden).
+ALTER TABLE person_events ADD COLUMN IF NOT EXISTS golden VARCHAR;
+-- Each live person's best values, recomputed whenever its records change.
+CREATE TABLE IF NOT EXISTS person_golden (
+    person_id VARCHAR PRIMARY KEY,
+    golden VARCHAR NOT NULL,          -- JSON: linkage.ids.golden.GoldenRecord
+    updated_at TIMESTAMP
 );
 -- Enrolments answered QUEUED (a batch held the register): kept here until applied, so
 -- a crash before then loses none; the server replays them when it starts.

@@ -17,6 +17,7 @@ records              :func:`record_json`, :func:`record_hash`, :func:`records_ta
 person IDs           :func:`id_allocator`, :func:`next_seq`, :class:`IdIssuer`
 persons              :class:`PersonChanges`, :func:`publish_persons` (with
                      :func:`append_events`), read back by :func:`load_state`
+golden records       :func:`refresh_golden` (the rules are :mod:`linkage.ids.golden`)
 successor pointers   :func:`load_successors`, :func:`reachable_state` (the walk itself is
                      :func:`linkage.ids.reconcile.resolve`)
 constraints          :func:`add_constraint`, :func:`remove_decision_constraints`, read
@@ -48,6 +49,8 @@ import numpy as np
 import pyarrow as pa
 
 from linkage.canonical import STANDARD_COLUMNS
+from linkage.ids.golden import INPUT_COLUMNS as GOLDEN_COLUMNS
+from linkage.ids.golden import GoldenRecord, SourceRecord, golden
 from linkage.ids.reconcile import (
     ConstraintConflict,
     Constraints,
@@ -519,6 +522,10 @@ def publish_persons(cur: Cursor, changes: PersonChanges, *, cause: str | None = 
     append_events(cur, changes.events, cause=cause)
 
 
+_EVENT_INSERT_COLUMNS = ("seq, run_id, occurred_at, kind, person_id, record_uid, "
+                         "other_person_id, cause")
+
+
 def append_events(cur: Cursor, events: Sequence[Event], *, cause: str | None = None) -> None:
     """Append events to the change feed (``person_events``), in order.
 
@@ -536,11 +543,165 @@ def append_events(cur: Cursor, events: Sequence[Event], *, cause: str | None = N
             "record_uid": pa.array([e.record_key for e in ev], pa.string()),
             "other_person_id": pa.array([e.other_person_id for e in ev], pa.string()),
             "cause": pa.array([e.cause or cause for e in ev], pa.string())})):
-        cur.execute("""
-            INSERT INTO person_events
+        cur.execute(f"""
+            INSERT INTO person_events ({_EVENT_INSERT_COLUMNS})
             SELECT nextval('person_event_seq'), run_id, occurred_at, kind, person_id,
                    record_uid, other_person_id, cause
             FROM (SELECT * FROM stage_events ORDER BY ord)""")
+
+
+# ---------------------------------------------------------------------------------------
+# Golden records
+# ---------------------------------------------------------------------------------------
+
+GOLDEN_CHANGED = "golden_changed"
+
+
+#: Up to this many keys a look-up is a literal IN list (the primary-key index answers);
+#: above it a staged join (a scan, cheaper than thousands of index probes).
+_POINT_LOOKUPS = 1000
+
+
+def person_records_for_golden(cur: Cursor, person_ids: Sequence[str],
+                              members: Mapping[str, Sequence[str]] | None = None
+                              ) -> dict[str, list[SourceRecord]]:
+    """person -> its records as :func:`linkage.ids.golden.golden` takes them.
+
+    ``members`` (person -> its record uids, when the caller knows them: enrolment has
+    them in its index) saves the scan of ``person_records``.
+    """
+    if not person_ids:
+        return {}
+    cols = ", ".join(f"r.{c}" for c in GOLDEN_COLUMNS)
+    select = (f"SELECT p.person_id, r.uid, s.kind, s.programme, "
+              f"coalesce(r.updated_at, r.first_seen), {cols}")
+    if members is not None:
+        pairs = [(p, u) for p in person_ids for u in members.get(p, ())]
+        if len(pairs) <= _POINT_LOOKUPS:
+            rows = query(cur, f"""
+                {select} FROM records r JOIN person_records p USING (uid)
+                LEFT JOIN sources s ON s.name = r.source
+                WHERE r.uid IN ({", ".join("?" * len(pairs)) or "NULL"})
+                ORDER BY p.person_id, r.uid""", [u for _, u in pairs])
+            wanted = set(person_ids)
+            rows = [row for row in rows if row[0] in wanted]
+        else:
+            members = None
+    if members is None:
+        with _Staged(cur, "stage_golden_ids",
+                     pa.table({"person_id": pa.array(list(person_ids), pa.string())})):
+            rows = query(cur, f"""
+                {select} FROM stage_golden_ids g JOIN person_records p USING (person_id)
+                JOIN records r USING (uid) LEFT JOIN sources s ON s.name = r.source
+                ORDER BY p.person_id, r.uid""")
+    out: dict[str, list[SourceRecord]] = {}
+    for pid, uid, kind, programme, written, *values in rows:
+        out.setdefault(pid, []).append(SourceRecord(uid, kind, programme, written,
+                                                    dict(zip(GOLDEN_COLUMNS, values,
+                                                             strict=True))))
+    return out
+
+
+def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
+                   now: dt.datetime | None = None, since: dt.datetime | None = None,
+                   full: bool = False, members: Mapping[str, Sequence[str]] | None = None,
+                   old: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Recompute the golden records of persons whose records changed; store the changed
+    ones in ``person_golden`` and tell the change feed (``golden_changed`` events, with
+    the new golden record and, as cause, the fields that changed).
+
+    Args:
+        cur: a register cursor inside the publishing transaction, after the persons
+            were published.
+        persons: persons whose record sets changed.
+        run_id: the run (``enrol`` for enrolment) named in the events.
+        since: also the persons of records written at or after this time (a batch's
+            ingest updates records in place without moving them).
+        full: also every live person without a golden record (a register made before
+            golden records existed), and drop those of persons no longer live.
+        members: person -> its record uids, when the caller knows them (saves a scan).
+        old: the stored golden records (JSON) of ``persons``, when the caller holds them.
+
+    Returns:
+        The golden records that changed: person -> new JSON, or None when dropped.
+    """
+    now = now or _now()
+    targets = set(persons)
+    if since is not None:
+        targets.update(p for (p,) in query(cur, """
+            SELECT DISTINCT p.person_id FROM records r JOIN person_records p USING (uid)
+            WHERE r.updated_at >= ?""", [since]))
+    if full:
+        dropped = [p for (p,) in query(cur, """
+            DELETE FROM person_golden WHERE person_id NOT IN
+              (SELECT person_id FROM persons WHERE status = 'live') RETURNING person_id""")]
+    else:
+        dropped = []
+        targets.update(p for (p,) in query(cur, """
+            SELECT person_id FROM persons WHERE status = 'live'
+              AND person_id NOT IN (SELECT person_id FROM person_golden)"""))
+    if not targets:
+        return dict.fromkeys(dropped)
+    ids = sorted(targets)
+    records = person_records_for_golden(cur, ids, members)
+    if old is None:
+        with _Staged(cur, "stage_golden_ids",
+                     pa.table({"person_id": pa.array(ids, pa.string())})):
+            old = dict(query(cur, "SELECT g.person_id, g.golden FROM person_golden g "
+                                  "JOIN stage_golden_ids USING (person_id)"))
+    changed: list[tuple[str, str, str]] = []  # (person, golden JSON, changed fields)
+    gone: list[str] = []
+    for pid in ids:
+        recs = records.get(pid)
+        if not recs:  # no records left: retired (or never had any)
+            if pid in old:
+                gone.append(pid)
+            continue
+        new = golden(recs)
+        text = new.to_json()
+        if old.get(pid) == text:
+            continue
+        before = GoldenRecord.from_json(old[pid]) if pid in old else GoldenRecord()
+        fields = [f for f in ("given_name", "family_name", "father_name", "grandfather_name",
+                              "sex", "birth_date", "national_ids", "phone", "region",
+                              "commune", "village", "programmes")
+                  if getattr(before, f) != getattr(new, f)]
+        changed.append((pid, text, "golden record: " + (", ".join(fields) or "sources")))
+    drop = [p for p, _, _ in changed if p in old] + gone
+    if drop:
+        with _Staged(cur, "stage_golden_drop", pa.table({"person_id": pa.array(drop,
+                                                                               pa.string())})):
+            cur.execute("DELETE FROM person_golden WHERE person_id IN "
+                        "(SELECT person_id FROM stage_golden_drop)")
+    if changed:
+        with _Staged(cur, "stage_golden", pa.table({
+                "ord": pa.array(range(len(changed)), pa.int64()),
+                "person_id": pa.array([p for p, _, _ in changed], pa.string()),
+                "golden": pa.array([g for _, g, _ in changed], pa.string()),
+                "cause": pa.array([c for _, _, c in changed], pa.string())})):
+            cur.execute("INSERT INTO person_golden SELECT person_id, golden, ? "
+                        "FROM stage_golden", [now])
+            cur.execute(f"""
+                INSERT INTO person_events ({_EVENT_INSERT_COLUMNS}, golden)
+                SELECT nextval('person_event_seq'), ?, ?, '{GOLDEN_CHANGED}', person_id,
+                       NULL, NULL, cause, golden
+                FROM (SELECT * FROM stage_golden ORDER BY ord)""", [run_id, now])
+    out: dict[str, str | None] = dict.fromkeys([*dropped, *gone])
+    out.update((p, g) for p, g, _ in changed)
+    return out
+
+
+def load_golden(cur: Cursor, person_ids: Sequence[str]) -> dict[str, GoldenRecord]:
+    """The stored golden records of ``person_ids`` (persons without one are left out)."""
+    if not person_ids:
+        return {}
+    try:
+        rows = query(cur, "SELECT person_id, golden FROM person_golden "
+                          "WHERE person_id IN (SELECT unnest(?::VARCHAR[]))",
+                     [list(person_ids)])
+    except duckdb.CatalogException:  # a register opened read-only from before golden records
+        return {}
+    return {p: GoldenRecord.from_json(g) for p, g in rows}
 
 
 # ---------------------------------------------------------------------------------------

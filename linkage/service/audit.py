@@ -98,6 +98,35 @@ def _start_run(call: _Call, request: Any, response: Any) -> None:
     pass  # no personal data, but it rewrites the register: who started it is kept
 
 
+def _find(call: _Call, request: Any, response: Any) -> None:
+    # The identifier itself may be personal (a national ID): its type only.
+    call.keys.append(f"identifier:{request.identifier.type}")
+    if response is not None:
+        for p in response.persons:
+            _person(call, None, p)
+
+
+def _persons(call: _Call, request: Any, response: Any) -> None:
+    call.persons += list(request.person_ids)
+    if response is not None:
+        for r in response.results:
+            if r.found:
+                _person(call, None, r.person)
+
+
+def _programme_persons(call: _Call, request: Any, response: Any) -> None:
+    if response is not None:
+        for m in response.members:
+            call.persons.append(m.person_id)
+            call.keys += [_uid(r) for r in m.records]
+
+
+def _changes(call: _Call, request: Any, response: Any) -> None:
+    if response is not None:
+        call.persons += [e.person_id for e in response.events if e.person_id]
+        call.n += len(response.events)
+
+
 def _review_item(call: _Call, request: Any, response: Any) -> None:
     # An item shows (GetReviewItem) or changes (DecideReviewItem) records and persons.
     call.keys.append(f"review:{request.item_id}")
@@ -136,6 +165,10 @@ AUDITED: dict[str, Callable[[_Call, Any, Any], None]] = {
     _LS + "GetPersonByRecord": _by_record,
     _LS + "ListProgrammes": _programmes,
     _LS + "WatchChanges": lambda call, request, event: None,  # per event, see AuditCalls
+    _LS + "FindByIdentifier": _find,
+    _LS + "GetPersons": _persons,
+    _LS + "ListProgrammePersons": _programme_persons,
+    _LS + "ListChanges": _changes,
     _BS + "StartRun": _start_run,
     _RS + "ListReviewItems": _review_list,
     _RS + "GetReviewItem": _review_item,

@@ -13,7 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from linkage.batch.runs import RunInfo
 from linkage.errors import InvalidRequest
-from linkage.realtime.core import PersonInput
+from linkage.ids.golden import GoldenRecord
+from linkage.realtime.core import ChangesPage, PersonInput, PersonsPage
 from linkage.realtime.enrol import EnrolResult
 from linkage.realtime.index import Resolution
 from linkage.realtime.lookup import EventRow, PersonView, Programme
@@ -28,13 +29,17 @@ _NAME_ORDERS = {
     pb.NAME_ORDER_GIVEN_FATHER_GRANDFATHER: "given_father_grandfather",
 }
 _SEX = {pb.SEX_MALE: "M", pb.SEX_FEMALE: "F"}
+_SEX_OUT = {v: k for k, v in _SEX.items()}
+_PRECISIONS = {"day": pb.DATE_PRECISION_DAY, "month": pb.DATE_PRECISION_MONTH,
+               "year": pb.DATE_PRECISION_YEAR}
 _OUTCOMES = {"created": pb.ENROL_OUTCOME_CREATED, "linked": pb.ENROL_OUTCOME_LINKED,
              "unchanged": pb.ENROL_OUTCOME_UNCHANGED, "updated": pb.ENROL_OUTCOME_UPDATED,
              "queued": pb.ENROL_OUTCOME_QUEUED}
 _EVENT_KINDS = {"created": pb.EVENT_KIND_CREATED, "record_added": pb.EVENT_KIND_RECORD_ADDED,
                 "record_removed": pb.EVENT_KIND_RECORD_REMOVED,
                 "merged_into": pb.EVENT_KIND_MERGED_INTO, "split_from": pb.EVENT_KIND_SPLIT_FROM,
-                "retired": pb.EVENT_KIND_RETIRED, "restored": pb.EVENT_KIND_RESTORED}
+                "retired": pb.EVENT_KIND_RETIRED, "restored": pb.EVENT_KIND_RESTORED,
+                "golden_changed": pb.EVENT_KIND_GOLDEN_CHANGED}
 _RUN_STATES = {"running": pb.RUN_STATE_RUNNING, "published": pb.RUN_STATE_PUBLISHED,
                "failed": pb.RUN_STATE_FAILED}
 _KINDS = {"programme": pb.SOURCE_KIND_PROGRAMME, "civil_registry": pb.SOURCE_KIND_CIVIL_REGISTRY}
@@ -166,6 +171,7 @@ def resolve_response(res: Resolution, *, model_version: str, match_threshold: fl
             person_id=c.person_id, match_probability=c.match_probability,
             match_weight=c.match_weight, is_match=c.match_probability >= match_threshold,
             best_record=record_ref(c.uid), records_compared=c.records_compared,
+            golden=golden(c.golden),
             evidence=[pb.FieldEvidence(comparison=e.comparison, level=e.level,
                                        level_label=e.label, match_weight=e.weight,
                                        tf_adjustment=e.tf_adjustment) for e in c.evidence]))
@@ -207,11 +213,34 @@ def enrol_batch_response(results: list[EnrolResult | InvalidRequest], keys: list
     return out
 
 
+def golden(g: GoldenRecord | None) -> pb.GoldenRecord | None:
+    """The golden record message (None: the field stays unset)."""
+    if g is None:
+        return None
+    bd = None
+    if g.birth_date is not None:
+        bd = pb.BirthDate(year=g.birth_date.year, month=g.birth_date.month or 0,
+                          day=g.birth_date.day or 0,
+                          precision=_PRECISIONS.get(g.birth_date.precision,
+                                                    pb.DATE_PRECISION_UNSPECIFIED))
+    return pb.GoldenRecord(
+        name=pb.Name(given_name=g.given_name or "", surname=g.family_name or "",
+                     father_name=g.father_name or "",
+                     grandfather_name=g.grandfather_name or ""),
+        sex=_SEX_OUT.get(g.sex or "", pb.SEX_UNSPECIFIED), birth_date=bd,
+        identifiers=[pb.Identifier(type="UIN", value=n) for n in g.national_ids],
+        phone_number=g.phone or "",
+        location=pb.Location(region=g.region or "", commune=g.commune or "",
+                             village=g.village or ""),
+        programmes=list(g.programmes),
+        chosen_from={f: record_ref(uid) for f, uid in g.chosen_from.items()})
+
+
 def event(ev: EventRow) -> pb.PersonEvent:
     return pb.PersonEvent(seq=ev.seq, kind=_EVENT_KINDS.get(ev.kind, pb.EVENT_KIND_UNSPECIFIED),
                           person_id=ev.person_id, record=record_ref(ev.record_uid),
                           other_person_id=ev.other_person_id or "", run_id=ev.run_id or "",
-                          at=timestamp(ev.at), cause=ev.cause or "")
+                          at=timestamp(ev.at), cause=ev.cause or "", golden=golden(ev.golden))
 
 
 def _programme(p: Programme) -> pb.ProgrammeEnrolment:
@@ -230,7 +259,27 @@ def person(view: PersonView) -> pb.Person:
                                  source_kind=_KINDS.get(r.kind or "", pb.SOURCE_KIND_UNSPECIFIED),
                                  first_seen=timestamp(r.first_seen)) for r in view.records],
         programmes=[_programme(p) for p in view.programmes],
-        lineage=[event(e) for e in view.lineage])
+        lineage=[event(e) for e in view.lineage], golden=golden(view.golden))
+
+
+def persons(results: list[tuple[str, PersonView | None]]) -> pb.GetPersonsResponse:
+    return pb.GetPersonsResponse(results=[
+        pb.PersonResult(requested_id=pid, found=view is not None,
+                        person=person(view) if view is not None else None)
+        for pid, view in results])
+
+
+def programme_persons(page: PersonsPage) -> pb.ListProgrammePersonsResponse:
+    return pb.ListProgrammePersonsResponse(
+        members=[pb.ProgrammeMember(person_id=m.person_id,
+                                    records=[record_ref(u) for u in m.uids],
+                                    golden=golden(m.golden)) for m in page.members],
+        next_page_token=page.next_page_token)
+
+
+def changes(page: ChangesPage) -> pb.ListChangesResponse:
+    return pb.ListChangesResponse(events=[event(e) for e in page.events],
+                                  next_page_token=page.next_page_token, last_seq=page.last_seq)
 
 
 def programmes(view: PersonView) -> pb.ListProgrammesResponse:

@@ -46,6 +46,10 @@ class RequestTooLarge(LinkageError, ValueError):
     """A request over one of the server's limits (RESOURCE_EXHAUSTED)."""
 
 
+class TooManyStreams(LinkageError, RuntimeError):
+    """More long-lived calls than the server lets open at once (RESOURCE_EXHAUSTED)."""
+
+
 class UndecodableRequest(InvalidRequest):
     """A request message that is not a valid message of its type."""
 
@@ -157,7 +161,7 @@ def _field_len(n_bytes: int) -> int:
     return 1 + _varint_len(n_bytes) + n_bytes
 
 
-PERSON_ID_CHARS = 11  # "P-7K3QZ1MXC"
+PERSON_ID_CHARS = 11  # "P-7E4N3BWZC"
 
 
 def enrol_result_bytes(index: int, record_key: str, error: tuple[str, str] | None = None
@@ -179,6 +183,6 @@ def enrol_result_bytes(index: int, record_key: str, error: tuple[str, str] | Non
 ENROL_BATCH_COUNTERS_BYTES = 6 * 6
 
 
-__all__ = ["DecodedStream", "RequestTooLarge", "ServiceLimits", "Undecodable",
+__all__ = ["DecodedStream", "RequestTooLarge", "ServiceLimits", "TooManyStreams", "Undecodable",
            "UndecodableRequest", "check_strings", "clip", "enrol_result_bytes",
            "string_problems", "tolerant"]

@@ -11,6 +11,16 @@ or SIGINT reports NOT_SERVING, refuses new calls, lets in-flight calls finish (w
 ``grace`` seconds), cancels what is left, applies or journals queued enrolments, closes
 the register and exits, in bounded time whatever the calls do (:func:`shutdown`).
 
+Serving model: one thread per call (grpcio's synchronous server), in one pool of
+``unary_workers + max_streams`` threads. Long-lived calls, every streaming method
+(WatchChanges, WatchRun, EnrolBatch, health Watch, reflection), hold a thread for as long
+as they are open, so at most ``max_streams`` of them are let in at once
+(:class:`StreamLimiter`; one more is refused at once with RESOURCE_EXHAUSTED instead of
+queueing for a thread): ``unary_workers`` threads always remain for Resolve, Enrol, the
+look-ups and health checks, however many subscribers are listening. An idle change-feed
+follower sleeps on a condition and reads nothing until a commit moves the feed
+(:meth:`linkage.realtime.core.Realtime.watch`).
+
 Hostile input is held to :class:`linkage.service.limits.ServiceLimits`: undecodable
 messages, over-long or control-character strings and over-long streams get a proper
 status (never INTERNAL), and error details are bounded in size.
@@ -59,10 +69,12 @@ from linkage.service.limits import (
     DecodedStream,
     RequestTooLarge,
     ServiceLimits,
+    TooManyStreams,
     Undecodable,
     clip,
     tolerant,
 )
+from linkage.service.reflection import DocumentedPool
 from linkage.service.review import ReviewServicer
 from linkage.service.servicer import AdminServicer, BatchServicer, LinkageServicer
 from linkage.service.v1 import linkage_pb2 as pb
@@ -200,7 +212,7 @@ class ExceptionToStatus(grpc.ServerInterceptor):
         if isinstance(exc, PermissionDenied):
             return _status(grpc.StatusCode.PERMISSION_DENIED, code_pb2.PERMISSION_DENIED,
                            message(str(exc)))
-        if isinstance(exc, RequestTooLarge):
+        if isinstance(exc, RequestTooLarge | TooManyStreams):
             return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, code_pb2.RESOURCE_EXHAUSTED,
                            message(str(exc)))
         if isinstance(exc, NotFound):
@@ -220,6 +232,74 @@ class ExceptionToStatus(grpc.ServerInterceptor):
                   exc_info=(type(exc), exc, exc.__traceback__))
         return _status(grpc.StatusCode.INTERNAL, code_pb2.INTERNAL,
                        f"internal error (reference {ref})")
+
+
+class StreamLimiter(grpc.ServerInterceptor):
+    """At most ``limit`` long-lived (streaming) calls open at once; one more is refused.
+
+    Each open stream holds a thread of the server's pool (grpcio's synchronous server),
+    and the pool has ``unary_workers + limit`` threads, so streams can never take the
+    threads unary calls and health checks need. A refused stream raises
+    :class:`~linkage.service.limits.TooManyStreams` (RESOURCE_EXHAUSTED, mapped by
+    :class:`ExceptionToStatus`, which must come first). A slot is given back when the
+    handler ends or the call terminates, whichever comes first (a client that goes
+    away mid-stream frees its slot at once).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._open = 0
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def _acquire(self, context: grpc.ServicerContext) -> Callable[[], None]:
+        with self._lock:
+            if self._open >= self.limit:
+                raise TooManyStreams(
+                    f"the server has {self.limit:,} long-lived calls open (change feeds, run "
+                    f"watches, enrolment streams): retry later or use the paginated calls")
+            self._open += 1
+        done = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if not done.is_set():
+                    done.set()
+                    self._open -= 1
+
+        context.add_callback(release)
+        return release
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or not (handler.request_streaming or handler.response_streaming):
+            return handler
+        if handler.response_streaming:
+            kind = "unary_stream" if handler.unary_stream else "stream_stream"
+            fn = getattr(handler, kind)
+
+            def streaming(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                release = self._acquire(context)
+                try:
+                    yield from fn(request, context)
+                finally:
+                    release()
+
+            return handler._replace(**{kind: streaming})
+        fn = handler.stream_unary
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            release = self._acquire(context)
+            try:
+                return fn(request, context)
+            finally:
+                release()
+
+        return handler._replace(stream_unary=unary)
 
 
 def _bad_request(violations: Sequence[tuple[str, str]], lim: ServiceLimits
@@ -272,7 +352,7 @@ def server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
 
 def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
-                  max_workers: int = 32,
+                  unary_workers: int | None = None, max_streams: int | None = None,
                   max_receive_message_bytes: int = MAX_RECEIVE_MESSAGE_BYTES,
                   interceptors: Sequence[grpc.ServerInterceptor] = (),
                   health_servicer: health.HealthServicer | None = None,
@@ -288,12 +368,16 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         core: the real-time core the servicers call.
         host: interface to bind (default loopback only).
         port: TCP port; 0 picks a free one (tests).
-        max_workers: threads serving calls (each open stream holds one).
+        unary_workers: threads kept for unary calls and health checks (default: the
+            project's ``serve.unary_workers``).
+        max_streams: long-lived calls open at once (default ``serve.max_streams``);
+            the pool has ``unary_workers + max_streams`` threads.
         max_receive_message_bytes: larger request messages get RESOURCE_EXHAUSTED.
         interceptors: extra interceptors, run inside the exception mapper.
         health_servicer: the health service to register (one is made when None).
         limits: bounds on requests (default :class:`ServiceLimits`).
-        thread_pool: the threads serving calls (one of ``max_workers`` is made when None).
+        thread_pool: the threads serving calls (made when None; it must have
+            ``unary_workers + max_streams`` threads for the guarantee to hold).
         tls: serve TLS (mutual with ``client_ca``) from these files; without it the port is
             plaintext, which only a loopback ``host`` may be.
         tokens: the API tokens (default: the register's; open mode only on loopback).
@@ -310,7 +394,9 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host))
     options = [("grpc.max_receive_message_length", max_receive_message_bytes),
                ("grpc.so_reuseport", 0)]
-    pool = thread_pool or futures.ThreadPoolExecutor(max_workers=max_workers,
+    unary_workers = unary_workers or core.project.serve.unary_workers
+    max_streams = max_streams or core.project.serve.max_streams
+    pool = thread_pool or futures.ThreadPoolExecutor(max_workers=unary_workers + max_streams,
                                                      thread_name_prefix="linkage-rpc")
     if audit is None:
         audit = AuditTrail(core.register, on_write=core.snapshots.changed
@@ -322,9 +408,12 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
             return ExceptionToStatus.status_for(exc, limits=limits).code.name
         return "INTERNAL"  # logged once, with its reference, by ExceptionToStatus
 
+    # The limiter inside the exception mapper: its refusal becomes RESOURCE_EXHAUSTED;
+    # after authorisation, so a caller without credentials holds no stream slot.
     server = grpc.server(pool, interceptors=[ExceptionToStatus(limits),
                                              AuditCalls(audit, outcome), Authorise(tokens),
-                                             *interceptors], options=options)
+                                             StreamLimiter(max_streams), *interceptors],
+                         options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
     pb_grpc.add_BatchServiceServicer_to_server(BatchServicer(core, limits), server)
     pb_grpc.add_ReviewServiceServicer_to_server(ReviewServicer(core.review, limits), server)
@@ -333,9 +422,10 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # The documented pool: reflection serves the proto's comments (grpcurl describe).
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME), server)
+         reflection.SERVICE_NAME), server, pool=DocumentedPool())
     address = f"{host}:{port}"
     bound = (server.add_secure_port(address, server_credentials(tls)) if tls is not None
              else server.add_insecure_port(address))
@@ -458,7 +548,9 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
         raise ConfigError(project.path, "serve.tls", f"plaintext is only served on loopback, "
                           f"not on {host}: configure serve.tls")
     if options is None:
-        options = RealtimeOptions(snapshot_seconds=project.serve.snapshot_seconds)
+        options = RealtimeOptions(snapshot_seconds=project.serve.snapshot_seconds,
+                                  max_persons_per_call=project.serve.max_persons_per_call,
+                                  max_page_size=project.serve.max_page_size)
     core = Realtime.open(project, options=options)
     tokens = TokenBook(core.register, allow_open=is_loopback(host))
     if tokens.live_count == 0 and not is_loopback(host):
@@ -467,7 +559,9 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
                           f"so every call would be refused; issue one with `linkage token "
                           f"issue` first")
     health_servicer = health.HealthServicer()
-    pool = futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="linkage-rpc")
+    pool = futures.ThreadPoolExecutor(
+        max_workers=project.serve.unary_workers + project.serve.max_streams,
+        thread_name_prefix="linkage-rpc")
     server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer,
                                   limits=limits, thread_pool=pool, tls=tls, tokens=tokens)
     if tokens.open_mode:

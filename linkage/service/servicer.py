@@ -120,9 +120,39 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
 
     def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
                      ) -> Iterator[pb.PersonEvent]:
+        # A follower sleeps until the feed moves: when the call ends (client gone,
+        # shutdown), wake it so its thread is free at once.
+        context.add_callback(self.core.wake_followers)
         for ev in self.core.watch(request.after_seq, follow=request.follow,
                                   max_events=request.max_events, is_active=context.is_active):
             yield convert.event(ev)
+
+    def FindByIdentifier(self, request: pb.FindByIdentifierRequest,
+                         context: grpc.ServicerContext) -> pb.FindByIdentifierResponse:
+        check_strings(request, self.limits)
+        _require(request, "identifier")
+        found = self.core.find_by_identifier(request.identifier.type, request.identifier.value,
+                                             programme=request.programme,
+                                             source=request.source)
+        return pb.FindByIdentifierResponse(persons=[convert.person(v) for v in found])
+
+    def GetPersons(self, request: pb.GetPersonsRequest, context: grpc.ServicerContext
+                   ) -> pb.GetPersonsResponse:
+        check_strings(request, self.limits)
+        return convert.persons(self.core.persons(list(request.person_ids),
+                                                 lineage=request.include_lineage))
+
+    def ListProgrammePersons(self, request: pb.ListProgrammePersonsRequest,
+                             context: grpc.ServicerContext) -> pb.ListProgrammePersonsResponse:
+        check_strings(request, self.limits)
+        return convert.programme_persons(self.core.programme_persons(
+            request.programme, page_size=request.page_size, page_token=request.page_token))
+
+    def ListChanges(self, request: pb.ListChangesRequest, context: grpc.ServicerContext
+                    ) -> pb.ListChangesResponse:
+        check_strings(request, self.limits)
+        return convert.changes(self.core.changes(request.after_seq, page_size=request.page_size,
+                                                 page_token=request.page_token))
 
 
 class BatchServicer(pb_grpc.BatchServiceServicer):

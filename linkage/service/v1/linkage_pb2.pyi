@@ -64,6 +64,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_SPLIT_FROM: _ClassVar[EventKind]
     EVENT_KIND_RETIRED: _ClassVar[EventKind]
     EVENT_KIND_RESTORED: _ClassVar[EventKind]
+    EVENT_KIND_GOLDEN_CHANGED: _ClassVar[EventKind]
 
 class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -111,6 +112,7 @@ EVENT_KIND_MERGED_INTO: EventKind
 EVENT_KIND_SPLIT_FROM: EventKind
 EVENT_KIND_RETIRED: EventKind
 EVENT_KIND_RESTORED: EventKind
+EVENT_KIND_GOLDEN_CHANGED: EventKind
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_RUNNING: RunState
 RUN_STATE_PUBLISHED: RunState
@@ -232,7 +234,7 @@ class FieldEvidence(_message.Message):
     def __init__(self, comparison: _Optional[str] = ..., level: _Optional[int] = ..., level_label: _Optional[str] = ..., match_weight: _Optional[float] = ..., tf_adjustment: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("person_id", "match_probability", "match_weight", "is_match", "best_record", "evidence", "records_compared")
+    __slots__ = ("person_id", "match_probability", "match_weight", "is_match", "best_record", "evidence", "records_compared", "golden")
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     MATCH_WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +242,7 @@ class Candidate(_message.Message):
     BEST_RECORD_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     RECORDS_COMPARED_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
     person_id: str
     match_probability: float
     match_weight: float
@@ -247,7 +250,8 @@ class Candidate(_message.Message):
     best_record: RecordRef
     evidence: _containers.RepeatedCompositeFieldContainer[FieldEvidence]
     records_compared: int
-    def __init__(self, person_id: _Optional[str] = ..., match_probability: _Optional[float] = ..., match_weight: _Optional[float] = ..., is_match: _Optional[bool] = ..., best_record: _Optional[_Union[RecordRef, _Mapping]] = ..., evidence: _Optional[_Iterable[_Union[FieldEvidence, _Mapping]]] = ..., records_compared: _Optional[int] = ...) -> None: ...
+    golden: GoldenRecord
+    def __init__(self, person_id: _Optional[str] = ..., match_probability: _Optional[float] = ..., match_weight: _Optional[float] = ..., is_match: _Optional[bool] = ..., best_record: _Optional[_Union[RecordRef, _Mapping]] = ..., evidence: _Optional[_Iterable[_Union[FieldEvidence, _Mapping]]] = ..., records_compared: _Optional[int] = ..., golden: _Optional[_Union[GoldenRecord, _Mapping]] = ...) -> None: ...
 
 class ResolveResponse(_message.Message):
     __slots__ = ("candidates", "model_version", "match_threshold", "records_compared")
@@ -360,7 +364,7 @@ class ProgrammeEnrolment(_message.Message):
     def __init__(self, programme: _Optional[str] = ..., source: _Optional[str] = ..., record_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Person(_message.Message):
-    __slots__ = ("person_id", "status", "requested_id", "redirected", "successor_ids", "records", "programmes", "lineage")
+    __slots__ = ("person_id", "status", "requested_id", "redirected", "successor_ids", "records", "programmes", "lineage", "golden")
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_ID_FIELD_NUMBER: _ClassVar[int]
@@ -369,6 +373,7 @@ class Person(_message.Message):
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     PROGRAMMES_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
     person_id: str
     status: PersonStatus
     requested_id: str
@@ -377,7 +382,35 @@ class Person(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[PersonRecord]
     programmes: _containers.RepeatedCompositeFieldContainer[ProgrammeEnrolment]
     lineage: _containers.RepeatedCompositeFieldContainer[PersonEvent]
-    def __init__(self, person_id: _Optional[str] = ..., status: _Optional[_Union[PersonStatus, str]] = ..., requested_id: _Optional[str] = ..., redirected: _Optional[bool] = ..., successor_ids: _Optional[_Iterable[str]] = ..., records: _Optional[_Iterable[_Union[PersonRecord, _Mapping]]] = ..., programmes: _Optional[_Iterable[_Union[ProgrammeEnrolment, _Mapping]]] = ..., lineage: _Optional[_Iterable[_Union[PersonEvent, _Mapping]]] = ...) -> None: ...
+    golden: GoldenRecord
+    def __init__(self, person_id: _Optional[str] = ..., status: _Optional[_Union[PersonStatus, str]] = ..., requested_id: _Optional[str] = ..., redirected: _Optional[bool] = ..., successor_ids: _Optional[_Iterable[str]] = ..., records: _Optional[_Iterable[_Union[PersonRecord, _Mapping]]] = ..., programmes: _Optional[_Iterable[_Union[ProgrammeEnrolment, _Mapping]]] = ..., lineage: _Optional[_Iterable[_Union[PersonEvent, _Mapping]]] = ..., golden: _Optional[_Union[GoldenRecord, _Mapping]] = ...) -> None: ...
+
+class GoldenRecord(_message.Message):
+    __slots__ = ("name", "sex", "birth_date", "identifiers", "phone_number", "location", "programmes", "chosen_from")
+    class ChosenFromEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: RecordRef
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[RecordRef, _Mapping]] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEX_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIERS_FIELD_NUMBER: _ClassVar[int]
+    PHONE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMMES_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FROM_FIELD_NUMBER: _ClassVar[int]
+    name: Name
+    sex: Sex
+    birth_date: BirthDate
+    identifiers: _containers.RepeatedCompositeFieldContainer[Identifier]
+    phone_number: str
+    location: Location
+    programmes: _containers.RepeatedScalarFieldContainer[str]
+    chosen_from: _containers.MessageMap[str, RecordRef]
+    def __init__(self, name: _Optional[_Union[Name, _Mapping]] = ..., sex: _Optional[_Union[Sex, str]] = ..., birth_date: _Optional[_Union[BirthDate, _Mapping]] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., phone_number: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., programmes: _Optional[_Iterable[str]] = ..., chosen_from: _Optional[_Mapping[str, RecordRef]] = ...) -> None: ...
 
 class ListProgrammesRequest(_message.Message):
     __slots__ = ("person_id",)
@@ -406,7 +439,7 @@ class WatchChangesRequest(_message.Message):
     def __init__(self, after_seq: _Optional[int] = ..., follow: _Optional[bool] = ..., max_events: _Optional[int] = ...) -> None: ...
 
 class PersonEvent(_message.Message):
-    __slots__ = ("seq", "kind", "person_id", "record", "other_person_id", "run_id", "at", "cause")
+    __slots__ = ("seq", "kind", "person_id", "record", "other_person_id", "run_id", "at", "cause", "golden")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PERSON_ID_FIELD_NUMBER: _ClassVar[int]
@@ -415,6 +448,7 @@ class PersonEvent(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     CAUSE_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
     seq: int
     kind: EventKind
     person_id: str
@@ -423,7 +457,8 @@ class PersonEvent(_message.Message):
     run_id: str
     at: _timestamp_pb2.Timestamp
     cause: str
-    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., person_id: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ..., other_person_id: _Optional[str] = ..., run_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cause: _Optional[str] = ...) -> None: ...
+    golden: GoldenRecord
+    def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., person_id: _Optional[str] = ..., record: _Optional[_Union[RecordRef, _Mapping]] = ..., other_person_id: _Optional[str] = ..., run_id: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cause: _Optional[str] = ..., golden: _Optional[_Union[GoldenRecord, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
     __slots__ = ("force_ingest", "retrain", "accept_changes")
@@ -782,3 +817,91 @@ class RevokeTokenRequest(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     token_id: str
     def __init__(self, token_id: _Optional[str] = ...) -> None: ...
+
+class FindByIdentifierRequest(_message.Message):
+    __slots__ = ("identifier", "programme", "source")
+    IDENTIFIER_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    identifier: Identifier
+    programme: str
+    source: str
+    def __init__(self, identifier: _Optional[_Union[Identifier, _Mapping]] = ..., programme: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class FindByIdentifierResponse(_message.Message):
+    __slots__ = ("persons",)
+    PERSONS_FIELD_NUMBER: _ClassVar[int]
+    persons: _containers.RepeatedCompositeFieldContainer[Person]
+    def __init__(self, persons: _Optional[_Iterable[_Union[Person, _Mapping]]] = ...) -> None: ...
+
+class GetPersonsRequest(_message.Message):
+    __slots__ = ("person_ids", "include_lineage")
+    PERSON_IDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    person_ids: _containers.RepeatedScalarFieldContainer[str]
+    include_lineage: bool
+    def __init__(self, person_ids: _Optional[_Iterable[str]] = ..., include_lineage: _Optional[bool] = ...) -> None: ...
+
+class PersonResult(_message.Message):
+    __slots__ = ("requested_id", "found", "person")
+    REQUESTED_ID_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    PERSON_FIELD_NUMBER: _ClassVar[int]
+    requested_id: str
+    found: bool
+    person: Person
+    def __init__(self, requested_id: _Optional[str] = ..., found: _Optional[bool] = ..., person: _Optional[_Union[Person, _Mapping]] = ...) -> None: ...
+
+class GetPersonsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PersonResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[PersonResult, _Mapping]]] = ...) -> None: ...
+
+class ListProgrammePersonsRequest(_message.Message):
+    __slots__ = ("programme", "page_size", "page_token")
+    PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    programme: str
+    page_size: int
+    page_token: str
+    def __init__(self, programme: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ProgrammeMember(_message.Message):
+    __slots__ = ("person_id", "records", "golden")
+    PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    GOLDEN_FIELD_NUMBER: _ClassVar[int]
+    person_id: str
+    records: _containers.RepeatedCompositeFieldContainer[RecordRef]
+    golden: GoldenRecord
+    def __init__(self, person_id: _Optional[str] = ..., records: _Optional[_Iterable[_Union[RecordRef, _Mapping]]] = ..., golden: _Optional[_Union[GoldenRecord, _Mapping]] = ...) -> None: ...
+
+class ListProgrammePersonsResponse(_message.Message):
+    __slots__ = ("members", "next_page_token")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[ProgrammeMember]
+    next_page_token: str
+    def __init__(self, members: _Optional[_Iterable[_Union[ProgrammeMember, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ("after_seq", "page_size", "page_token")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    page_size: int
+    page_token: str
+    def __init__(self, after_seq: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListChangesResponse(_message.Message):
+    __slots__ = ("events", "next_page_token", "last_seq")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[PersonEvent]
+    next_page_token: str
+    last_seq: int
+    def __init__(self, events: _Optional[_Iterable[_Union[PersonEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., last_seq: _Optional[int] = ...) -> None: ...

@@ -72,6 +72,26 @@ class LinkageServiceStub:
                 request_serializer=linkage_dot_v1_dot_linkage__pb2.WatchChangesRequest.SerializeToString,
                 response_deserializer=linkage_dot_v1_dot_linkage__pb2.PersonEvent.FromString,
                 _registered_method=True)
+        self.FindByIdentifier = channel.unary_unary(
+                '/linkage.v1.LinkageService/FindByIdentifier',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.FindByIdentifierRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.FindByIdentifierResponse.FromString,
+                _registered_method=True)
+        self.GetPersons = channel.unary_unary(
+                '/linkage.v1.LinkageService/GetPersons',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.GetPersonsRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.GetPersonsResponse.FromString,
+                _registered_method=True)
+        self.ListProgrammePersons = channel.unary_unary(
+                '/linkage.v1.LinkageService/ListProgrammePersons',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsResponse.FromString,
+                _registered_method=True)
+        self.ListChanges = channel.unary_unary(
+                '/linkage.v1.LinkageService/ListChanges',
+                request_serializer=linkage_dot_v1_dot_linkage__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=linkage_dot_v1_dot_linkage__pb2.ListChangesResponse.FromString,
+                _registered_method=True)
 
 
 class LinkageServiceServicer:
@@ -145,6 +165,43 @@ class LinkageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindByIdentifier(self, request, context):
+        """---- Look-ups for programme MIS systems (issue 15) ----
+
+        The persons an identifier names, DCI style ({type, value}): a national ID (type
+        "UIN"), a programme's beneficiary number (type "BENEFICIARY_ID" with the programme),
+        or any source's record key (type "RECORD_KEY" with the source). Usually one person;
+        a national ID found on records of two persons answers both. NOT_FOUND when none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPersons(self, request, context):
+        """Several persons by ID in one call (at most the server's serve.max_persons_per_call,
+        100 by default), in the order asked. An ID never issued comes back with found =
+        false; a malformed ID fails the call with INVALID_ARGUMENT naming it
+        (person_ids[i]).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProgrammePersons(self, request, context):
+        """The persons enrolled in a programme, one page at a time, in person-ID order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChanges(self, request, context):
+        """The change feed one page at a time (the unary counterpart of WatchChanges): events
+        after a cursor, with a page token for the next page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LinkageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +239,26 @@ def add_LinkageServiceServicer_to_server(servicer, server):
                     servicer.WatchChanges,
                     request_deserializer=linkage_dot_v1_dot_linkage__pb2.WatchChangesRequest.FromString,
                     response_serializer=linkage_dot_v1_dot_linkage__pb2.PersonEvent.SerializeToString,
+            ),
+            'FindByIdentifier': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindByIdentifier,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.FindByIdentifierRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.FindByIdentifierResponse.SerializeToString,
+            ),
+            'GetPersons': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPersons,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.GetPersonsRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.GetPersonsResponse.SerializeToString,
+            ),
+            'ListProgrammePersons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProgrammePersons,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsResponse.SerializeToString,
+            ),
+            'ListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=linkage_dot_v1_dot_linkage__pb2.ListChangesRequest.FromString,
+                    response_serializer=linkage_dot_v1_dot_linkage__pb2.ListChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -374,6 +451,114 @@ class LinkageService:
             '/linkage.v1.LinkageService/WatchChanges',
             linkage_dot_v1_dot_linkage__pb2.WatchChangesRequest.SerializeToString,
             linkage_dot_v1_dot_linkage__pb2.PersonEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindByIdentifier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.LinkageService/FindByIdentifier',
+            linkage_dot_v1_dot_linkage__pb2.FindByIdentifierRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.FindByIdentifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPersons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.LinkageService/GetPersons',
+            linkage_dot_v1_dot_linkage__pb2.GetPersonsRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.GetPersonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProgrammePersons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.LinkageService/ListProgrammePersons',
+            linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ListProgrammePersonsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/linkage.v1.LinkageService/ListChanges',
+            linkage_dot_v1_dot_linkage__pb2.ListChangesRequest.SerializeToString,
+            linkage_dot_v1_dot_linkage__pb2.ListChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
