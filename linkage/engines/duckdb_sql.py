@@ -69,7 +69,7 @@ def machine_memory_bytes() -> int:
 
 def machine_memory_limit() -> str:
     """The scratch database's memory limit from the machine (:data:`MACHINE_MEMORY_SHARE`)."""
-    return f"{max(256, int(machine_memory_bytes() * MACHINE_MEMORY_SHARE) >> 20)}MB"
+    return f"{max(256, int(machine_memory_bytes() * MACHINE_MEMORY_SHARE) >> 20)}MiB"
 
 
 def default_spill_dir() -> Path:
