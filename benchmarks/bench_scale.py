@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,26 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
+_PROGRESS = re.compile(r"^\[\s*([0-9.]+)s\] (.*)$")
+#: Stages by the progress line that ends them.
+_STAGES = (("ingest", "active records"), ("engine", "assigning persistent person IDs"),
+           ("ids_publish", "published"))
+
+
+def stages(stderr: str) -> dict[str, float]:
+    """Seconds per stage from a run's progress lines: ingest; the engine's work (load,
+    blocking, predict, clustering); persistent IDs and publishing."""
+    out, last, todo = {}, 0.0, list(_STAGES)
+    for line in stderr.splitlines():
+        m = _PROGRESS.match(line)
+        if m and todo and todo[0][1] in m.group(2):
+            t = float(m.group(1))
+            out[todo[0][0]] = round(t - last, 1)
+            last = t
+            todo.pop(0)
+    return out
+
+
 def measured_run(project: Path, *args: str, log: Path) -> dict[str, Any]:
     """``linkage run --json`` on ``project``: seconds, peak tree RSS, its summary."""
     cmd = [sys.executable, "-m", "linkage", "run", "-p", str(project), "--json", *args]
@@ -89,6 +110,7 @@ def measured_run(project: Path, *args: str, log: Path) -> dict[str, Any]:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n" + "\n".join(tail))
     summary = json.loads(out)
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 1024),
+            "stages": stages(log.with_suffix(".err").read_text(errors="replace")),
             "records": sum(s["records"] for s in summary["sources"].values()),
             "comparisons": summary["comparisons"], "persons": summary["persons"],
             "engine": summary.get("engine"), "mode": summary.get("mode")}
@@ -144,14 +166,17 @@ def bench(records: int, work: Path, *, spark: bool = True, log: Any = print) -> 
 
 
 def report(out: dict[str, Any]) -> str:
-    rows = ["| run | records | wall s | peak RSS MB | comparisons | persons | mode |",
-            "|---|--:|--:|--:|--:|--:|---|"]
+    rows = ["| run | records | wall s | ingest s | engine s | IDs + publish s | peak RSS MB "
+            "| comparisons | persons | mode |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for name in ("duckdb_full", "spark_full", "duckdb_full_night2", "duckdb_incremental_night2"):
         r = out.get(name)
         if r:
             mode = (r["mode"] or {}).get("mode", "")
-            rows.append(f"| {name} | {r['records']:,} | {r['seconds']} | {r['peak_rss_mb']:,} | "
-                        f"{r['comparisons']:,} | {r['persons']:,} | {mode} |")
+            st = r.get("stages", {})
+            rows.append(f"| {name} | {r['records']:,} | {r['seconds']} | {st.get('ingest', '')} | "
+                        f"{st.get('engine', '')} | {st.get('ids_publish', '')} | "
+                        f"{r['peak_rss_mb']:,} | {r['comparisons']:,} | {r['persons']:,} "
+                        f"| {mode} |")
     inc, full = out["duckdb_incremental_night2"], out["duckdb_full_night2"]
     rows.append("")
     if "spark_same_persons_as_duckdb" in out:
