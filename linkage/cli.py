@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from linkage.config import ProjectConfig, load_project
+from linkage.config import ENGINE_NAMES, ProjectConfig, load_project
 from linkage.errors import (
     ChangeGuardTripped,
     ConfigError,
@@ -158,15 +158,21 @@ def train(project_path: Path) -> None:
 @project_option
 @click.option("--force-ingest", is_flag=True, help="Re-read files even when unchanged.")
 @click.option("--retrain", is_flag=True, help="Train a new model before predicting.")
-@click.option("--memory-limit", default="4GB", show_default=True,
-              help="Memory limit of the scratch database Splink works in.")
+@click.option("--memory-limit", default=None,
+              help="Memory limit of the DuckDB scratch database Splink works in (e.g. 8GB); "
+                   "default: the project's memory.limit, else half the machine's memory.")
+@click.option("--engine", type=click.Choice(ENGINE_NAMES), default=None,
+              help="Run on this engine (default: the project's `engine`, else duckdb).")
+@click.option("--full", is_flag=True,
+              help="Score every blocked pair, even when only some sources changed (by default "
+                   "the run scores only pairs the changes can affect; the summary says which).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--accept-changes", is_flag=True,
               help="Publish even when the change guards (project file `guards:`) would stop "
                    "the run: many records retired, rows rejected or person IDs changed.")
 @_guard
-def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str,
-        as_json: bool, accept_changes: bool) -> None:
+def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str | None,
+        engine: str | None, full: bool, as_json: bool, accept_changes: bool) -> None:
     """The batch: ingest, predict, cluster, assign person IDs, publish atomically.
 
     Stops before publishing (exit 10) when the run would retire, reject or change more
@@ -177,7 +183,8 @@ def run(project_path: Path, force_ingest: bool, retrain: bool, memory_limit: str
 
     project = _load(project_path)
     result = run_batch(project, force_ingest=force_ingest, retrain=retrain,
-                       memory_limit=memory_limit, accept_changes=accept_changes)
+                       memory_limit=memory_limit, engine=engine, full=full,
+                       accept_changes=accept_changes)
     click.echo(json.dumps(result.summary, indent=2) if as_json else format_summary(result.summary))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "latin-1": "latin-1", "latin1": 
 NAME_ORDERS = ("family_given", "given_family", "given_father_grandfather")
 #: ``clustering:`` values (see :mod:`linkage.batch.clustering`); the first is the default.
 CLUSTERING_METHODS = ("greedy", "components")
+#: ``engine:`` values (see :mod:`linkage.engines`); the first is the default.
+ENGINE_NAMES = ("duckdb", "spark")
+#: A DuckDB memory size ("4GB", "512MiB", "1.5 GB").
+_DUCKDB_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+#: A JVM memory size ("2g", "512m").
+_JVM_SIZE = re.compile(r"^\d+[kmgt]$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,35 @@ class GuardConfig:
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    """The DuckDB engine's memory (the ``memory:`` mapping of the project file).
+
+    ``limit``: the scratch database's memory limit ("8GB"); ``None`` sets it from the
+    machine (:func:`linkage.engines.duckdb_sql.machine_memory_limit`). ``spill_dir``:
+    where it spills beyond the limit (default: the system temp directory); it needs
+    free disk of several times the register's size at national scale (docs/SCALE.md).
+    """
+
+    limit: str | None = None
+    spill_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """The Spark engine (the ``spark:`` mapping; used with ``engine: spark``).
+
+    ``master`` and ``driver_memory`` apply to a local session the batch starts itself;
+    under ``spark-submit`` the job's own session is used as it is. ``scratch_dir``:
+    where Splink's intermediate Parquet goes (on a cluster: storage every executor
+    reaches).
+    """
+
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    scratch_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One source: a programme roster or a civil-registry extract."""
 
@@ -152,6 +188,9 @@ class ProjectConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     clustering: str = CLUSTERING_METHODS[0]  # greedy (no chaining) | components
     guards: GuardConfig = field(default_factory=GuardConfig)
+    engine: str = ENGINE_NAMES[0]  # duckdb (embedded) | spark
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -333,7 +372,8 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size", "min_birth_year", "serve", "clustering", "guards"}
+                 "max_block_size", "min_birth_year", "serve", "clustering", "guards",
+                 "engine", "memory", "spark"}
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -414,6 +454,23 @@ def load_project(path: Path | str) -> ProjectConfig:
         max_changed_ids_share=gk.float("max_changed_ids_share",
                                        GuardConfig.max_changed_ids_share, 0.0, 1.0),
         min_count=gk.int("min_count", GuardConfig.min_count, 1))
+    mk = _Keys(path, k.mapping("memory"), {"limit", "spill_dir"}, prefix="memory.")
+    limit = mk.str("limit", None)
+    if limit is not None and limit != "auto" and not _DUCKDB_SIZE.match(limit):
+        raise ConfigError(path, "memory.limit", f"'{limit}' is not a size such as 8GB (or auto)")
+    spill = mk.str("spill_dir", None)
+    memory = MemoryConfig(limit=None if limit == "auto" else limit,
+                          spill_dir=(base / spill) if spill else None)
+    pk = _Keys(path, k.mapping("spark"), {"master", "driver_memory", "scratch_dir"},
+               prefix="spark.")
+    driver_memory = pk.str("driver_memory", SparkConfig.driver_memory) or "2g"
+    if not _JVM_SIZE.match(driver_memory):
+        raise ConfigError(path, "spark.driver_memory",
+                          f"'{driver_memory}' is not a JVM size such as 2g or 512m")
+    scratch = pk.str("scratch_dir", None)
+    spark = SparkConfig(master=pk.str("master", SparkConfig.master) or SparkConfig.master,
+                        driver_memory=driver_memory,
+                        scratch_dir=(base / scratch) if scratch else None)
     return ProjectConfig(
         name=k.str("name", path.parent.name) or path.parent.name,
         path=path,
@@ -428,4 +485,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         clustering=k.str("clustering", CLUSTERING_METHODS[0], choices=CLUSTERING_METHODS)
         or CLUSTERING_METHODS[0],
         guards=guards,
+        engine=k.str("engine", ENGINE_NAMES[0], choices=ENGINE_NAMES) or ENGINE_NAMES[0],
+        memory=memory,
+        spark=spark,
     )

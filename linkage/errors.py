@@ -93,3 +93,7 @@ class Unauthenticated(LinkageError, PermissionError):
 
 class PermissionDenied(LinkageError, PermissionError):
     """The client is known but its role (or its source limits) does not allow the call."""
+
+
+class EngineUnavailable(LinkageError, RuntimeError):
+    """The configured engine cannot start here (Spark: pyspark or a Java runtime missing)."""

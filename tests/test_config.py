@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,51 @@ def test_invalid_yaml_named(tmp_path: Path) -> None:
     path = write(tmp_path, "project.yaml", "sources: [a.yaml\n")
     with pytest.raises(ConfigError, match=r"project.yaml: not valid YAML"):
         load_project(path)
+
+
+def test_engine_memory_and_spark_settings(tmp_path: Path) -> None:
+    p = load_project(project(tmp_path))
+    assert (p.engine, p.memory.limit, p.memory.spill_dir) == ("duckdb", None, None)
+    p = load_project(project(tmp_path, "engine: spark\nmemory: {limit: 6GB, spill_dir: spill}\n"
+                                       "spark: {master: 'local[4]', driver_memory: 8g}\n"))
+    assert (p.engine, p.memory.limit, p.memory.spill_dir) == ("spark", "6GB", tmp_path / "spill")
+    assert (p.spark.master, p.spark.driver_memory) == ("local[4]", "8g")
+    assert load_project(project(tmp_path, "memory: {limit: auto}\n")).memory.limit is None
+
+
+@pytest.mark.parametrize(("extra", "key", "words"), [
+    ("engine: hadoop\n", "engine", "not one of duckdb, spark"),
+    ("memory: {limit: lots}\n", "memory.limit", "not a size"),
+    ("memory: {swap: 1GB}\n", "memory.swap", "unknown key"),
+    ("spark: {driver_memory: 8GB}\n", "spark.driver_memory", "JVM size"),
+])
+def test_bad_engine_settings_name_file_and_key(tmp_path: Path, extra: str, key: str,
+                                               words: str) -> None:
+    path = project(tmp_path, extra)
+    with pytest.raises(ConfigError) as err:
+        load_project(path)
+    assert err.value.key == key and str(path) in str(err.value) and words in str(err.value)
+
+
+def test_duckdb_scratch_memory_from_the_machine_or_the_setting(tmp_path: Path) -> None:
+    """No limit set: half the machine's memory (cgroup-aware); a setting overrides both
+    the limit and the spill directory."""
+    from linkage.engines import duckdb_sql
+
+    def settings(con) -> tuple[float, str]:
+        ((limit, spill),) = con.execute(
+            "SELECT (SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'), "
+            "current_setting('temp_directory')").fetchall()
+        con.close()
+        return limit, spill
+
+    machine = duckdb_sql.machine_memory_bytes()
+    assert 0 < machine <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit, spill = settings(duckdb_sql.new_scratch())
+    expected_gib = machine * duckdb_sql.MACHINE_MEMORY_SHARE / 2**30
+    number, unit = limit.split()
+    got_gib = float(number) * {"MiB": 1 / 1024, "GiB": 1.0, "TiB": 1024.0}[unit]
+    assert got_gib == pytest.approx(expected_gib, rel=0.02)
+    assert spill == str(duckdb_sql.default_spill_dir())
+    limit, spill = settings(duckdb_sql.new_scratch("300MB", spill_dir=tmp_path / "spill"))
+    assert limit == "286.1 MiB" and spill == str(tmp_path / "spill")

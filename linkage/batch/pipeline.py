@@ -19,15 +19,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from linkage.batch import clustering, guards
+from linkage.batch import clustering, guards, incremental
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
 from linkage.engines import Engine, open_engine
-from linkage.engines.duckdb_sql import BlockingReport
+from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
 from linkage.ingest.read import IngestReport, ingest_source
@@ -111,9 +112,27 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: Pr
     return model
 
 
+def engine_options(project: ProjectConfig, engine: str, memory_limit: str | None = None,
+                   spark: Any = None) -> dict[str, Any]:
+    """The options :func:`linkage.engines.open_engine` gets for the project's engine.
+
+    ``memory_limit`` (the command line's) overrides the project's ``memory.limit``; with
+    neither, the DuckDB scratch's limit is set from the machine.
+    """
+    options: dict[str, Any] = {"memory_limit": memory_limit or project.memory.limit}
+    if engine == "duckdb":
+        options["spill_dir"] = project.memory.spill_dir
+    elif engine == "spark":
+        options.update(spark=spark, master=project.spark.master,
+                       driver_memory=project.spark.driver_memory,
+                       scratch_dir=project.spark.scratch_dir)
+    return options
+
+
 def run(project: ProjectConfig, *, progress: Progress | None = None, force_ingest: bool = False,
         retrain: bool = False, register: Register | None = None,
-        memory_limit: str = "4GB", accept_changes: bool = False) -> RunResult:
+        memory_limit: str | None = None, engine: str | None = None,
+        spark: Any = None, full: bool = False, accept_changes: bool = False) -> RunResult:
     """Run the whole batch and publish atomically.
 
     Args:
@@ -123,7 +142,13 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
         retrain: train a new model even when the model file exists.
         register: an open register (the gRPC server passes its own); opened from
             ``project.register`` when None.
-        memory_limit: memory limit of the engine's scratch space (DuckDB's).
+        memory_limit: memory limit of the DuckDB scratch space; overrides the project's
+            ``memory.limit``; with neither, set from the machine.
+        engine: ``duckdb`` or ``spark``; overrides the project's ``engine``.
+        full: score every blocked pair even when an incremental run would do
+            (:mod:`linkage.batch.incremental` says when it does, and why not).
+        spark: a Spark session for the Spark engine (default: the active one, or a local
+            one from the project's ``spark:`` settings).
         accept_changes: publish even when the change guards (:mod:`linkage.batch.guards`)
             would stop the run.
 
@@ -147,23 +172,39 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             records = active_records(cur)
             progress(f"{records.num_rows:,} active records; preparing blocking keys "
                      f"(block cap {project.max_block_size:,})")
-            eng = open_engine("duckdb", memory_limit=memory_limit)
+            engine_name = engine or project.engine
+            progress(f"engine {engine_name}")
+            eng = open_engine(engine_name,
+                              **engine_options(project, engine_name, memory_limit, spark))
             try:
                 blocking = eng.load(records, project.max_block_size)
                 del records
                 model = load_or_train_model(cur, eng, project, progress, retrain=retrain)
-                eng.use_model(model.for_register(blocking.records))
+                run_model = model.for_register(blocking.records)
+                plan = incremental.plan(project, eng, model, run_model, engine=engine_name,
+                                        last_run_id=_last_run_id(cur), full=full,
+                                        retrain=retrain)
+                progress(f"mode: {plan.mode} ({plan.reason})")
+                eng.use_model(run_model)
                 blocking = eng.count_comparisons(blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
                 progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")
-                progress("predicting")
-                eng.predict(project.thresholds.review)
+                progress("predicting" + (" (pairs touching new or changed records, and near "
+                                         "pairs of the last run)" if plan.mode == "incremental"
+                                         else ""))
+                # Pairs a little below the review threshold are kept too, for the next
+                # run's incremental scoring; the register keeps those at the threshold.
+                eng.predict(incremental.near_threshold(project.thresholds.review))
+                near = eng.links()
+                links = incremental.review_links(near, project.thresholds.review)
                 progress("clustering")
-                links = eng.links()
                 clusters, refused = clustering.for_run(
                     cur, project, links, lambda: eng.cluster(project.thresholds.match), progress)
                 n_links = _store_links(cur, links, run_id, project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
+                state = incremental.collect(project, eng, model, run_model, near,
+                                            engine=engine_name, run_id=run_id, plan_=plan)
+                del near
             finally:
                 eng.close()
             progress("assigning persistent person IDs")
@@ -184,13 +225,19 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             summary["review"] = review
             summary.update(run_id=run_id, model_version=model.version,
                            started_at=started.isoformat(timespec="seconds"),
-                           clustering=project.clustering, refused_merges=refused)
+                           clustering=project.clustering, refused_merges=refused,
+                           engine=engine_name, mode=plan.summary())
             finished = _utcnow()
             summary["seconds"] = round((finished - started).total_seconds(), 1)
             cur.execute("INSERT INTO runs VALUES (?, ?, ?, 'published', ?, ?, NULL)",
                         [run_id, started, finished, model.version, json.dumps(summary)])
             progress("publishing")
         progress(f"{run_id}: published")
+        try:
+            incremental.save(Path(reg.path), state)
+        except OSError as exc:  # published all the same; the next run is a full one
+            progress(f"incremental state not saved ({exc.__class__.__name__}: {exc}); "
+                     "the next run will be full")
         return RunResult(run_id, model.version, summary)
     except ChangeGuardTripped as exc:
         _record_failure(reg, run_id, started, exc)
@@ -202,6 +249,12 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
     finally:
         if own:
             reg.close()
+
+
+def _last_run_id(cur: duckdb.DuckDBPyConnection) -> str | None:
+    rows = query(cur, "SELECT run_id FROM runs WHERE status = 'published' "
+                      "ORDER BY finished_at DESC LIMIT 1")
+    return rows[0][0] if rows else None
 
 
 def _record_failure(reg: Register, run_id: str, started: dt.datetime, exc: Exception) -> None:
@@ -291,7 +344,11 @@ def build_summary(cur: duckdb.DuckDBPyConnection, reports: list[IngestReport],
 def format_summary(summary: dict[str, Any]) -> str:
     """A readable summary for the terminal."""
     lines = [f"Run {summary.get('run_id')}  model {summary.get('model_version')}  "
-             f"{summary.get('seconds', '?')} s", ""]
+             f"{summary.get('seconds', '?')} s"]
+    mode = summary.get("mode")
+    if mode:
+        lines.append(f"{mode['mode']} run on {summary.get('engine', 'duckdb')}: {mode['reason']}")
+    lines.append("")
     lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'warnings':>10}{'persons':>10}"
                  f"{'dup. persons':>14}{'dup. records':>14}")
     for name, s in summary["sources"].items():

@@ -9,9 +9,10 @@ whatever the engine.
 * ``duckdb`` (:mod:`linkage.engines.duckdb`): the embedded default, a scratch DuckDB
   (in memory, spilling to disk) next to the register.
 
-A second backend (Splink's Spark backend for registers that outgrow one machine) is a
-second implementation of :class:`Engine` registered in :data:`ENGINES`, and nothing else:
-the comparisons compile to its SQL through :meth:`linkage.matching.model.Model.settings_for`.
+* ``spark`` (:mod:`linkage.engines.spark`): Splink's Spark backend, for registers that
+  outgrow one machine (the optional extra ``linkage[spark]``; Java 17). The comparisons
+  compile to its SQL through :meth:`linkage.matching.model.Model.settings_for`, the
+  blocking keys through :func:`linkage.matching.definition.key_sql` with its dialect.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import pyarrow as pa
 Progress = Callable[[str], None]
 
 #: Engine name -> "module:class" implementing it (imported on first use).
-ENGINES: dict[str, str] = {"duckdb": "linkage.engines.duckdb:DuckDBEngine"}
+ENGINES: dict[str, str] = {"duckdb": "linkage.engines.duckdb:DuckDBEngine",
+                           "spark": "linkage.engines.spark:SparkEngine"}
 
 
 class Engine(Protocol):
@@ -39,6 +41,20 @@ class Engine(Protocol):
 
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Any:
         """Train a model on the loaded records (see :mod:`linkage.matching.training`)."""
+
+    def row_hashes(self) -> pa.Table:
+        """``uid``, ``row_hash``: an md5 of each loaded record's columns and capped keys."""
+
+    def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
+        """Splink's term frequencies (``value``, ``tf``) of each column, over the input."""
+
+    def restrict(self, marks: pa.Table) -> None:
+        """Score only pairs touching an affected record or inside one near component.
+
+        ``marks``: ``uid``, ``linkage_affected`` (bool), ``linkage_near`` (string or NULL);
+        unlisted records are neither. Call before :meth:`use_model`
+        (see :mod:`linkage.batch.incremental`).
+        """
 
     def use_model(self, model: Any) -> None:
         """Score with this model from now on (its settings compiled for :attr:`dialect`)."""

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from linkage.engines import Progress
 from linkage.engines import duckdb_sql as engine
+from linkage.engines.common import AFFECTED, NEAR, row_hash_sql, tf_sql
 from linkage.matching.model import Model
 
 
@@ -21,10 +22,13 @@ class DuckDBEngine:
 
     dialect = "duckdb"
 
-    def __init__(self, memory_limit: str = "4GB", threads: int | None = None):
-        self.con = engine.new_scratch(memory_limit, threads)
+    def __init__(self, memory_limit: str | None = None, threads: int | None = None,
+                 spill_dir: str | None = None):
+        """``memory_limit`` None: set from the machine (``duckdb_sql.machine_memory_limit``)."""
+        self.con = engine.new_scratch(memory_limit, threads, spill_dir)
         self._linker: Any = None
         self._predictions: Any = None
+        self._restricted = False
 
     def load(self, records: pa.Table, max_block_size: int) -> engine.BlockingReport:
         return engine.prepare_input(self.con, records, max_block_size)
@@ -32,8 +36,29 @@ class DuckDBEngine:
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Model:
         return engine.train(self.con, progress=progress, prefix=prefix, **options)
 
+    def row_hashes(self) -> pa.Table:
+        cols = [c for c, in self.con.execute(
+            "SELECT column_name FROM (DESCRIBE linkage_input)").fetchall()
+            if c not in (AFFECTED, NEAR)]
+        return self.con.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash "
+                            "FROM linkage_input").to_arrow_table()
+
+    def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
+        return {c: self.con.sql(tf_sql("linkage_input", c).format(text="VARCHAR")
+                                ).to_arrow_table() for c in columns}
+
+    def restrict(self, marks: pa.Table) -> None:
+        self.con.register("linkage_marks", marks)
+        self.con.execute(f"""
+            CREATE OR REPLACE TABLE linkage_input AS
+            SELECT i.*, coalesce(m.{AFFECTED}, false) AS {AFFECTED}, m.{NEAR} AS {NEAR}
+            FROM linkage_input i LEFT JOIN linkage_marks m USING (uid)""")
+        self.con.unregister("linkage_marks")
+        self._restricted = True
+
     def use_model(self, model: Model) -> None:
-        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect))
+        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
+                                          restricted=self._restricted)
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
         return engine.count_comparisons(self._linker, report)

@@ -14,15 +14,23 @@ still reachable through its other keys.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from splink import DuckDBAPI, Linker, block_on
+from splink import DuckDBAPI, Linker
 
+# BlockingReport and count_comparisons are shared by every engine; re-exported here for
+# the callers that knew them from this module.
+from linkage.engines.common import (  # noqa: F401
+    BlockingReport,
+    count_comparisons,
+    with_engine_blocking,
+)
 from linkage.matching.definition import key_cap, key_sql
 from linkage.matching.model import (
     BLOCKING_KEYS,
@@ -39,25 +47,47 @@ def _noop(_: str) -> None:
     pass
 
 
-@dataclass
-class BlockingReport:
-    """Comparisons each blocking rule adds, and the records whose blocks were capped."""
-
-    max_block_size: int
-    records: int
-    comparisons_by_rule: dict[str, int]
-    capped_records_by_rule: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.comparisons_by_rule.values())
+#: Share of the machine's memory the scratch database may use when no limit is set. The
+#: rest is for the process around it: the register's own connection, the records as
+#: Arrow, clustering's arrays and the persistent-ID reconciliation.
+MACHINE_MEMORY_SHARE = 0.5
 
 
-def new_scratch(memory_limit: str = "4GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for Splink's intermediate tables, spilling to a temp dir."""
+def machine_memory_bytes() -> int:
+    """Memory this process may use: the machine's RAM, or its cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max",  # cgroup v2 (containers)
+                       "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # cgroup v1
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def machine_memory_limit() -> str:
+    """The scratch database's memory limit from the machine (:data:`MACHINE_MEMORY_SHARE`)."""
+    return f"{max(256, int(machine_memory_bytes() * MACHINE_MEMORY_SHARE) >> 20)}MiB"
+
+
+def default_spill_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "linkage_spill"
+
+
+def new_scratch(memory_limit: str | None = None, threads: int | None = None,
+                spill_dir: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for Splink's intermediate tables, spilling to ``spill_dir``.
+
+    ``memory_limit`` None: from the machine (:func:`machine_memory_limit`). Beyond the
+    limit DuckDB spills its joins and sorts to ``spill_dir`` (default: the system temp
+    directory), so a register larger than memory completes, slower, instead of being
+    killed.
+    """
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{tempfile.gettempdir()}/linkage_spill'")
+    con.execute(f"SET memory_limit = '{memory_limit or machine_memory_limit()}'")
+    con.execute(f"SET temp_directory = '{Path(spill_dir or default_spill_dir())}'")
     con.execute("SET preserve_insertion_order = false")
     # DuckDB draws a progress bar on stdout for long queries: it would corrupt `--json`.
     con.execute("SET enable_progress_bar = false")
@@ -100,26 +130,12 @@ def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_s
     return BlockingReport(max_block_size, records.num_rows, {}, capped_counts)
 
 
-def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:
-    """Fill in the per-rule comparison counts with Splink's blocking analysis."""
-    rules = [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
-    records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
-        rules, record_sample_proportion=1.0)
-    # Marginal counts: the pairs each rule adds that no earlier rule generated.
-    report.comparisons_by_rule = {
-        name: int(rec["marginal_comparison_count"])
-        for name, rec in zip(BLOCKING_KEYS, records, strict=True)}
-    return report
-
-
-def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input"
-                ) -> Linker:
+def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input",
+                restricted: bool = False) -> Linker:
+    """A linker over ``table``; blocking on today's capped keys (``restricted``: only the
+    pairs an incremental run scores, see :mod:`linkage.batch.incremental`)."""
     if isinstance(settings, dict):
-        # Blocking belongs to this version of the engine, not to the trained model: a
-        # model file trained with other keys still predicts with today's capped keys.
-        settings = dict(settings, blocking_rules_to_generate_predictions=[
-            block_on(f"bk_{k}").get_blocking_rule("duckdb").as_dict()
-            for k in BLOCKING_KEYS])
+        settings = with_engine_blocking(settings, "duckdb", restricted)
     db_api = DuckDBAPI(con)
     sdf = db_api.register(table, table_name=f"{table}_splink")
     return Linker(sdf, settings, log_level=logging.WARNING)

@@ -212,24 +212,37 @@ class Part:
         if self.op not in _PART_OPS:
             raise ValueError(f"unknown key part op {self.op!r}; expected one of {_PART_OPS}")
 
-    def sql(self) -> str:
+    def sql(self, dialect: str = "duckdb") -> str:
+        """The part in SQL for a Splink backend (``"duckdb"`` or ``"spark"``).
+
+        The two differ in three spellings only: DuckDB's ``regexp_replace`` replaces
+        the first match unless given ``'g'`` (Spark's always replaces all, and its fourth
+        argument is a position), integer division (``//`` / ``div``) and the last list
+        element (``string_split(...)[-1]`` / ``element_at(split(...), -1)``).
+        """
+        if dialect not in KEY_DIALECTS:
+            raise ValueError(f"unknown SQL dialect {dialect!r}; expected one of {KEY_DIALECTS}")
+        spark = dialect == "spark"
         c, n = self.column, self.n
+        every = "" if spark else ", 'g'"
         if self.op == "first":
             return f"substr({c}, 1, {n})"
         if self.op == "last":
             return f"right({c}, {n})"
         if self.op == "skeleton":
             return (f"(substr({c}, 1, 1) || "
-                    f"regexp_replace(substr({c}, 2), '{_SKELETON_DROP}', '', 'g'))")
+                    f"regexp_replace(substr({c}, 2), '{_SKELETON_DROP}', ''{every}))")
         if self.op == "consonants":
-            return f"nullif(regexp_replace({c}, '{_SKELETON_DROP}', '', 'g'), '')"
+            return f"nullif(regexp_replace({c}, '{_SKELETON_DROP}', ''{every}), '')"
         if self.op == "bucket":
-            return f"(({c} + {self.shift}) // {n})"
+            return f"(({c} + {self.shift}) {'div' if spark else '//'} {n})"
         if self.op == "first_token":
             return f"split_part({c}, ' ', 1)"
         if self.op == "monthday":
             return f"substr({c}, 6, 5)"
-        return f"string_split({c}, ' ')[-1]"  # last_token
+        if spark:  # last_token
+            return f"element_at(split({c}, ' '), -1)"
+        return f"string_split({c}, ' ')[-1]"
 
     def of(self, v: Any) -> Any:
         """The part of a (non-NULL) column value; ``None`` when it has none."""
@@ -249,6 +262,9 @@ class Part:
             return v[5:10]
         return v.split(" ")[-1]  # last_token
 
+
+#: SQL dialects :meth:`Part.sql` and :func:`key_sql` write (Splink's names for them).
+KEY_DIALECTS = ("duckdb", "spark")
 
 _PART_OPS = ("first", "last", "skeleton", "consonants", "bucket", "first_token", "last_token",
              "monthday")
@@ -356,17 +372,19 @@ def key_cap(name: str, max_block_size: int) -> int:
     return min(max_block_size, KEY_CAPS.get(name, max_block_size))
 
 
-def _part_sql(c: KeyPart) -> str:
-    return c.sql() if isinstance(c, Part) else c
+def _part_sql(c: KeyPart, dialect: str) -> str:
+    return c.sql(dialect) if isinstance(c, Part) else c
 
 
-def key_sql(cols: Sequence[KeyPart]) -> str:
+def key_sql(cols: Sequence[KeyPart], dialect: str = "duckdb") -> str:
     """SQL of a blocking key: its parts joined by ``|``; NULL when any part is NULL.
 
-    A key missing a component is no key at all.
+    A key missing a component is no key at all. ``dialect`` is ``"duckdb"`` or ``"spark"``
+    (Spark has no unsized ``VARCHAR``: ``STRING``).
     """
-    parts = " || '|' || ".join(f"CAST({_part_sql(c)} AS VARCHAR)" for c in cols)
-    not_null = " AND ".join(f"{_part_sql(c)} IS NOT NULL" for c in cols)
+    text = "STRING" if dialect == "spark" else "VARCHAR"
+    parts = " || '|' || ".join(f"CAST({_part_sql(c, dialect)} AS {text})" for c in cols)
+    not_null = " AND ".join(f"{_part_sql(c, dialect)} IS NOT NULL" for c in cols)
     return f"CASE WHEN {not_null} THEN {parts} END"
 
 
