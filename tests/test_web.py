@@ -1,6 +1,6 @@
 """The reviewers' web page, driven in a real headless Chromium (Debian's, through Selenium).
 
-``.ci/run`` installs ``chromium`` and ``chromium-driver`` (``scripts/install_browser.sh``).
+``.ci/run`` installs ``chromium`` and ``chromium-driver`` (``scripts/install_test_deps.sh``).
 With ``LINKAGE_SCREENSHOTS=<dir>`` the test also saves its screenshots there (the ones
 under ``docs/screenshots/`` were taken so).
 """
@@ -31,7 +31,7 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 def _browser(lang: str) -> webdriver.Chrome:
     if not (CHROMIUM and DRIVER):
-        pytest.fail("Chromium and its driver are needed: run scripts/install_browser.sh "
+        pytest.fail("Chromium and its driver are needed: run scripts/install_test_deps.sh "
                     "(.ci/run does)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
