@@ -693,13 +693,13 @@ def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
     """
     if "fingerprint" not in records.column_names:
         return []
-    groups: dict[tuple[str, str], list[str]] = {}
-    for uid, src, fp in zip(records.column("uid").to_pylist(),
-                            records.column("source").to_pylist(),
-                            records.column("fingerprint").to_pylist(), strict=True):
-        if fp is not None:
-            groups.setdefault((src, fp), []).append(uid)
-    return [(g[0], u) for g in groups.values() if len(g) > 1 for u in g[1:]]
+    # Group in Arrow: only the few groups of two or more reach Python.
+    keyed = records.select(["uid", "source", "fingerprint"]).filter(
+        pc.is_valid(records.column("fingerprint")))
+    groups = keyed.group_by(["source", "fingerprint"]).aggregate(
+        [("uid", "list"), ("uid", "count")])
+    groups = groups.filter(pc.greater(groups.column("uid_count"), 1))
+    return [(g[0], u) for g in groups.column("uid_list").to_pylist() for u in g[1:]]
 
 
 def _fingerprint_sql() -> str:

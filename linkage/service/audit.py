@@ -124,7 +124,6 @@ def _programme_persons(call: _Call, request: Any, response: Any) -> None:
 def _changes(call: _Call, request: Any, response: Any) -> None:
     if response is not None:
         call.persons += [e.person_id for e in response.events if e.person_id]
-        call.n += len(response.events)
 
 
 def _review_item(call: _Call, request: Any, response: Any) -> None:
