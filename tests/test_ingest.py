@@ -187,3 +187,63 @@ def test_api_enrolled_records_survive_a_new_extract(reg: Register, tmp_path: Pat
     report = ingest(reg, y)
     assert report.retired == 1  # record 1 vanished from the file; the API record did not
     assert records(reg)["api-1"][0] == "active"
+
+
+def test_full_names_read_in_the_order_their_names_say(tmp_path: Path) -> None:
+    """A full-name column declared family-first whose rows are partly given-first: the
+    names of a source with separate columns say which reading is likely."""
+    from linkage.batch.pipeline import ingest_all
+    from linkage.config import load_project
+
+    given = ["Mamadou", "Aminata", "Moussa", "Fatoumata", "Oumar", "Kadiatou"]
+    family = ["Traore", "Coulibaly", "Diarra", "Keita", "Konate", "Sangare"]
+    civil = ["id;prenom;nom"] + [f"C{i};{given[i % 6]};{family[(i // 6) % 6]}"
+                                 for i in range(240)]
+    (tmp_path / "civil.csv").write_text("\n".join(civil) + "\n", encoding="utf-8")
+    cash = ["id;nom_complet",
+            "K1;TRAORE Mamadou",       # case marker: family name upper case
+            "K2;Mamadou Traore",       # given first, no marker: the names say so
+            "K3;Coulibaly Aminata",    # the declared order, and the names agree
+            "K4;Sidibe Awa",           # names the register has never seen: as declared
+            "K5;MOUSSA KEITA"]         # all upper case, no marker: the names say
+    (tmp_path / "cash.csv").write_text("\n".join(cash) + "\n", encoding="utf-8")
+    common = 'format: csv\ndelimiter: ";"\nrecord_key: id\n'
+    # The full-name source comes first in the project: ingest still learns from civil.
+    (tmp_path / "cash.yaml").write_text(
+        "name: cash\nkind: programme\npath: cash.csv\n" + common
+        + "name_order: family_given\ncolumns:\n  full_name: nom_complet\n", encoding="utf-8")
+    (tmp_path / "civil.yaml").write_text(
+        "name: civil\nkind: civil_registry\npath: civil.csv\n" + common
+        + "columns:\n  given_name: prenom\n  family_name: nom\n", encoding="utf-8")
+    (tmp_path / "project.yaml").write_text(
+        "name: t\nregister: register.duckdb\ncountry_code: '223'\n"
+        "sources:\n- cash.yaml\n- civil.yaml\n", encoding="utf-8")
+    project = load_project(tmp_path / "project.yaml")
+    lines: list[str] = []
+    r = Register.open(tmp_path / "register.duckdb")
+    try:
+        with r.transaction() as cur:
+            reports = ingest_all(cur, project, progress=lines.append)
+        assert [rep.source for rep in reports] == ["cash", "civil"]  # the project's order
+        assert reports[0].reordered == 2 and reports[1].reordered == 0
+        assert any("2 full names read in the other order" in ln for ln in lines)
+        got = {k: v[1:3] for k, v in records(r).items() if k.startswith("K")}
+    finally:
+        r.close()
+    assert got == {"K1": ("mamadou", "traore"), "K2": ("mamadou", "traore"),
+                   "K3": ("aminata", "coulibaly"), "K4": ("awa", "sidibe"),
+                   "K5": ("moussa", "keita")}
+
+
+def test_name_roles_need_evidence_on_both_tokens() -> None:
+    from linkage.standardise.names import NameRoles, full_name_order, translit_key
+
+    roles = NameRoles({translit_key("Mamadou"): 50, translit_key("Ali"): 20},
+                      {translit_key("Traore"): 50, translit_key("Ali"): 20})
+    assert full_name_order("Mamadou Traore", "family_given", roles) == "given_family"
+    assert full_name_order("Traore Mamadou", "given_family", roles) == "family_given"
+    assert full_name_order("Traore Mamadou", "family_given", roles) == "family_given"
+    # "Ali" is as common either way: no evidence, the declared order stands.
+    assert full_name_order("Ali Traore", "given_family", roles) == "given_family"
+    assert full_name_order("Mamadou TRAORE", "given_family", roles) == "given_family"
+    assert full_name_order("Mamadou Traore", "family_given", None) == "family_given"

@@ -31,10 +31,11 @@ from linkage.engines import Engine, open_engine
 from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
-from linkage.ingest.read import IngestReport, ingest_source
+from linkage.ingest.read import IngestReport, ingest_source, name_roles, reads_name_order
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
 from linkage.register.database import Register, query
 from linkage.review.queue import queue_after_run
+from linkage.standardise.names import NameRoles
 
 Progress = Callable[[str], None]
 
@@ -66,13 +67,24 @@ def _utcnow() -> dt.datetime:
 
 def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force: bool = False,
                progress: Progress) -> list[IngestReport]:
-    reports = []
-    for src in project.sources:
+    """Ingest every source, those with separate given and family name columns first: a
+    full-name column is then read with the register's name roles, learned from them
+    (:func:`linkage.ingest.read.name_roles`). Reports come back in the project's order."""
+    by_name: dict[str, IngestReport] = {}
+    roles: NameRoles | None = None
+    learned = False
+    for src in sorted(project.sources, key=reads_name_order):
+        if reads_name_order(src) and not learned:
+            roles, learned = name_roles(cur, project.sources), True
+            if roles is not None:
+                progress(f"name roles from {len(roles):,} names in separate given and "
+                         "family columns: full names with no case marker may be read in "
+                         "the other order")
         progress(f"ingest {src.name} ({src.format}, {len(src.paths)} file(s))")
-        report = ingest_source(cur, src, force=force, progress=progress)
+        report = ingest_source(cur, src, force=force, progress=progress, roles=roles)
         progress("  " + report.line())
-        reports.append(report)
-    return reports
+        by_name[src.name] = report
+    return [by_name[src.name] for src in project.sources]
 
 
 def active_records(cur: duckdb.DuckDBPyConnection) -> Any:

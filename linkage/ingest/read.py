@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from linkage.errors import IngestError
 from linkage.register import store
 from linkage.register.database import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
+from linkage.standardise.names import NameRoles, full_name_order
 
 
 @dataclass
@@ -51,6 +52,7 @@ class IngestReport:
     unchanged: int = 0
     rejected: int = 0
     warned: int = 0  # fields blanked on kept records (rows in field_warnings)
+    reordered: int = 0  # full names read against the declared order (NameRoles)
     skipped: bool = False  # the same files were ingested before
     reject_reasons: dict[str, int] = field(default_factory=dict)
     warning_reasons: dict[str, int] = field(default_factory=dict)  # 'field: reason' -> count
@@ -63,7 +65,10 @@ class IngestReport:
         return (f"{self.source}: {self.rows:,} rows from {self.files} file(s): "
                 f"{self.added:,} added, {self.updated:,} updated, {self.unchanged:,} unchanged, "
                 f"{self.retired:,} retired, {self.rejected:,} rejected, "
-                f"{self.warned:,} field warnings")
+                f"{self.warned:,} field warnings"
+                + (f"; {self.reordered:,} full names read in the other order (their names "
+                   "are far more common that way round in the register)"
+                   if self.reordered else ""))
 
 
 # A row as read: (row number, values by source column) or (row number, None, reason).
@@ -178,20 +183,25 @@ def _clean(value: Any) -> str | None:
 def read_source(src: SourceConfig, path: Path, file_sha: str,
                 records: dict[str, list], rejects: list[dict], seen: dict[str, tuple[str, int]],
                 progress: Callable[[str], None] | None = None,
-                warnings: list[dict] | None = None) -> int:
+                warnings: list[dict] | None = None, roles: NameRoles | None = None,
+                report: IngestReport | None = None) -> int:
     """Read one file of a source into column lists (``records``), ``rejects`` and
     ``warnings`` (rows for ``field_warnings``: fields blanked on kept records).
 
+    ``roles`` (:func:`name_roles`) lets a full name with no case marker be read against
+    the declared order when its names say so; ``report.reordered`` counts those rows.
     Returns the number of rows read. ``progress`` hears a line every 200,000 rows.
     """
     rows = 0
+    reorders = roles is not None and reads_name_order(src)
     mapping = src.columns
     if warnings is None:
         warnings = []
     base = StandardiseOptions(
         source=src.name, birth_date_format=src.birth_date_format,
         age_reference_date=src.age_reference_date, country_code=src.country_code,
-        sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year)
+        sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year,
+        name_roles=roles if reorders else None)
     standardisers: dict = {}  # one per age reference date: set up once, not per row
     found: list[FieldWarning] = []  # this row's field warnings
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
@@ -242,6 +252,10 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             reject(exc.field, exc.reason)
             continue
         seen[key] = (str(path), row_number)
+        if (reorders and report is not None and raw.get("given_name") is None
+                and full_name_order(raw.get("full_name"), src.name_order, roles)
+                != src.name_order):
+            report.reordered += 1
         records["uid"].append(f"{src.name}:{key}")
         records["record_key"].append(key)
         records["file"].append(str(path))
@@ -265,9 +279,50 @@ _WARNING_SCHEMA = pa.schema(
                "source_column", "raw_value", "reason")])
 
 
+def reads_name_order(src: SourceConfig) -> bool:
+    """The source reads given and family names from one full-name column in a declared
+    order (which :class:`NameRoles` may override row by row)."""
+    return "full_name" in src.columns and src.name_order in ("family_given", "given_family")
+
+
+def separate_names(src: SourceConfig) -> bool:
+    """The source's given and family names come from columns of their own."""
+    return "given_name" in src.columns and "family_name" in src.columns
+
+
+#: Fewer records with separate given and family names than this: no roles, the declared
+#: order is read as it is.
+MIN_ROLE_RECORDS = 200
+
+
+def name_roles(cur: duckdb.DuckDBPyConnection, sources: Sequence[SourceConfig]
+               ) -> NameRoles | None:
+    """How often each name is a given and a family name among the active records of the
+    sources with separate name columns; ``None`` with fewer than
+    :data:`MIN_ROLE_RECORDS` such records (nothing to learn from: declared orders stand).
+
+    Counted by transliteration key of the first given-name token and of one-token
+    family names (a compound family name says nothing about one token's role).
+    """
+    names = sorted(s.name for s in sources if separate_names(s))
+    if not names:
+        return None
+    where = ("status = 'active' AND list_contains(?, source) AND given_key IS NOT NULL "
+             "AND family_key IS NOT NULL")
+    ((n,),) = cur.execute(f"SELECT count(*) FROM records WHERE {where}", [names]).fetchall()
+    if n < MIN_ROLE_RECORDS:
+        return None
+    given = dict(cur.execute(f"SELECT given_key, count(*) FROM records WHERE {where} "
+                             "GROUP BY 1", [names]).fetchall())
+    family = dict(cur.execute(f"SELECT family_key, count(*) FROM records WHERE {where} AND "
+                              "NOT contains(family_key, ' ') GROUP BY 1", [names]).fetchall())
+    return NameRoles(given, family)
+
+
 def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: bool = False,
                   now: dt.datetime | None = None,
-                  progress: Callable[[str], None] | None = None) -> IngestReport:
+                  progress: Callable[[str], None] | None = None,
+                  roles: NameRoles | None = None) -> IngestReport:
     """Ingest one source as a full extract, inside the caller's transaction.
 
     Args:
@@ -276,6 +331,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         force: re-read even when the files are unchanged.
         now: timestamp to record (defaults to the current UTC time).
         progress: hears a line every 200,000 rows read (long extracts).
+        roles: the register's name roles (:func:`name_roles`), for a full-name column.
     """
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     report = IngestReport(src.name)
@@ -298,7 +354,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     rows_by_file = {}
     for path, sha in hashes.items():
         rows_by_file[path] = read_source(src, path, sha, records, rejects, seen, progress,
-                                         warnings)
+                                         warnings, roles, report)
     report.rows = sum(rows_by_file.values())
 
     counts = store.upsert_records(cur, store.records_table(records, source=src.name), now=now,

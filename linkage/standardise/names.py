@@ -16,6 +16,7 @@ The transliteration key (:func:`translit_key`) is built in two layers:
 from __future__ import annotations
 
 import csv
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -28,8 +29,10 @@ import jellyfish
 
 __all__ = [
     "NAME_ORDERS",
+    "NameRoles",
     "VariantTable",
     "fold",
+    "full_name_order",
     "load_variants",
     "phonetic",
     "rule_key",
@@ -513,6 +516,77 @@ def _case_split(text: str) -> tuple[str, str] | None:
     if not given_t or not family_t:
         return None
     return " ".join(given_t), " ".join(family_t)
+
+
+class NameRoles:
+    """How often each name token is a given name and how often a family name, in records
+    whose order is known (separate given and family columns).
+
+    Given and family names come from different stocks nearly everywhere (Mamadou, Aminata
+    / Traore, Coulibaly), so a full-name column with no case marker can be read both ways
+    and the register's own names say which reading is likely. A roster whose enumeration
+    teams wrote "Mamadou Traore" and "TRAORE Mamadou" in one column is common; the order a
+    user declares for such a column is then right for most rows, not all.
+
+    Tokens are compared by transliteration key (Moussa / Musa count together). Identity
+    is the object (hash by ``id``): one table serves a whole ingest, and the caches keyed
+    on it stay small.
+    """
+
+    #: The other reading must be this many bits more likely (about 16 times) to win.
+    SWAP_BITS = 4.0
+    #: A token seen fewer times (as either role) carries no evidence either way.
+    MIN_SEEN = 3
+
+    def __init__(self, given: dict[str, int], family: dict[str, int]):
+        self.given = given
+        self.family = family
+        self.n_given = max(sum(given.values()), 1)
+        self.n_family = max(sum(family.values()), 1)
+        self.vocab = max(len(set(given) | set(family)), 1)
+
+    def __len__(self) -> int:
+        return self.n_given + self.n_family
+
+    def bits(self, key: str) -> float:
+        """log2 P(key | given name) / P(key | family name), smoothed; 0 when rarely seen."""
+        g, f = self.given.get(key, 0), self.family.get(key, 0)
+        if g + f < self.MIN_SEEN:
+            return 0.0
+        return math.log2(((g + 0.5) / (self.n_given + 0.5 * self.vocab))
+                         / ((f + 0.5) / (self.n_family + 0.5 * self.vocab)))
+
+    def order(self, toks: Sequence[str], declared: str) -> str:
+        """The order to read ``toks`` in: ``declared``, or the other one when the names
+        say it is at least :data:`SWAP_BITS` more likely.
+
+        Only the two end tokens change roles between the readings (``family_given``
+        reads the first as the family name; ``given_family`` the last), so the
+        likelihood ratio of the other reading is the difference of their log odds.
+        """
+        if len(toks) < 2 or declared not in ("family_given", "given_family"):
+            return declared
+        first, last = self.bits(translit_key(toks[0])), self.bits(translit_key(toks[-1]))
+        if declared == "family_given" and first - last >= self.SWAP_BITS:
+            return "given_family"
+        if declared == "given_family" and last - first >= self.SWAP_BITS:
+            return "family_given"
+        return declared
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def full_name_order(text: str | None, order: str, roles: NameRoles | None) -> str:
+    """The order :func:`split_full_name` reads ``text`` in, given the register's
+    :class:`NameRoles`: a case marker decides first, then the names' roles, then
+    ``order`` as declared."""
+    if roles is None or not text or order not in ("family_given", "given_family"):
+        return order
+    if _case_split(text) is not None:
+        return order
+    return roles.order(_tokens_tuple(text), order)
+
+
+KEY_CACHES.append(full_name_order)
 
 
 @lru_cache(maxsize=_CACHE_SIZE)

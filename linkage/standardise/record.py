@@ -26,8 +26,10 @@ from linkage.standardise.names import (
     _CACHE_SIZE,
     KEY_CACHES,
     NAME_ORDERS,
+    NameRoles,
     _tokens_tuple,
     fold,
+    full_name_order,
     phonetic,
     split_full_name,
     split_patronymic,
@@ -93,6 +95,7 @@ def _split_names(
     grandfather: str | None,
     full: str | None,
     name_order: str | None,
+    roles: NameRoles | None = None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
     # Explicit columns win; a full name only fills the parts a source did not split.
     if _blank(given) and not _blank(full):
@@ -104,7 +107,7 @@ def _split_names(
             father = father if not _blank(father) else f
             grandfather = grandfather if not _blank(grandfather) else gf
         else:
-            g, fam = split_full_name(full, name_order)
+            g, fam = split_full_name(full, full_name_order(full, name_order, roles))
             given = g
             family = family if not _blank(family) else fam
     return given, family, father, grandfather
@@ -118,6 +121,7 @@ def _names_block(
     grandfather: str | None,
     full: str | None,
     name_order: str | None,
+    roles: NameRoles | None = None,
 ) -> tuple:
     """The eleven name columns (given_std ... name_keys) for one combination of raw names.
 
@@ -125,7 +129,7 @@ def _names_block(
     look-up is cheaper than eleven.
     """
     given, family, father, grandfather = _split_names(
-        given, family, father, grandfather, full, name_order
+        given, family, father, grandfather, full, name_order, roles
     )
     given_std, given_toks, given_keys = _part(given)
     family_std, _, family_keys = _part(family)
@@ -198,12 +202,15 @@ class StandardiseOptions:
     name_order: str | None = None
     today: date | None = None
     min_birth_year: int = MIN_YEAR
+    #: The register's name roles: a full name with no case marker is read in the other
+    #: order when its tokens say so (:class:`~linkage.standardise.names.NameRoles`).
+    name_roles: NameRoles | None = None
 
     def _key(self) -> tuple:
         """A hashable form (sex codes frozen) for caching standardisers."""
         return (self.source, self.birth_date_format, self.age_reference_date,
                 self.country_code, _freeze_codes(self.sex_codes), self.name_order, self.today,
-                self.min_birth_year)
+                self.min_birth_year, self.name_roles)
 
 
 def _options(options: StandardiseOptions | None, kwargs: dict[str, Any]) -> StandardiseOptions:
@@ -254,6 +261,7 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
     fmt = opts.birth_date_format
     age_ref = opts.age_reference_date
     min_year = opts.min_birth_year
+    roles = opts.name_roles
 
     def age_birth(age_raw: str | None, warnings: list[FieldWarning] | None) -> tuple:
         if _blank(age_raw):
@@ -288,6 +296,7 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
             get("grandfather_name"),
             get("full_name"),
             name_order,
+            roles,
         )
         sex_raw = get("sex")
         try:
@@ -415,7 +424,7 @@ def standardise(
 
 @lru_cache(maxsize=256)
 def _cached_standardiser(key: tuple) -> Standardiser:
-    source, fmt, ref, cc, codes, name_order, today, min_year = key
+    source, fmt, ref, cc, codes, name_order, today, min_year, roles = key
     return make_standardiser(
         source=source,
         birth_date_format=fmt,
@@ -425,4 +434,5 @@ def _cached_standardiser(key: tuple) -> Standardiser:
         name_order=name_order,
         today=today,
         min_birth_year=min_year,
+        name_roles=roles,
     )
