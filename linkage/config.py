@@ -187,6 +187,9 @@ class ProjectConfig:
     min_birth_year: int = MIN_YEAR  # earlier birth years are blanked with a field warning
     serve: ServeConfig = field(default_factory=ServeConfig)
     clustering: str = CLUSTERING_METHODS[0]  # greedy (no chaining) | components
+    #: pairs between sources that list each person once re-weighed by their records'
+    #: other candidates before clustering (linkage.batch.ambiguity)
+    ambiguity: bool = True
     guards: GuardConfig = field(default_factory=GuardConfig)
     engine: str = ENGINE_NAMES[0]  # duckdb (embedded) | spark
     memory: MemoryConfig = field(default_factory=MemoryConfig)
@@ -255,6 +258,12 @@ class _Keys:
             if hi is not None:
                 raise self._err(key, f"expected a whole number between {lo} and {hi}")
             raise self._err(key, f"expected a whole number of at least {lo}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self._err(key, "expected true or false")
         return value
 
     def mapping(self, key: str, *, required: bool = False) -> dict[str, Any]:
@@ -372,7 +381,7 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
-                 "max_block_size", "min_birth_year", "serve", "clustering", "guards",
+                 "max_block_size", "min_birth_year", "serve", "clustering", "ambiguity", "guards",
                  "engine", "memory", "spark"}
 
 
@@ -484,6 +493,7 @@ def load_project(path: Path | str) -> ProjectConfig:
         serve=serve,
         clustering=k.str("clustering", CLUSTERING_METHODS[0], choices=CLUSTERING_METHODS)
         or CLUSTERING_METHODS[0],
+        ambiguity=k.bool("ambiguity", True),
         guards=guards,
         engine=k.str("engine", ENGINE_NAMES[0], choices=ENGINE_NAMES) or ENGINE_NAMES[0],
         memory=memory,

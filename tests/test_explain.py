@@ -55,3 +55,4 @@ def test_an_unknown_record_is_not_found(small) -> None:  # noqa: ANN001
             explain_records(small.project, reg, "civil_registry:CR00000", "nope:1")
     finally:
         reg.close()
+

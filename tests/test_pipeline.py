@@ -130,3 +130,36 @@ def test_killed_run_leaves_published_register_intact(tmp_path: Path, kill_after:
     after = snapshot(register)
     assert len(after["runs"]) == len(before["runs"]) + 1
     assert len(after["records"]) == len(before["records"])  # retired, never deleted
+
+
+def test_pairs_between_rosters_are_reweighed_by_ambiguity_and_explained(published: Path
+                                                                        ) -> None:
+    """The batch re-weighs pairs between sources listing each person once by their
+    records' other candidates (linkage.batch.ambiguity); the run summary says so, and the
+    explanation adds that line, its total the weight the batch clustered with."""
+    import json
+
+    from linkage.realtime.explain import AMBIGUITY_LABEL, explain_records
+
+    project = load_project(published / "project.yaml")
+    reg = Register.open(project.register, read_only=True)
+    try:
+        cur = reg.cursor()
+        ((summary_json,),) = query(cur, "SELECT summary FROM runs")
+        rows = query(cur, "SELECT uid_l, uid_r, match_weight, ambiguity_bits FROM links "
+                          "WHERE abs(ambiguity_bits) > 0.1 ORDER BY uid_l, uid_r LIMIT 1")
+        cur.close()
+        assert rows, "the batch re-weighed no pair"
+        uid_l, uid_r, stored, bits = rows[0]
+        ex = explain_records(project, reg, uid_l, uid_r)
+    finally:
+        reg.close()
+    amb = json.loads(summary_json)["ambiguity"]
+    assert amb["pairs_adjusted"] > 0
+    assert 0 < amb["overlap"]["cash_transfer -> civil_registry"] <= 0.95
+    assert ex.evidence[-1].comparison == "ambiguity"
+    assert ex.evidence[-1].label == AMBIGUITY_LABEL
+    assert ex.evidence[-1].weight == pytest.approx(bits)
+    assert ex.prior_weight + sum(e.weight for e in ex.evidence) == pytest.approx(ex.match_weight)
+    # Real time scores as the batch did, up to block caps and term frequencies.
+    assert ex.match_weight == pytest.approx(stored, abs=0.5)

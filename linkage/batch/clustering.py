@@ -69,6 +69,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jellyfish import damerau_levenshtein_distance
 
+from linkage.batch import ambiguity
+from linkage.batch.ambiguity import AmbiguityReport
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Constraints
 
@@ -92,6 +94,10 @@ class ClusterResult:
     clusters: dict[str, str]
     refused: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: :func:`cluster_run` with a prior: the links as clustered (ambiguity-adjusted,
+    #: with ``ambiguity_bits``) and what the adjustment did
+    links: pa.Table | None = None
+    ambiguity: AmbiguityReport | None = None
 
 
 def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -710,14 +716,45 @@ def _fingerprint_sql() -> str:
             f"md5(CAST(struct_pack({fields}, household_id := household_id) AS VARCHAR)) END")
 
 
+def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, *,
+                    civil_sources: Iterable[str] = (), rules: Rules = DEFAULT_RULES
+                    ) -> list[str]:
+    """The sources that are files of duplicates (``Rules.dedupe_source_share``), judged on
+    the links at or above the match threshold as :func:`cluster_records` judges them."""
+    records = records.sort_by("uid")
+    uid_col = records.column("uid").combine_chunks()
+    keep = links.filter(pc.greater_equal(links.column("match_probability"), match_threshold))
+    left = pc.index_in(keep.column("uid_l"), value_set=uid_col)
+    right = pc.index_in(keep.column("uid_r"), value_set=uid_col)
+    known = pc.and_(pc.is_valid(left), pc.is_valid(right))
+    lo = pc.filter(left, known).to_numpy().astype(np.int64)
+    hi = pc.filter(right, known).to_numpy().astype(np.int64)
+    weight = pc.filter(keep.column("match_weight"), known).to_numpy().astype(np.float64)
+    src, names = _codes(records.column("source"))
+    civil_set = set(civil_sources)
+    civil = np.array([s in civil_set for s in names], dtype=bool)
+    strong = (weight >= rules.same_source_weight if rules.same_source_weight is not None
+              else np.ones(len(lo), dtype=bool))
+    lifted = _dedupe_sources(src, civil, lo[strong], hi[strong], rules.dedupe_source_share)
+    return [names[i] for i in np.flatnonzero(lifted)]
+
+
 def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
-                rules: Rules = DEFAULT_RULES) -> ClusterResult:
+                rules: Rules = DEFAULT_RULES, *, prior: float | None = None
+                ) -> ClusterResult:
     """The batch's clustering: the register's active records, sources and constraints.
 
     Args:
         cur: a cursor on the register (inside the run's transaction).
         links: the run's scored pairs (``Engine.links()``).
         match_threshold: the project's match threshold.
+        prior: the run's prior: pairs between sources that list each person once are
+            re-weighed by their ambiguity (:mod:`linkage.batch.ambiguity`) first;
+            ``None``: pairwise weights as they are.
+
+    Returns:
+        The clusters; with a prior, also the links as clustered (``links``, with
+        ``ambiguity_bits``) and the ambiguity report (``ambiguity``).
     """
     from linkage.ids.publish import load_constraints
 
@@ -726,13 +763,21 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
                       "WHERE status = 'active'").to_arrow_table()
     civil = [name for (name,) in cur.execute(
         "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]
-    return cluster_records(records, links, match_threshold, civil_sources=civil,
-                           constraints=load_constraints(cur), rules=rules)
+    report = None
+    if prior is not None:
+        dups = duplicate_files(records, links, match_threshold, civil_sources=civil,
+                               rules=rules)
+        links, report = ambiguity.adjust(links, records, prior, match_threshold, dups)
+    res = cluster_records(records, links, match_threshold, civil_sources=civil,
+                          constraints=load_constraints(cur), rules=rules)
+    res.links, res.ambiguity = links, report
+    return res
 
 
 def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
-            components: Callable[[], dict[str, str]], progress: Callable[[str], None]
-            ) -> tuple[dict[str, str], dict[str, int] | None]:
+            components: Callable[[], dict[str, str]], progress: Callable[[str], None],
+            prior: float | None = None,
+            ) -> tuple[dict[str, str], dict[str, int] | None, pa.Table, dict[str, Any] | None]:
     """The batch's clustering step, by the project's ``clustering`` setting.
 
     Args:
@@ -743,13 +788,22 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
             for ``clustering: components``.
         progress: receives one line.
 
+        prior: the run's prior, for the ambiguity adjustment (``project.ambiguity``).
+
     Returns:
-        The clusters, and the refused merges by reason (None for components, which
-        refuse nothing).
+        The clusters, the refused merges by reason (None for components, which refuse
+        nothing), the links as clustered (to store), and the ambiguity summary (None
+        when off).
     """
     if project.clustering == "components":
-        return components(), None
-    res = cluster_run(cur, links, project.thresholds.match)
+        return components(), None, links, None
+    res = cluster_run(cur, links, project.thresholds.match,
+                      prior=prior if project.ambiguity else None)
+    amb = res.ambiguity
+    if res.links is not None:
+        links = res.links
+    if amb is not None:
+        progress("  " + amb.line())
     refused = ", ".join(f"{k} {v:,}" for k, v in res.refused.items()) or "none"
     if res.stats.get("dedupe_sources"):
         progress(f"  sources that are files of duplicates (same-source rule lifted): "
@@ -757,4 +811,4 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
     progress(f"  greedy clustering: {res.stats.get('dirty_records', 0):,} records in "
              f"{res.stats.get('dirty_components', 0):,} components with a forbidden pair; "
              f"merges refused: {refused} ({res.stats.get('total_seconds', 0)} s)")
-    return res.clusters, res.refused
+    return res.clusters, res.refused, links, None if amb is None else amb.summary()

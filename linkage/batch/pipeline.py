@@ -210,8 +210,9 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 near = eng.links()
                 links = incremental.review_links(near, project.thresholds.review)
                 progress("clustering")
-                clusters, refused = clustering.for_run(
-                    cur, project, links, lambda: eng.cluster(project.thresholds.match), progress)
+                clusters, refused, links, amb = clustering.for_run(
+                    cur, project, links, lambda: eng.cluster(project.thresholds.match),
+                    progress, prior=run_model.prior)
                 n_links = _store_links(cur, links, run_id, project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
                 state = incremental.collect(project, eng, model, run_model, near,
@@ -238,6 +239,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             summary.update(run_id=run_id, model_version=model.version,
                            started_at=started.isoformat(timespec="seconds"),
                            clustering=project.clustering, refused_merges=refused,
+                           ambiguity=amb,
                            engine=engine_name, mode=plan.summary())
             finished = _utcnow()
             summary["seconds"] = round((finished - started).total_seconds(), 1)
@@ -282,9 +284,12 @@ def _store_links(cur: duckdb.DuckDBPyConnection, pairs: Any, run_id: str,
                  match_threshold: float) -> int:
     cur.execute("DELETE FROM links")
     cur.register("stage_links", pairs)
+    bits = "ambiguity_bits" if "ambiguity_bits" in pairs.column_names else "0.0"
     try:
-        cur.execute("INSERT INTO links SELECT ?, uid_l, uid_r, match_probability, match_weight, "
-                    "match_probability >= ? FROM stage_links", [run_id, match_threshold])
+        cur.execute("INSERT INTO links (run_id, uid_l, uid_r, match_probability, match_weight, "
+                    "linked, ambiguity_bits) SELECT ?, uid_l, uid_r, match_probability, "
+                    f"match_weight, match_probability >= ?, {bits} FROM stage_links",
+                    [run_id, match_threshold])
     finally:
         cur.unregister("stage_links")
     return pairs.num_rows
@@ -403,6 +408,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     if refused:
         lines += ["", "merges refused (no chaining): " + ", ".join(
             f"{k} {v:,}" for k, v in refused.items())]
+    amb = summary.get("ambiguity")
+    if amb and amb.get("pairs_adjusted"):
+        lines += ["", f"ambiguity: {amb['pairs_adjusted']:,} pairs between sources that list "
+                      "each person once re-weighed by how many candidates each record has in "
+                      f"the other source; {amb['raised_above_match']:,} raised to the match "
+                      f"threshold, {amb['lowered_below_match']:,} lowered below it "
+                      "(`linkage explain` shows the line)"]
     return "\n".join(lines)
 
 

@@ -131,6 +131,12 @@ class Model:
         """The trained settings with their SQL compiled for a Splink backend."""
         return self.settings if dialect == "duckdb" else with_parameters(self.settings, dialect)
 
+    @property
+    def prior(self) -> float | None:
+        """The probability that two random records match (Splink's λ), if set."""
+        lam = self.settings.get("probability_two_random_records_match")
+        return float(lam) if lam else None
+
     def for_register(self, n_records: int) -> Model:
         """This model with its prior rescaled to a register of ``n_records`` records.
 

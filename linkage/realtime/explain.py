@@ -12,11 +12,15 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from linkage.errors import NotFound
-from linkage.realtime.index import Index, PairExplanation, load_model
+from linkage.realtime.index import Evidence, Index, PairExplanation, load_model, probability
 from linkage.register.database import Register
+
+#: The waterfall line of a pair's ambiguity (:mod:`linkage.batch.ambiguity`).
+AMBIGUITY_LABEL = "other candidates of each record in the other source (last run)"
 
 
 def explain_records(project: Any, reg: Register, uid_a: str, uid_b: str) -> PairExplanation:
@@ -36,9 +40,25 @@ def explain_records(project: Any, reg: Register, uid_a: str, uid_b: str) -> Pair
             if rows[0][0] != "active" or rows[0][1] is None:
                 raise NotFound(f"record {uid!r} is retired or has no person yet: run a batch")
         index = Index.build(cur, load_model(project, cur), max_block_size=project.max_block_size)
+        return with_ambiguity(index.explain(uid_a, uid_b), cur)
     finally:
         cur.close()
-    return index.explain(uid_a, uid_b)
+
+
+def with_ambiguity(ex: PairExplanation, cur: Any) -> PairExplanation:
+    """The explanation with the last run's ambiguity of the pair added as one more line
+    of the waterfall (and in its total), when the batch re-weighed it: the weight the
+    batch clustered with. Unchanged for pairs the last run did not keep or adjust."""
+    lo, hi = sorted((ex.uid_l, ex.uid_r))
+    rows = cur.execute("SELECT ambiguity_bits FROM links WHERE uid_l = ? AND uid_r = ?",
+                       [lo, hi]).fetchall()
+    bits = float(rows[0][0] or 0.0) if rows else 0.0
+    if not bits:
+        return ex
+    weight = ex.match_weight + bits
+    return dataclasses.replace(
+        ex, match_weight=weight, match_probability=probability(weight),
+        evidence=[*ex.evidence, Evidence("ambiguity", -1, AMBIGUITY_LABEL, bits, 0.0)])
 
 
 def format_explanation(ex: PairExplanation) -> str:

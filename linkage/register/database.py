@@ -155,6 +155,9 @@ CREATE TABLE IF NOT EXISTS links (
     linked BOOLEAN,                   -- at or above the match threshold
     PRIMARY KEY (uid_l, uid_r)
 );
+-- The part of match_weight that is the pair's ambiguity (linkage.batch.ambiguity):
+-- adjusted minus pairwise weight; 0 when not adjusted.
+ALTER TABLE links ADD COLUMN IF NOT EXISTS ambiguity_bits DOUBLE DEFAULT 0;
 CREATE TABLE IF NOT EXISTS persons (
     person_id VARCHAR PRIMARY KEY,
     status VARCHAR NOT NULL,          -- 'live' | 'retired'

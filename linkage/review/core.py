@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from linkage.errors import InvalidRequest, NotFound, RunInProgress
+from linkage.realtime.explain import with_ambiguity
 from linkage.realtime.index import Index, PairExplanation, load_model
 from linkage.register import store
 from linkage.register.database import Register, query
@@ -134,7 +135,8 @@ class Review:
                 if not rows:
                     raise NotFound(f"no record {uid!r} (records are named <source>:<key>)")
                 raise NotFound(f"record {uid!r} is retired or has no person yet")
-        return index.explain(uid_a, uid_b)
+        with self._cursor() as cur:
+            return with_ambiguity(index.explain(uid_a, uid_b), cur)
 
     # ------------------------------------------------------------------ deciding
 

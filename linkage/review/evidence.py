@@ -25,6 +25,7 @@ import duckdb
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.errors import InvalidRequest, NotFound, NotReady
 from linkage.realtime import lookup
+from linkage.realtime.explain import with_ambiguity
 from linkage.realtime.index import Index, PairExplanation
 from linkage.register.database import query
 from linkage.review.queue import KINDS, STATUSES
@@ -263,7 +264,7 @@ def item_view(cur: Cursor, item_id: str, index: Callable[[], Index] | None) -> I
         else:
             combos = list(itertools.islice(itertools.combinations(present, 2),
                                            MAX_PAIRS_EXPLAINED))
-        pairs = [idx.explain(a, b) for a, b in combos]
+        pairs = [with_ambiguity(idx.explain(a, b), cur) for a, b in combos]
     batch = {(a, b): float(p) for a, b, p in query(
         cur, "SELECT uid_l, uid_r, match_probability FROM links WHERE list_contains(?, uid_l) "
              "AND list_contains(?, uid_r)", [uids, uids])}

@@ -1,0 +1,201 @@
+"""Ambiguity as evidence: how many plausible candidates a record has in the other roster.
+
+The pairwise model scores a pair on its own fields and a prior shared by every pair of
+the register. Between two sources that list each person once (a civil registry, a roster
+with one row per beneficiary) a record has *at most one* match in the other source, and
+that changes what a score means:
+
+* "Fatoumata Coulibaly, 1986" in the cash-transfer roster, with one candidate of that name
+  and age in the civil registry, is far more likely that person than the same fields
+  facing three candidates: the three share the record's one match between them.
+* Source pairs overlap very differently (most of a cash-transfer roster is in the civil
+  registry; few nutrition children are in a public-works roster), and the register-wide
+  prior is one average over all of them.
+
+**The model.** For each pair of such sources A and B, the matches between them form a
+partial one-to-one matching. Its prior: each record of A has a match in B with
+probability ρ_AB (the share of A's records that B holds; ρ_BA likewise), each of the
+M_AB = ρ_AB·N_A matches equally likely any pair. Relative to "both unmatched", a matched
+pair (a, b) then weighs::
+
+    K_ab = c_AB · e_ab / ((1 - ρ_AB) · (1 - ρ_BA)),   c_AB = M_AB / (N_A · N_B · λ)
+
+with ``e_ab = 2 ** match_weight`` the pairwise model's posterior odds (its register-wide
+prior λ included; ``c`` turns it into this source pair's). The probability of a pair is
+its marginal under the distribution of matchings with weight ``∏ K``. It is computed by
+belief propagation (exact where the candidate graph is a tree, as it nearly always is
+here; :func:`_marginals`): an isolated pair gets odds K (raised: every other record of
+the other source was found implausible), a record with two equal candidates gives each
+at most one half, as a record has one match.
+
+ρ_AB is estimated from the run's own pairs: the sum of their pairwise probabilities over
+N_A (the expected matches of A's records among the kept pairs, so the matches blocking or
+scoring missed count as "unmatched": the raise stays honest), capped at
+:data:`MAX_OVERLAP`. Candidates are the pairs at or above the review threshold, the set an
+incremental run keeps exactly as a full run does, so both adjust identically.
+
+Pairs inside one source, and pairs touching a *file of duplicates*
+(:func:`linkage.batch.clustering.duplicate_files`), where a record may have many matches
+in the other source, keep their pairwise weight. Measured in ``benchmarks/RESULTS.md``
+("Ambiguity as evidence").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["MAX_OVERLAP", "AmbiguityReport", "adjust"]
+
+#: ρ (share of a source's records with a match in another source) is capped here: at
+#: 0.95 both ways, a pair with no competitor on either side gains at most 2 x log2(1 / 0.05),
+#: about 8.6 bits (two files that hold the same people, as FEBRL 4's do).
+MAX_OVERLAP = 0.95
+
+
+@dataclass
+class AmbiguityReport:
+    """What the adjustment did, for the run summary."""
+
+    pairs_adjusted: int = 0
+    raised: int = 0  # crossed the match threshold upwards
+    lowered: int = 0  # crossed it downwards
+    #: "A -> B": share of A's records expected to have a match in B (ρ_AB)
+    overlap: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"pairs_adjusted": self.pairs_adjusted, "raised_above_match": self.raised,
+                "lowered_below_match": self.lowered,
+                "overlap": {k: round(v, 4) for k, v in sorted(self.overlap.items())}}
+
+    def line(self) -> str:
+        return (f"ambiguity: {self.pairs_adjusted:,} pairs between rosters that list each "
+                f"person once re-weighed by their records' other candidates; "
+                f"{self.raised:,} raised to the match threshold, {self.lowered:,} lowered "
+                "below it")
+
+
+def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: float,
+           duplicate_files: Iterable[str] = ()) -> tuple[pa.Table, AmbiguityReport]:
+    """The links with one-to-one (ambiguity) weights between sources listing each person once.
+
+    Args:
+        links: ``uid_l``, ``uid_r``, ``match_probability``, ``match_weight`` (pairwise).
+        records: ``uid``, ``source`` of every active record.
+        prior: the run's prior λ (probability that two random records match).
+        match_threshold: for the report's counts of pairs crossing it.
+        duplicate_files: sources that are files of duplicates: not adjusted.
+
+    Returns:
+        The links, same rows sorted by (uid_l, uid_r), with ``match_weight`` / ``match_probability``
+        adjusted and ``ambiguity_bits`` (adjusted minus pairwise weight; 0 where
+        unchanged) added; and the report.
+    """
+    report = AmbiguityReport()
+    # One order whatever the engine's: the sums below are then bit-identical between a
+    # full and an incremental run that keep the same pairs.
+    order = pc.sort_indices(links, sort_keys=[("uid_l", "ascending"), ("uid_r", "ascending")])
+    links = links.take(order)
+    n = links.num_rows
+    w = links.column("match_weight").to_numpy(zero_copy_only=False).astype(np.float64)
+    bits = np.zeros(n)
+    if n and prior > 0:
+        names, codes = np.unique(
+            np.asarray(records.column("source").to_pylist(), dtype=object).astype(str),
+            return_inverse=True)
+        uids = records.column("uid")
+        order = pc.sort_indices(uids)
+        sorted_uids = uids.take(order)
+        src_sorted = codes[order.to_numpy()]
+        il = pc.index_in(links.column("uid_l"), value_set=sorted_uids).to_numpy(
+            zero_copy_only=False)
+        ir = pc.index_in(links.column("uid_r"), value_set=sorted_uids).to_numpy(
+            zero_copy_only=False)
+        known = ~(np.isnan(il.astype(float)) | np.isnan(ir.astype(float)))
+        dup = np.isin(names, list(duplicate_files))
+        sel = np.zeros(n, dtype=bool)
+        a = np.where(known, il, 0).astype(np.int64)
+        b = np.where(known, ir, 0).astype(np.int64)
+        sa, sb = src_sorted[a], src_sorted[b]
+        sel = known & (sa != sb) & ~dup[sa] & ~dup[sb]
+        if sel.any():
+            bits[sel] = _one_to_one(a[sel], b[sel], sa[sel], sb[sel], w[sel],
+                                    np.bincount(codes, minlength=len(names)), prior,
+                                    names, report)
+    w2 = w + bits
+    p2 = 1.0 / (1.0 + np.exp2(-w2))
+    p = links.column("match_probability").to_numpy(zero_copy_only=False)
+    report.pairs_adjusted = int(np.count_nonzero(bits))
+    report.raised = int(((p < match_threshold) & (p2 >= match_threshold)).sum())
+    report.lowered = int(((p >= match_threshold) & (p2 < match_threshold)).sum())
+    out = links.set_column(links.schema.get_field_index("match_weight"), "match_weight",
+                           pa.array(w2))
+    out = out.set_column(out.schema.get_field_index("match_probability"),
+                         "match_probability", pa.array(p2))
+    return out.append_column("ambiguity_bits", pa.array(bits)), report
+
+
+#: Belief-propagation sweeps (messages converge in a few on tree-like candidate graphs).
+BP_ITERATIONS = 50
+#: Pair weights are clipped here inside the messages (2**40: float64 keeps a competitor's
+#: 1 next to a certain pair's term); the certain pair's own result is not clipped.
+_MAX_LOG2_K = 40.0
+
+
+def _one_to_one(a: np.ndarray, b: np.ndarray, sa: np.ndarray, sb: np.ndarray, w: np.ndarray,
+                size: np.ndarray, prior: float, names: np.ndarray,
+                report: AmbiguityReport) -> np.ndarray:
+    """Adjusted minus pairwise weight of cross-source pairs (see the module docstring)."""
+    k = len(size)
+    p = 1.0 / (1.0 + np.exp2(-np.clip(w, -60, 60)))
+    # M per unordered source pair, ρ per ordered one.
+    lo, hi = np.minimum(sa, sb), np.maximum(sa, sb)
+    m = np.bincount(lo * k + hi, weights=p, minlength=k * k)
+    m = m + m.reshape(k, k).T.reshape(-1)
+    n = size.astype(np.float64)
+    rho = np.minimum(m / np.maximum(np.repeat(n, k), 1.0), MAX_OVERLAP)
+    for i, j in zip(*np.nonzero(rho.reshape(k, k)), strict=True):
+        report.overlap[f"{names[i]} -> {names[j]}"] = float(rho[i * k + j])
+    c = m[sa * k + sb] / (n[sa] * n[sb] * prior)
+    log2_k = (np.log2(c) + w - np.log2(1.0 - rho[sa * k + sb])
+              - np.log2(1.0 - rho[sb * k + sa]))
+    mu_ab, mu_ba = _marginals(a * k + sb, b * k + sa, np.exp2(np.minimum(log2_k, _MAX_LOG2_K)))
+    # log-odds of the marginal: K · μ(a→b) · μ(b→a)
+    adjusted = log2_k + np.log2(mu_ab) + np.log2(mu_ba)
+    bits = adjusted - w
+    return np.where(np.isfinite(bits), bits, 0.0)
+
+
+def _marginals(key_a: np.ndarray, key_b: np.ndarray, kw: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Belief propagation for a weighted partial matching (the monomer-dimer model).
+
+    ``key_a`` / ``key_b`` name each edge's two ends (a record within one source pair);
+    ``kw`` are the edge weights K. The messages are::
+
+        μ(a→b) = 1 / (1 + Σ_{b' ≠ b} K_ab' · μ(b'→a))
+
+    and an edge's marginal odds are ``K · μ(a→b) · μ(b→a)``: exact on trees (an
+    isolated pair: K; a record with two candidates of weight K: K / (1 + K) each, a
+    probability of K / (1 + 2K)). Damped by half, for the rare loopy component.
+    """
+    mu_ab = np.ones(len(kw))
+    mu_ba = np.ones(len(kw))
+    _, inv_a = np.unique(key_a, return_inverse=True)
+    _, inv_b = np.unique(key_b, return_inverse=True)
+    for _ in range(BP_ITERATIONS):
+        t_a = np.bincount(inv_a, weights=kw * mu_ba)[inv_a] - kw * mu_ba
+        t_b = np.bincount(inv_b, weights=kw * mu_ab)[inv_b] - kw * mu_ab
+        new_ab = 1.0 / (1.0 + np.maximum(t_a, 0.0))
+        new_ba = 1.0 / (1.0 + np.maximum(t_b, 0.0))
+        delta = max(float(np.abs(new_ab - mu_ab).max()), float(np.abs(new_ba - mu_ba).max()))
+        mu_ab = 0.5 * (mu_ab + new_ab)
+        mu_ba = 0.5 * (mu_ba + new_ba)
+        if delta < 1e-9:
+            break
+    return mu_ab, mu_ba

@@ -1,0 +1,81 @@
+"""Ambiguity as evidence: a pair between two rosters listing each person once is re-weighed
+by its records' other candidates (linkage.batch.ambiguity)."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from linkage.batch.ambiguity import MAX_OVERLAP, adjust
+
+
+def _table(pairs: list[tuple[str, str, float]]) -> pa.Table:
+    w = [p[2] for p in pairs]
+    return pa.table({"uid_l": [p[0] for p in pairs], "uid_r": [p[1] for p in pairs],
+                     "match_probability": [1 / (1 + 2 ** -x) for x in w], "match_weight": w})
+
+
+def _records(uids: list[str]) -> pa.Table:
+    return pa.table({"uid": uids, "source": [u.split(":")[0] for u in uids]})
+
+
+def _by_pair(out: pa.Table, column: str) -> dict[tuple[str, str], float]:
+    return {(a, b): x for a, b, x in zip(out.column("uid_l").to_pylist(),
+                                         out.column("uid_r").to_pylist(),
+                                         out.column(column).to_pylist(), strict=True)}
+
+
+def _bits(out: pa.Table) -> dict[tuple[str, str], float]:
+    return _by_pair(out, "ambiguity_bits")
+
+
+# Ten cash-transfer beneficiaries and ten civil-registry births: eight clear matches (so
+# the two lists overlap a lot), one record with a single modest candidate, one with two.
+UIDS = [f"cash:{i}" for i in range(10)] + [f"civil:{i}" for i in range(10)] + ["civil:x"]
+CLEAR = [(f"cash:{i}", f"civil:{i}", 20.0) for i in range(8)]
+PRIOR = 1e-3
+
+
+def test_a_lone_candidate_rises_and_a_crowded_one_falls() -> None:
+    links = _table([*CLEAR, ("cash:8", "civil:8", 1.0),
+                    ("cash:9", "civil:9", 1.0), ("cash:9", "civil:x", 1.0)])
+    out, report = adjust(links, _records(UIDS), PRIOR, 0.8)
+    bits = _bits(out)
+    lone, crowded = bits[("cash:8", "civil:8")], bits[("cash:9", "civil:9")]
+    assert lone > 1.0  # alone, among lists that overlap by 80 %
+    assert crowded < lone - 0.9  # the same fields, two candidates sharing one match
+    assert crowded == pytest.approx(bits[("cash:9", "civil:x")])
+    # One record, one match: two equal candidates are each at most even odds.
+    probs = _by_pair(out, "match_probability")
+    assert probs[("cash:9", "civil:9")] <= 0.5
+    # The adjusted weight is the stored weight; the probability follows it.
+    w = _by_pair(out, "match_weight")
+    assert w[("cash:8", "civil:8")] == pytest.approx(1.0 + lone)
+    p = out.column("match_probability").to_pylist()[8]
+    assert p == pytest.approx(1 / (1 + 2 ** -(1.0 + lone)))
+    assert report.overlap["cash -> civil"] == pytest.approx(0.9, abs=0.05)
+    assert report.raised == 1 and report.pairs_adjusted == 11
+
+
+def test_overlap_is_capped() -> None:
+    links = _table([(f"cash:{i}", f"civil:{i}", 30.0) for i in range(10)])
+    out, report = adjust(links, _records(UIDS), PRIOR, 0.8)
+    assert max(report.overlap.values()) == MAX_OVERLAP or max(report.overlap.values()) < 1
+    assert all(math.isfinite(x) for x in out.column("ambiguity_bits").to_pylist())
+
+
+def test_same_source_pairs_and_files_of_duplicates_keep_their_weight() -> None:
+    links = _table([*CLEAR, ("cash:8", "cash:9", 1.0), ("cash:8", "civil:8", 1.0)])
+    out, _ = adjust(links, _records(UIDS), PRIOR, 0.8)
+    assert _bits(out)[("cash:8", "cash:9")] == 0.0
+    out, report = adjust(links, _records(UIDS), PRIOR, 0.8, duplicate_files=["cash"])
+    assert set(_bits(out).values()) == {0.0} and report.pairs_adjusted == 0
+
+
+def test_no_prior_no_change() -> None:
+    links = _table([*CLEAR, ("cash:8", "civil:8", 1.0)])
+    out, report = adjust(links, _records(UIDS), 0.0, 0.8)
+    assert out.column("match_weight").to_pylist() == links.column("match_weight").to_pylist()
+    assert report.pairs_adjusted == 0
