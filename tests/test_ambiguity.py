@@ -79,3 +79,18 @@ def test_no_prior_no_change() -> None:
     out, report = adjust(links, _records(UIDS), 0.0, 0.8)
     assert out.column("match_weight").to_pylist() == links.column("match_weight").to_pylist()
     assert report.pairs_adjusted == 0
+
+
+def test_copies_in_one_roster_are_one_candidate_not_two() -> None:
+    """A roster listing one person twice (an exact copy, a re-registration) gives the
+    other roster's record one candidate, not two that share its one match."""
+    links = _table([*CLEAR, ("cash:9", "civil:9", 1.0), ("cash:9", "civil:x", 1.0)])
+    recs = _records(UIDS).append_column(
+        "node", pa.array([i if u != "civil:x" else UIDS.index("civil:9")
+                          for i, u in enumerate(UIDS)]))
+    apart, _ = adjust(links, _records(UIDS), PRIOR, 0.8)
+    together, _ = adjust(links, recs, PRIOR, 0.8)
+    b_apart, b_together = _bits(apart), _bits(together)
+    assert b_together[("cash:9", "civil:9")] > b_apart[("cash:9", "civil:9")] + 0.9
+    assert b_together[("cash:9", "civil:9")] == pytest.approx(b_together[("cash:9", "civil:x")])
+    assert _by_pair(together, "match_probability")[("cash:9", "civil:9")] > 0.5

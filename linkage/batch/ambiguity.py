@@ -86,47 +86,50 @@ def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: fl
 
     Args:
         links: ``uid_l``, ``uid_r``, ``match_probability``, ``match_weight`` (pairwise).
-        records: ``uid``, ``source`` of every active record.
+        records: ``uid``, ``source`` of every active record, and optionally ``node``: an
+            integer label shared by records of one source already known to be one person
+            (an exact copy, a re-registration strongly linked to its first record), who
+            then count as one candidate, not as two competing ones.
         prior: the run's prior λ (probability that two random records match).
         match_threshold: for the report's counts of pairs crossing it.
         duplicate_files: sources that are files of duplicates: not adjusted.
 
     Returns:
-        The links, same rows sorted by (uid_l, uid_r), with ``match_weight`` / ``match_probability``
+        The links, sorted by (uid_l, uid_r), with ``match_weight`` / ``match_probability``
         adjusted and ``ambiguity_bits`` (adjusted minus pairwise weight; 0 where
         unchanged) added; and the report.
     """
     report = AmbiguityReport()
     # One order whatever the engine's: the sums below are then bit-identical between a
     # full and an incremental run that keep the same pairs.
-    order = pc.sort_indices(links, sort_keys=[("uid_l", "ascending"), ("uid_r", "ascending")])
-    links = links.take(order)
+    links = links.take(pc.sort_indices(
+        links, sort_keys=[("uid_l", "ascending"), ("uid_r", "ascending")]))
     n = links.num_rows
     w = links.column("match_weight").to_numpy(zero_copy_only=False).astype(np.float64)
     bits = np.zeros(n)
     if n and prior > 0:
-        names, codes = np.unique(
+        order = pc.sort_indices(records, sort_keys=[("uid", "ascending")])
+        records = records.take(order)
+        names, src = np.unique(
             np.asarray(records.column("source").to_pylist(), dtype=object).astype(str),
             return_inverse=True)
-        uids = records.column("uid")
-        order = pc.sort_indices(uids)
-        sorted_uids = uids.take(order)
-        src_sorted = codes[order.to_numpy()]
-        il = pc.index_in(links.column("uid_l"), value_set=sorted_uids).to_numpy(
-            zero_copy_only=False)
-        ir = pc.index_in(links.column("uid_r"), value_set=sorted_uids).to_numpy(
-            zero_copy_only=False)
-        known = ~(np.isnan(il.astype(float)) | np.isnan(ir.astype(float)))
+        node = (records.column("node").to_numpy(zero_copy_only=False).astype(np.int64)
+                if "node" in records.column_names else np.arange(records.num_rows))
+        uid_col = records.column("uid")
+        il = pc.index_in(links.column("uid_l"), value_set=uid_col)
+        ir = pc.index_in(links.column("uid_r"), value_set=uid_col)
+        known = pc.and_(pc.is_valid(il), pc.is_valid(ir)).to_numpy(zero_copy_only=False)
+        a = pc.fill_null(il, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        b = pc.fill_null(ir, 0).to_numpy(zero_copy_only=False).astype(np.int64)
         dup = np.isin(names, list(duplicate_files))
-        sel = np.zeros(n, dtype=bool)
-        a = np.where(known, il, 0).astype(np.int64)
-        b = np.where(known, ir, 0).astype(np.int64)
-        sa, sb = src_sorted[a], src_sorted[b]
-        sel = known & (sa != sb) & ~dup[sa] & ~dup[sb]
+        sel = known & (src[a] != src[b]) & ~dup[src[a]] & ~dup[src[b]]
         if sel.any():
-            bits[sel] = _one_to_one(a[sel], b[sel], sa[sel], sb[sel], w[sel],
-                                    np.bincount(codes, minlength=len(names)), prior,
-                                    names, report)
+            # Persons per source: distinct nodes.
+            k = len(names)
+            first = np.unique(src * (node.max() + 1) + node)
+            persons = np.bincount(first // (node.max() + 1), minlength=k)
+            bits[sel] = _one_to_one(node[a[sel]], node[b[sel]], src[a[sel]], src[b[sel]],
+                                    w[sel], persons, prior, names, report)
     w2 = w + bits
     p2 = 1.0 / (1.0 + np.exp2(-w2))
     p = links.column("match_probability").to_numpy(zero_copy_only=False)
@@ -147,27 +150,43 @@ BP_ITERATIONS = 50
 _MAX_LOG2_K = 40.0
 
 
-def _one_to_one(a: np.ndarray, b: np.ndarray, sa: np.ndarray, sb: np.ndarray, w: np.ndarray,
-                size: np.ndarray, prior: float, names: np.ndarray,
+def _one_to_one(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
+                w: np.ndarray, persons: np.ndarray, prior: float, names: np.ndarray,
                 report: AmbiguityReport) -> np.ndarray:
-    """Adjusted minus pairwise weight of cross-source pairs (see the module docstring)."""
-    k = len(size)
-    p = 1.0 / (1.0 + np.exp2(-np.clip(w, -60, 60)))
-    # M per unordered source pair, ρ per ordered one.
-    lo, hi = np.minimum(sa, sb), np.maximum(sa, sb)
-    m = np.bincount(lo * k + hi, weights=p, minlength=k * k)
+    """Adjusted minus pairwise weight of cross-source record pairs (module docstring).
+
+    ``na`` / ``nb`` are the records' nodes (one per person known within its source),
+    ``persons`` the nodes per source. The matching is between nodes: a node pair weighs
+    as its strongest record pair, and each record pair gets its node pair's ambiguity.
+    """
+    k = len(persons)
+    # Orient every pair from the lower source code to the higher.
+    swap = sa > sb
+    x, y = np.where(swap, nb, na), np.where(swap, na, nb)
+    sx, sy = np.where(swap, sb, sa), np.where(swap, sa, sb)
+    span = int(max(x.max(), y.max())) + 1
+    # Node pairs (a node belongs to one source, so the pair names its sources), and
+    # each row's.
+    keys, at, edge = np.unique(x * span + y, return_index=True, return_inverse=True)
+    wn = np.full(len(keys), -np.inf)
+    np.maximum.at(wn, edge, w)
+    nsx, nsy = sx[at], sy[at]
+    nx, ny = keys // span, keys % span
+    p = 1.0 / (1.0 + np.exp2(-np.clip(wn, -60, 60)))
+    # M per source pair (matches expected among the kept pairs), ρ per direction.
+    m = np.bincount(nsx * k + nsy, weights=p, minlength=k * k)
     m = m + m.reshape(k, k).T.reshape(-1)
-    n = size.astype(np.float64)
+    n = persons.astype(np.float64)
     rho = np.minimum(m / np.maximum(np.repeat(n, k), 1.0), MAX_OVERLAP)
     for i, j in zip(*np.nonzero(rho.reshape(k, k)), strict=True):
         report.overlap[f"{names[i]} -> {names[j]}"] = float(rho[i * k + j])
-    c = m[sa * k + sb] / (n[sa] * n[sb] * prior)
-    log2_k = (np.log2(c) + w - np.log2(1.0 - rho[sa * k + sb])
-              - np.log2(1.0 - rho[sb * k + sa]))
-    mu_ab, mu_ba = _marginals(a * k + sb, b * k + sa, np.exp2(np.minimum(log2_k, _MAX_LOG2_K)))
-    # log-odds of the marginal: K · μ(a→b) · μ(b→a)
-    adjusted = log2_k + np.log2(mu_ab) + np.log2(mu_ba)
-    bits = adjusted - w
+    prior_bits = (np.log2(m[nsx * k + nsy] / (n[nsx] * n[nsy] * prior))
+                  - np.log2(1.0 - rho[nsx * k + nsy]) - np.log2(1.0 - rho[nsy * k + nsx]))
+    log2_k = prior_bits + wn
+    mu_xy, mu_yx = _marginals(nx * k + nsy, ny * k + nsx,
+                              np.exp2(np.minimum(log2_k, _MAX_LOG2_K)))
+    node_bits = prior_bits + np.log2(mu_xy) + np.log2(mu_yx)
+    bits = node_bits[edge]
     return np.where(np.isfinite(bits), bits, 0.0)
 
 

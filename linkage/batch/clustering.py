@@ -739,6 +739,30 @@ def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, 
     return [names[i] for i in np.flatnonzero(lifted)]
 
 
+def _with_nodes(records: pa.Table, links: pa.Table, rules: Rules) -> pa.Table:
+    """``records`` (uid, source) sorted by uid, with ``node``: records of one source that
+    are one person for certain (exact copies; a same-source link strong enough to lift
+    the same-source rule) share a label, for :func:`linkage.batch.ambiguity.adjust`."""
+    records = records.sort_by("uid")
+    uid_col = records.column("uid").combine_chunks()
+    left = pc.index_in(links.column("uid_l"), value_set=uid_col)
+    right = pc.index_in(links.column("uid_r"), value_set=uid_col)
+    src, _ = _codes(records.column("source"))
+    known = pc.and_(pc.is_valid(left), pc.is_valid(right)).to_numpy(zero_copy_only=False)
+    lo = pc.fill_null(left, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    hi = pc.fill_null(right, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    weight = links.column("match_weight").to_numpy(zero_copy_only=False)
+    strong = known & (src[lo] == src[hi]) & (
+        weight >= (rules.same_source_weight if rules.same_source_weight is not None else 0.0))
+    index = {u: i for i, u in enumerate(uid_col.to_pylist())}
+    copies = [(index[a], index[b]) for a, b in _exact_copies(records)]
+    cl = np.array([a for a, _ in copies], dtype=np.int64)
+    cr = np.array([b for _, b in copies], dtype=np.int64)
+    node = _components(records.num_rows, np.concatenate([lo[strong], cl]),
+                       np.concatenate([hi[strong], cr]))
+    return records.select(["uid", "source"]).append_column("node", pa.array(node))
+
+
 def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
                 rules: Rules = DEFAULT_RULES, *, prior: float | None = None
                 ) -> ClusterResult:
@@ -767,7 +791,8 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
     if prior is not None:
         dups = duplicate_files(records, links, match_threshold, civil_sources=civil,
                                rules=rules)
-        links, report = ambiguity.adjust(links, records, prior, match_threshold, dups)
+        links, report = ambiguity.adjust(
+            links, _with_nodes(records, links, rules), prior, match_threshold, dups)
     res = cluster_records(records, links, match_threshold, civil_sources=civil,
                           constraints=load_constraints(cur), rules=rules)
     res.links, res.ambiguity = links, report
