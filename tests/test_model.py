@@ -57,3 +57,17 @@ def test_prior_scales_with_register_size() -> None:
     n = model.metadata["records"]
     scaled = model.for_register(10 * n).settings["probability_two_random_records_match"]
     assert scaled == pytest.approx(prior / 10, rel=1e-3)
+
+
+def test_a_field_the_model_ignores_but_the_register_has_is_warned_about() -> None:
+    """A Djibouti user mapping a last-name column to family_name under the shipped horn
+    model, whose family_name is neutral, learns that the column counts for nothing."""
+    from linkage.matching.model import neutral_comparisons, unused_fields
+
+    horn = Model.load(SHIPPED_MODELS_DIR / "horn.json")
+    assert "family_name" in neutral_comparisons(horn)
+    assert "given_name" not in neutral_comparisons(horn)
+    (warning,) = unused_fields(horn, {"family_key": 0.4, "given_key": 1.0})
+    assert warning.startswith("40% of the records have a family name")
+    assert "linkage train" in warning
+    assert unused_fields(horn, {"family_key": 0.01}) == []  # a stray value: no warning

@@ -32,7 +32,7 @@ from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
 from linkage.ingest.read import IngestReport, ingest_source, name_roles, reads_name_order
-from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError
+from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError, unused_fields
 from linkage.register.database import Register, query
 from linkage.review.queue import queue_after_run
 from linkage.standardise.names import NameRoles
@@ -193,6 +193,9 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 del records
                 model = load_or_train_model(cur, eng, project, progress, retrain=retrain)
                 run_model = model.for_register(blocking.records)
+                unused = unused_fields(model, _filled(cur))
+                for line in unused:
+                    progress(f"  warning: {line}")
                 plan = incremental.plan(project, eng, model, run_model, engine=engine_name,
                                         last_run_id=_last_run_id(cur), full=full,
                                         retrain=retrain)
@@ -239,7 +242,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             summary.update(run_id=run_id, model_version=model.version,
                            started_at=started.isoformat(timespec="seconds"),
                            clustering=project.clustering, refused_merges=refused,
-                           ambiguity=amb,
+                           ambiguity=amb, model_warnings=unused,
                            engine=engine_name, mode=plan.summary())
             finished = _utcnow()
             summary["seconds"] = round((finished - started).total_seconds(), 1)
@@ -278,6 +281,15 @@ def _record_failure(reg: Register, run_id: str, started: dt.datetime, exc: Excep
                         [run_id, started, _utcnow(), f"{exc.__class__.__name__}: {exc}"[:2000]])
     except duckdb.Error:
         pass  # the register itself is unusable; the caller sees the original error
+
+
+def _filled(cur: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Share of the active records with a value, by standardised column."""
+    cols = list(STANDARD_COLUMNS)
+    row = query(cur, "SELECT count(*), " + ", ".join(f"count({c})" for c in cols)
+                + " FROM records WHERE status = 'active'")[0]
+    n = max(int(row[0]), 1)
+    return {c: int(v) / n for c, v in zip(cols, row[1:], strict=True)}
 
 
 def _store_links(cur: duckdb.DuckDBPyConnection, pairs: Any, run_id: str,
@@ -408,6 +420,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if refused:
         lines += ["", "merges refused (no chaining): " + ", ".join(
             f"{k} {v:,}" for k, v in refused.items())]
+    for w in summary.get("model_warnings") or []:
+        lines += ["", f"warning: {w}"]
     amb = summary.get("ambiguity")
     if amb and amb.get("pairs_adjusted"):
         lines += ["", f"ambiguity: {amb['pairs_adjusted']:,} pairs between sources that list "

@@ -180,6 +180,41 @@ class Model:
         return out
 
 
+def neutral_comparisons(model: Model) -> list[str]:
+    """Comparisons the model gives no weight at all (every level m = u): trained on data
+    without that field (a Horn model has no family names), or never trained."""
+    out = []
+    for name, levels in model.level_parameters().items():
+        if levels and all(lv["m"] is not None and lv["u"] is not None
+                          and abs(lv["m"] - lv["u"]) < 1e-12 for lv in levels):
+            out.append(name)
+    return out
+
+
+def unused_fields(model: Model, filled: dict[str, float], *, min_share: float = 0.05
+                  ) -> list[str]:
+    """Warnings for fields the register has but the model gives no weight.
+
+    ``filled`` is the share of active records with a value, by standardised column. A
+    user who maps a last-name column to ``family_name`` under a shipped Horn model, whose
+    ``family_name`` is neutral, would otherwise never learn that the column is ignored.
+    """
+    out = []
+    for name in neutral_comparisons(model):
+        try:
+            first = comparison(name).levels[0].condition
+        except KeyError:
+            continue
+        cols = sorted(first.columns()) if first is not None else []
+        share = max((filled.get(c, 0.0) for c in cols), default=0.0)
+        if share >= min_share:
+            out.append(f"{share:.0%} of the records have a {name.replace('_', ' ')}, but model "
+                       f"{model.version} gives {name} no weight (it was trained on data "
+                       "without it): those values count for nothing; train a model on this "
+                       "register (`linkage train`, or remove `model:` from the project file)")
+    return out
+
+
 def check_parameters(model: Model) -> list[str]:
     """Sanity checks on trained m/u values.
 
