@@ -145,7 +145,8 @@ def test_pairs_between_rosters_are_reweighed_by_ambiguity_and_explained(publishe
     reg = Register.open(project.register, read_only=True)
     try:
         cur = reg.cursor()
-        ((summary_json,),) = query(cur, "SELECT summary FROM runs")
+        ((summary_json,),) = query(cur, "SELECT summary FROM runs WHERE status = 'published' "
+                                        "ORDER BY finished_at DESC LIMIT 1")
         rows = query(cur, "SELECT uid_l, uid_r, match_weight, ambiguity_bits FROM links "
                           "WHERE abs(ambiguity_bits) > 0.1 ORDER BY uid_l, uid_r LIMIT 1")
         cur.close()
