@@ -90,10 +90,19 @@ def test_birth_date_iso():
 
 
 @pytest.mark.parametrize(
-    ("age", "year"), [(35, 1985), ("35", 1985), ("35.0", 1985), ("35 ans", 1985), (0, 2020)]
+    ("age", "year"), [(35, 1984), ("35", 1984), ("35.0", 1984), ("35 ans", 1984), (0, 2019)]
 )
 def test_from_age(age, year):
+    # Aged 35 on 1 March 2020: born between March 1984 and February 1985, in 1984 for
+    # ten birthdays in twelve.
     assert from_age(age, date(2020, 3, 1)) == BirthDate(year, None, None, "age")
+
+
+@pytest.mark.parametrize(("reference", "year"), [
+    (date(2020, 1, 1), 1984), (date(2020, 6, 30), 1984), (date(2020, 7, 2), 1985),
+    (date(2020, 12, 31), 1985)])
+def test_from_age_takes_the_likelier_year(reference: date, year: int) -> None:
+    assert from_age(35, reference).year == year
 
 
 @pytest.mark.parametrize(
@@ -296,7 +305,7 @@ def test_standardise_patronymic_full_name():
         "hasan",
     )
     assert row["name_keys"] == "ali hasan muamad"
-    assert (row["birth_year"], row["birth_precision"]) == (1980, "age")
+    assert (row["birth_year"], row["birth_precision"]) == (1979, "age")
 
 
 def test_name_keys_ignore_column_order():

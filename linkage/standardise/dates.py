@@ -245,13 +245,20 @@ def from_age(age: int | str | None, reference_date: date) -> BirthDate:
         reference_date: The date the age was recorded (enrolment or survey date).
 
     Returns:
-        ``BirthDate(reference_date.year - age, None, None, 'age')``.
+        ``BirthDate(year, None, None, 'age')`` with ``year`` the *more likely* of the two
+        years an age allows. A person aged A on date R was born between R minus A + 1
+        years and R minus A years: in ``R.year - A - 1`` when the birthday falls after
+        R's day of the year, else in ``R.year - A``. Birthdays spread over the year, so
+        the first is the likelier when R is in the first half of the year (an age taken
+        on 1 March: 10 chances in 12). ``R.year - A`` alone is a year too late for most.
 
     Raises:
         ValueError: "non-numeric age", "negative age" or "age over 120".
 
     Examples:
         >>> from_age("35", date(2020, 3, 1))
+        BirthDate(year=1984, month=None, day=None, precision='age')
+        >>> from_age("35", date(2020, 10, 1))
         BirthDate(year=1985, month=None, day=None, precision='age')
     """
     if isinstance(age, bool):
@@ -270,7 +277,11 @@ def from_age(age: int | str | None, reference_date: date) -> BirthDate:
         raise ValueError("negative age")
     if years > MAX_AGE:
         raise ValueError(f"age over {MAX_AGE}")
-    return BirthDate(reference_date.year - years, None, None, "age")
+    # Born after the reference date's day of the year: one year earlier (see Returns).
+    later = (date(reference_date.year, 12, 31) - reference_date).days
+    before = reference_date.timetuple().tm_yday
+    return BirthDate(reference_date.year - years - (1 if later > before else 0), None, None,
+                     "age")
 
 
 @lru_cache(maxsize=1 << 16)
