@@ -139,7 +139,8 @@ def load_sources(project_dir: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 _SPELL_RULES = [("ph", "f"), ("ch", "sh"), ("dj", "j"), ("kh", "h"), ("gh", "g"), ("ou", "u"),
-                ("oo", "u"), ("ee", "i"), ("y", "i"), ("w", "u"), ("q", "k"), ("c", "k"), ("z", "s")]
+                ("oo", "u"), ("ee", "i"), ("y", "i"), ("w", "u"), ("q", "k"), ("c", "k"),
+                ("z", "s")]
 _VOWEL_H = re.compile(r"([aeiou])h")
 _DOUBLE = re.compile(r"(.)\1+")
 _VOWELS = str.maketrans({"o": "u", "e": "i"})
