@@ -241,18 +241,24 @@ def _clean(text: str | None) -> str | None:
     return f or None
 
 
-def _roles(raw: pd.DataFrame, horn: bool) -> list[list[tuple[str, bool]]]:
-    """Name words per record, in column order (given, family/father, grandfather / full)."""
+def _roles(raw: pd.DataFrame, horn: bool) -> list[tuple[list[tuple[str, bool]], bool]]:
+    """Name words per record, in column order (given, family/father, grandfather / full),
+    and whether upper case marks the parts: some column holds upper-case and other words
+    together (a case difference between two columns is only how they were typed)."""
     cols = (["given_name", "father_name", "grandfather_name", "family_name"] if horn
             else ["given_name", "family_name", "father_name"])
     out = []
     for rec in raw[cols + ["full_name"]].itertuples(index=False):
         words: list[tuple[str, bool]] = []
+        marked = False
         for v in rec[:-1]:
-            words += _words(v)
+            w = _words(v)
+            marked |= len({u for _, u in w}) == 2
+            words += w
         if not words:
             words = _words(rec[-1])
-        out.append(words)
+            marked = len({u for _, u in words}) == 2
+        out.append((words, marked))
     return out
 
 
@@ -271,14 +277,17 @@ def _name_frequencies(raw: pd.DataFrame, horn: bool) -> tuple[Counter, Counter]:
 
 
 def _split_names(words: list[tuple[str, bool]], order: str, from_full: bool, horn: bool,
-                 score: Any) -> tuple[str | None, str | None, str | None, str]:
+                 score: Any, marked: bool | None = None
+                 ) -> tuple[str | None, str | None, str | None, str]:
     """(given, family-or-father, grandfather, how) from one record's name words."""
     if not words:
         return None, None, None, "none"
     toks = [t for t, _ in words]
     upper = [u for _, u in words]
     how = "columns"
-    if len(toks) >= 2 and any(upper) and not all(upper):
+    if marked is None:
+        marked = from_full
+    if marked and len(toks) >= 2 and any(upper) and not all(upper):
         # The upper-case words are the family name (sahel) / the father's and
         # grandfather's names (horn); the others are the given name.
         given = [t for t, u in words if not u]
@@ -331,7 +340,8 @@ def standardise(raw: pd.DataFrame, horn: bool) -> pd.DataFrame:
     for i, rec in enumerate(raw.itertuples(index=False)):
         from_full = not any(getattr(rec, c) for c in ("given_name", "family_name",
                                                         "father_name", "grandfather_name"))
-        g, fam, grand, how = _split_names(words[i], rec.name_order, from_full, horn, score)
+        g, fam, grand, how = _split_names(words[i][0], rec.name_order, from_full, horn, score,
+                                          words[i][1])
         y, mo, d, prec = _parse_date(rec.birth_date, rec.date_format)
         if prec == "" and rec.age is not None and not math.isnan(rec.age) and rec.age_ref:
             y, prec = int(str(rec.age_ref)[:4]) - int(rec.age) - 1, "age"
