@@ -4,13 +4,15 @@ Usage::
 
     python -m benchmarks.bench_accuracy --persons 100000 --profile sahel [--seed 11]
         [--realism normal|hard [--hard-without GROUP,...]] [--work DIR] [--skip-baseline]
+        [--skip-careful] [--careful-u-max-pairs 1e7] [--train-on-register]
         [--no-breakdown] [--json]
 
 Steps:
 
 1. generate a fresh register with :func:`benchmarks.generate.generate` (seed 11 for
    sahel, 12 for horn by default: not the seeds the shipped models were trained on),
-   pointing ``model:`` at the shipped model of the profile, with ``--realism`` (``hard``:
+   pointing ``model:`` at the shipped model of the profile (``--train-on-register``: no
+   ``model:``, so our run trains on the register itself), with ``--realism`` (``hard``:
    the features of :mod:`linkage.synthetic.hard`, less the ``--hard-without`` groups); an
    existing ``--work`` directory generated with the same persons, profile, seed and
    realism is reused (delete it after changing the generator), but its register is always
@@ -21,7 +23,13 @@ Steps:
 3. export the record -> person mapping and score it against ``truth.csv``;
 4. run :mod:`benchmarks.baseline` (plain Splink) in its own subprocess on the records the
    same ingest produced, measure it the same way, and score it;
-5. break down what our run missed (:func:`breakdown`): each true pair not placed together
+5. run :mod:`benchmarks.careful_splink` (a careful plain-Splink set-up, issue 11) in its
+   own subprocess on the generated register's raw source files (its own reading and
+   standardisation; its time includes them), measure it the same way, and score it;
+   then :func:`versus`: the true pairs it places together that ours does not, by why ours
+   missed them, by the pair's date precision, by generator feature and by how the
+   careful set-up split the names, and the false pairs of each system;
+6. break down what our run missed (:func:`breakdown`): each true pair not placed together
    was never compared (no capped blocking key reaches it), compared and scored below the
    review threshold, or kept for review below the match threshold; per pair of sources
    and, for a hard register, per generator feature on either record (``features.csv``);
@@ -49,7 +57,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SEEDS = {"sahel": 11, "horn": 12}
 
-__all__ = ["Measured", "run_measured", "run_ours", "run_plain", "format_table", "bench", "main"]
+__all__ = ["Measured", "run_measured", "run_ours", "run_plain", "run_careful", "versus",
+           "format_table", "bench", "main"]
 
 
 @dataclass
@@ -170,6 +179,119 @@ def run_plain(register: Path, scheme: str, work: Path, *, recall: float = 0.7,
     return m
 
 
+def run_careful(work: Path, *, u_max_pairs: float = 1e7,
+                memory_limit: str = "4GB") -> Measured:
+    """:mod:`benchmarks.careful_splink` in a subprocess on ``work``'s raw source files."""
+    stats_path = work / "careful_stats.json"
+    mapping = work / "careful_mapping.csv"
+    mapping.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.careful_splink", "--dir", str(work),
+           "--out", str(mapping), "--stats", str(stats_path),
+           "--u-max-pairs", str(u_max_pairs), "--memory-limit", memory_limit]
+    m = run_measured(cmd, work / "logs" / "careful").check()
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    m.extra["stats"] = stats
+    m.extra["comparisons"] = stats.get("comparisons")
+    m.extra["mapping"] = str(mapping)
+    return m
+
+
+def versus(work: Path, ours_pairs: Path, careful_mapping: Path) -> dict[str, Any]:
+    """The true pairs the careful set-up places together and ours does not (and back).
+
+    ``ours_pairs`` is :func:`breakdown`'s table of true pairs with our status. Counts are
+    by our status (never compared, scored below review, ...), by the date precision of
+    the pair in the careful set-up's standardisation (day / year / age / none on each
+    side), by generator feature on either record, and by how the careful set-up split
+    each side's name (``case``, ``frequency``, ``+swap``: a swap it detected); false pairs
+    of each system, same household or not.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute("CREATE TABLE tp AS SELECT * FROM read_parquet(?)", [str(ours_pairs)])
+        con.execute("CREATE TABLE cm AS SELECT source || ':' || record_key AS uid, person_id "
+                    "AS cluster FROM read_csv(?, all_varchar = true)", [str(careful_mapping)])
+        con.execute("CREATE TABLE cr AS SELECT uid, coalesce(dob_prec, 'none') AS prec, "
+                    "name_split FROM read_parquet(?)",
+                    [str(careful_mapping.with_name("careful_records.parquet"))])
+        features = work / "features.csv"
+        if features.exists():
+            con.execute("CREATE TABLE f AS SELECT DISTINCT source || ':' || record_key AS uid, "
+                        "feature FROM read_csv(?, all_varchar = true)", [str(features)])
+        else:
+            con.execute("CREATE TABLE f (uid VARCHAR, feature VARCHAR)")
+        con.execute("""
+            CREATE TABLE pairs AS
+            SELECT tp.a, tp.b, tp.status AS ours,
+                   coalesce(ca.cluster = cb.cluster, false) AS careful,
+                   least(pa.prec, pb.prec) || '/' || greatest(pa.prec, pb.prec) AS prec,
+                   (pa.name_split LIKE '%swap%' OR pb.name_split LIKE '%swap%') AS swap_detected
+            FROM tp LEFT JOIN cm ca ON ca.uid = tp.a LEFT JOIN cm cb ON cb.uid = tp.b
+            LEFT JOIN cr pa ON pa.uid = tp.a LEFT JOIN cr pb ON pb.uid = tp.b""")
+
+        def grouped(sql: str) -> dict[str, int]:
+            return {str(k): int(n) for k, n in con.execute(sql).fetchall()}
+
+        only_careful = "careful AND ours <> 'together'"
+        only_ours = "NOT careful AND ours = 'together'"
+        out: dict[str, Any] = {
+            "true_pairs": int(con.execute("SELECT count(*) FROM pairs").fetchone()[0]),
+            "both_found": int(con.execute("SELECT count(*) FROM pairs WHERE careful AND "
+                                          "ours = 'together'").fetchone()[0]),
+            "careful_only": int(con.execute(f"SELECT count(*) FROM pairs WHERE {only_careful}"
+                                            ).fetchone()[0]),
+            "ours_only": int(con.execute(f"SELECT count(*) FROM pairs WHERE {only_ours}"
+                                         ).fetchone()[0]),
+            "careful_only_by_our_status": grouped(
+                f"SELECT ours, count(*) FROM pairs WHERE {only_careful} "
+                "GROUP BY 1 ORDER BY 2 DESC"),
+        }
+        for label, cond in (("careful_only", only_careful), ("ours_only", only_ours)):
+            out[f"{label}_by_date_precision"] = grouped(
+                f"SELECT prec, count(*) FROM pairs WHERE {cond} GROUP BY 1 ORDER BY 2 DESC")
+            out[f"{label}_by_feature"] = grouped(f"""
+                SELECT coalesce(feature, '(no feature)'), count(*) FROM (
+                    SELECT DISTINCT p.a, p.b, f.feature FROM pairs p
+                    LEFT JOIN f ON f.uid IN (p.a, p.b) WHERE {cond}) GROUP BY 1 ORDER BY 2 DESC""")
+            out[f"{label}_swap_detected_by_careful"] = int(con.execute(
+                f"SELECT count(*) FROM pairs WHERE {cond} AND swap_detected").fetchone()[0])
+        out["all_true_pairs_by_date_precision"] = grouped(
+            "SELECT prec, count(*) FROM pairs GROUP BY 1 ORDER BY 2 DESC")
+        out["careful_recall_by_date_precision"] = {
+            str(k): round(float(v), 4) for k, v in con.execute(
+                "SELECT prec, avg(careful::INT) FROM pairs GROUP BY 1 ORDER BY 1").fetchall()}
+        out["ours_recall_by_date_precision"] = {
+            str(k): round(float(v), 4) for k, v in con.execute(
+                "SELECT prec, avg((ours = 'together')::INT) FROM pairs GROUP BY 1 ORDER BY 1"
+            ).fetchall()}
+        return out
+    finally:
+        con.close()
+
+
+def format_versus(v: dict[str, Any]) -> str:
+    """:func:`versus` as text."""
+    def kv(d: dict[str, int], top: int = 12) -> str:
+        return ", ".join(f"{k} {n:,}" for k, n in list(d.items())[:top])
+
+    return "\n".join([
+        f"true pairs {v['true_pairs']:,}: both systems {v['both_found']:,}, careful only "
+        f"{v['careful_only']:,}, ours only {v['ours_only']:,}",
+        "  careful only, why ours missed: " + kv(v["careful_only_by_our_status"]),
+        "  careful only, date precision: " + kv(v["careful_only_by_date_precision"]),
+        "  careful only, feature: " + kv(v["careful_only_by_feature"]),
+        f"  careful only, a swap the careful set-up detected on a side: "
+        f"{v['careful_only_swap_detected_by_careful']:,}",
+        "  ours only, date precision: " + kv(v["ours_only_by_date_precision"]),
+        "  ours only, feature: " + kv(v["ours_only_by_feature"]),
+        "  recall by date precision, careful: " + kv(v["careful_recall_by_date_precision"]),
+        "  recall by date precision, ours:    " + kv(v["ours_recall_by_date_precision"]),
+    ])
+
+
 def score_mapping(mapping: Path, truth_csv: Path) -> dict[str, Any]:
     """benchmarks.score on an exported mapping."""
     from benchmarks.score import load_predicted, load_truth, score
@@ -179,7 +301,8 @@ def score_mapping(mapping: Path, truth_csv: Path) -> dict[str, Any]:
 
 
 def breakdown(project_yaml: Path, truth_csv: Path, mapping_csv: Path,
-              features_csv: Path | None = None) -> dict[str, Any]:
+              features_csv: Path | None = None,
+              pairs_out: Path | None = None) -> dict[str, Any]:
     """Why true pairs were missed and what the false pairs are.
 
     A true pair (two good records of one person) the mapping does not place together is
@@ -190,7 +313,8 @@ def breakdown(project_yaml: Path, truth_csv: Path, mapping_csv: Path,
     pairs (placed together, two persons) are ``same_household`` or ``other``. Counts are
     given overall, per pair of sources and, with ``features_csv``, per generator feature
     present on either record (with that feature's true-pair total, so a miss rate reads
-    off directly).
+    off directly). ``pairs_out``: the true pairs with their status are written there
+    (Parquet), for :func:`versus`.
     """
     from linkage.batch.pipeline import active_records
     from linkage.config import load_project
@@ -243,6 +367,9 @@ def breakdown(project_yaml: Path, truth_csv: Path, mapping_csv: Path,
             LEFT JOIN linkage_input l ON l.uid = ta.uid
             LEFT JOIN linkage_input r ON r.uid = tb.uid
             LEFT JOIN links lk ON lk.a = ta.uid AND lk.b = tb.uid""")
+        if pairs_out is not None:
+            con.execute(f"COPY (SELECT a, b, status FROM true_pairs) TO '{pairs_out}' "
+                        "(FORMAT parquet)")
         con.execute("""
             CREATE TEMP TABLE false_pairs AS
             SELECT ma.uid AS a, mb.uid AS b,
@@ -361,18 +488,20 @@ def ratios(ours: Measured, o: dict[str, Any], base: Measured | None,
 
 
 def _prepare(persons: int, profile: str, seed: int, work: Path,
-             realism: str = "normal", hard_without: tuple[str, ...] = ()) -> dict[str, Any]:
+             realism: str = "normal", hard_without: tuple[str, ...] = (),
+             train_on_register: bool = False) -> dict[str, Any]:
     from linkage.matching.model import SHIPPED_MODELS_DIR
     from linkage.synthetic.generate import generate
 
-    model = (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()
+    model = None if train_on_register else (SHIPPED_MODELS_DIR / f"{profile}.json").resolve()
     manifest_path = work / "manifest.json"
     if manifest_path.exists() and (work / "project.yaml").exists():
         man = json.loads(manifest_path.read_text(encoding="utf-8"))
         same = ((man.get("persons"), man.get("profile"), man.get("seed"),
                  man.get("realism", "normal"), man.get("hard_without", []))
                 == (persons, profile, seed, realism, sorted(hard_without)))
-        if same and str(model) in (work / "project.yaml").read_text(encoding="utf-8"):
+        text = (work / "project.yaml").read_text(encoding="utf-8")
+        if same and (("model:" not in text) if model is None else (str(model) in text)):
             man["reused"] = True
             return man
     shutil.rmtree(work, ignore_errors=True)
@@ -387,9 +516,11 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
           recall: float = 0.7, max_comparisons: int | None = None,
           em_max_pairs: float | None = None, memory_limit: str = "4GB",
           realism: str = "normal", hard_without: tuple[str, ...] = (),
-          with_breakdown: bool = True, log: Any = print) -> dict[str, Any]:
-    """Generate, run both systems, score; returns every figure."""
-    man = _prepare(persons, profile, seed, work, realism, hard_without)
+          with_breakdown: bool = True, skip_careful: bool = False,
+          careful_u_max_pairs: float = 1e7, train_on_register: bool = False,
+          log: Any = print) -> dict[str, Any]:
+    """Generate, run the three systems, score; returns every figure."""
+    man = _prepare(persons, profile, seed, work, realism, hard_without, train_on_register)
     log(f"register: {man['records']:,} records of {persons:,} persons ({profile}, {realism}, "
         f"seed {seed})" + (" [reused data]" if man.get("reused") else ""))
     project_yaml = work / "project.yaml"
@@ -404,7 +535,20 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
         log("breaking down what was missed ...")
         features = work / "features.csv"
         missed = breakdown(project_yaml, truth, Path(ours.extra["mapping"]),
-                           features if features.exists() else None)
+                           features if features.exists() else None,
+                           pairs_out=work / "true_pairs_ours.parquet")
+    careful: Measured | None = None
+    c: dict[str, Any] | None = None
+    vs: dict[str, Any] | None = None
+    if not skip_careful:
+        log("running the careful Splink set-up (benchmarks.careful_splink) ...")
+        careful = run_careful(work, u_max_pairs=careful_u_max_pairs, memory_limit=memory_limit)
+        c = score_mapping(Path(careful.extra["mapping"]), truth)
+        log(f"  {careful.seconds:.1f} s, {careful.peak_rss_mb:.0f} MB, "
+            f"{careful.extra['comparisons']:,} comparisons, threshold "
+            f"{careful.extra['stats']['threshold']:.3f}")
+        if with_breakdown:
+            vs = versus(work, work / "true_pairs_ours.parquet", Path(careful.extra["mapping"]))
     base: Measured | None = None
     b: dict[str, Any] | None = None
     if not skip_baseline:
@@ -427,6 +571,10 @@ def bench(persons: int, profile: str, seed: int, work: Path, *, skip_baseline: b
                  "comparisons_by_rule": ours.extra["comparisons_by_rule"],
                  "persons": ours.extra["summary"].get("persons"), "score": o,
                  "breakdown": missed},
+        "trained_on_register": train_on_register,
+        "careful": None if careful is None else {
+            "seconds": careful.seconds, "peak_rss_mb": careful.peak_rss_mb,
+            "stats": careful.extra["stats"], "score": c, "versus_ours": vs},
         "baseline": None if base is None else {
             "seconds": base.seconds, "peak_rss_mb": base.peak_rss_mb,
             "stats": base.extra["stats"], "score": b},
@@ -451,6 +599,10 @@ def report(result: dict[str, Any]) -> str:
         note = (f"not run: {b['stats']['comparisons']:,} comparisons > cap "
                 f"{b['stats'].get('max_comparisons', 0):,}") if b["score"] is None else ""
         rows.append(("plain Splink", bm, b["score"], note))
+    c = result.get("careful")
+    if c is not None:
+        cm = Measured([], 0, c["seconds"], c["peak_rss_mb"], "", "")
+        rows.append(("careful Splink", cm, c["score"], ""))
     stages = o["stages_elapsed"]
     lines = [
         f"{result['profile']} ({result.get('realism', 'normal')}"
@@ -472,8 +624,17 @@ def report(result: dict[str, Any]) -> str:
                          f"{k} {v:.1f}s" for k, v in st.get("stages_seconds", {}).items()))
         lines.append("  EM blocks: " + ", ".join(
             f"{k} {v:,}" for k, v in st.get("em_comparisons_by_rule", {}).items()))
+    if c is not None:
+        st = c["stats"]
+        lines.append(f"careful Splink: {st['comparisons']:,} comparisons, threshold p = "
+                     f"{st['threshold']:.3f} from a {st['clerical_sample']['sample_size']}-pair "
+                     f"clerical sample, {st['links_at_threshold']:,} links; u from "
+                     f"{st['u_max_pairs']:.0e} random pairs; stages "
+                     + ", ".join(f"{k} {v:.1f}s" for k, v in st["stages_seconds"].items()))
     if o.get("breakdown"):
         lines += ["", format_breakdown(o["breakdown"])]
+    if c is not None and c.get("versus_ours"):
+        lines += ["", format_versus(c["versus_ours"])]
     r = result["ratios_ours_over_baseline"]
     if r["pairwise_f1"] is not None:
         lines.append(f"ours / baseline: pairwise F1 x{r['pairwise_f1']}, B-cubed F1 "
@@ -499,6 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None,
                     help="working directory (default data/bench/accuracy-PROFILE-PERSONS-sSEED)")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--skip-careful", action="store_true",
+                    help="skip the careful Splink set-up (benchmarks.careful_splink)")
+    ap.add_argument("--careful-u-max-pairs", type=float, default=1e7,
+                    help="careful set-up: random pairs for u (default 1e7)")
+    ap.add_argument("--train-on-register", action="store_true",
+                    help="no model: in the project: our run trains on the register itself")
     ap.add_argument("--recall", type=float, default=0.7,
                     help="baseline: assumed recall of the national-ID rule for the prior")
     ap.add_argument("--max-comparisons", type=int, default=None,
@@ -513,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     without = tuple(sorted(g for g in args.hard_without.split(",") if g))
     suffix = "" if args.realism == "normal" else f"-{args.realism}"
     suffix += "".join(f"-no{g}" for g in without)
+    suffix += "-trained" if args.train_on_register else ""
     work = (args.work or ROOT / "data" / "bench" /
             f"accuracy-{args.profile}-{args.persons}-s{seed}{suffix}").resolve()
 
@@ -523,7 +691,9 @@ def main(argv: list[str] | None = None) -> int:
                    recall=args.recall, max_comparisons=args.max_comparisons,
                    em_max_pairs=args.em_max_pairs or None, memory_limit=args.memory_limit,
                    realism=args.realism, hard_without=without,
-                   with_breakdown=not args.no_breakdown, log=log)
+                   with_breakdown=not args.no_breakdown, skip_careful=args.skip_careful,
+                   careful_u_max_pairs=args.careful_u_max_pairs,
+                   train_on_register=args.train_on_register, log=log)
     print(json.dumps(result, indent=2, default=str) if args.json else report(result))
     return 0
 

@@ -38,8 +38,16 @@ def test_bench_accuracy_end_to_end(result: dict[str, Any]) -> None:
     assert ours["score"]["pairwise_precision"] > 0.9
     ratios = result["ratios_ours_over_baseline"]
     assert ratios["pairwise_f1"] is not None and ratios["seconds"] is not None
+    careful = result["careful"]  # benchmarks.careful_splink, from the raw source files
+    assert careful["stats"]["status"] == "ok"
+    assert careful["score"]["missing"] == 0 and careful["score"]["unexpected"] == 0
+    assert 0.1 <= careful["stats"]["threshold"] <= 0.99
+    vs = careful["versus_ours"]
+    assert vs["both_found"] + vs["careful_only"] + vs["ours_only"] <= vs["true_pairs"]
+    assert sum(vs["careful_only_by_our_status"].values()) == vs["careful_only"]
     text = report(result)
     assert "plain Splink" in text and "ours / baseline" in text
+    assert "careful Splink" in text
     saved = json.loads((Path(result["work"]) / "bench_accuracy.json").read_text())
     assert saved["ours"]["score"] == ours["score"]
 
