@@ -131,55 +131,79 @@ def sample_records(project: Any, n: int, seed: int = 7, rate: float | None = Non
     ``rate`` is the share of rows read (default: enough for ``n`` out of a 1M register).
     """
     from linkage.ingest.read import READERS
-    from linkage.service.v1 import linkage_pb2 as pb
-    from linkage.standardise import parse_birth_date, parse_sex
 
     rng = random.Random(seed)
-    orders = {"family_given": pb.NAME_ORDER_FAMILY_GIVEN,
-              "given_family": pb.NAME_ORDER_GIVEN_FAMILY,
-              "given_father_grandfather": pb.NAME_ORDER_GIVEN_FATHER_GRANDFATHER}
     out = []
     for src in project.sources:
         for path in src.paths:
             for _, values, _, _ in READERS[src.format](src, path):
                 if values is None or rng.random() > (rate or 3 * n / 1_000_000 + 0.02):
                     continue
-                raw = {f: (values.get(c) or "").strip() for f, c in src.columns.items()}
-                p = pb.PersonDetails()
-                p.name.given_name = raw.get("given_name", "")
-                p.name.surname = raw.get("family_name", "")
-                p.name.father_name = raw.get("father_name", "")
-                p.name.grandfather_name = raw.get("grandfather_name", "")
-                if raw.get("full_name"):
-                    p.name.full_name = raw["full_name"]
-                    p.name.full_name_order = orders[src.name_order]
-                try:
-                    sex = parse_sex(raw.get("sex"), src.sex_codes) if raw.get("sex") else None
-                    if raw.get("birth_date"):
-                        b = parse_birth_date(raw["birth_date"], src.birth_date_format)
-                        p.birth_date.year = b.year
-                        if b.precision in ("day", "month"):
-                            p.birth_date.month = b.month or 0
-                        if b.precision == "day":
-                            p.birth_date.day = b.day or 0
-                        p.birth_date.precision = {
-                            "day": pb.DATE_PRECISION_DAY, "month": pb.DATE_PRECISION_MONTH}.get(
-                            b.precision, pb.DATE_PRECISION_YEAR)
-                except ValueError:
-                    continue
-                p.sex = {"M": pb.SEX_MALE, "F": pb.SEX_FEMALE}.get(sex or "", pb.SEX_UNSPECIFIED)
-                if raw.get("national_id"):
-                    p.identifiers.append(pb.Identifier(type="UIN", value=raw["national_id"]))
-                p.phone_number = raw.get("phone", "")
-                p.location.region = raw.get("region", "")
-                p.location.commune = raw.get("commune", "")
-                p.location.village = raw.get("village", "")
-                p.mother_name = raw.get("mother_name", "")
-                if any((p.name.given_name, p.name.surname, p.name.full_name,
-                        p.name.father_name)):
+                p = details_of(src, values)
+                if p is not None:
                     out.append((f"{src.name}:{(values.get(src.record_key) or '').strip()}", p))
     rng.shuffle(out)
     return out[:n]
+
+
+def details_of(src: Any, values: dict[str, Any], *, full: bool = False) -> Any:
+    """The PersonDetails an MIS would send for one source row (None: no name, or a date
+    the API refuses).
+
+    ``full`` also sends the household ID and an age with its reference date, as an MIS
+    enrolling that roster's row would (Resolve queries leave them out).
+    """
+    from linkage.service.v1 import linkage_pb2 as pb
+    from linkage.standardise import parse_birth_date, parse_sex
+
+    orders = {"family_given": pb.NAME_ORDER_FAMILY_GIVEN,
+              "given_family": pb.NAME_ORDER_GIVEN_FAMILY,
+              "given_father_grandfather": pb.NAME_ORDER_GIVEN_FATHER_GRANDFATHER}
+    raw = {f: (str(values.get(c) or "")).strip() for f, c in src.columns.items()}
+    p = pb.PersonDetails()
+    p.name.given_name = raw.get("given_name", "")
+    p.name.surname = raw.get("family_name", "")
+    p.name.father_name = raw.get("father_name", "")
+    p.name.grandfather_name = raw.get("grandfather_name", "")
+    if raw.get("full_name"):
+        p.name.full_name = raw["full_name"]
+        p.name.full_name_order = orders[src.name_order]
+    try:
+        sex = parse_sex(raw.get("sex"), src.sex_codes) if raw.get("sex") else None
+        if raw.get("birth_date"):
+            b = parse_birth_date(raw["birth_date"], src.birth_date_format)
+            p.birth_date.year = b.year
+            if b.precision in ("day", "month"):
+                p.birth_date.month = b.month or 0
+            if b.precision == "day":
+                p.birth_date.day = b.day or 0
+            p.birth_date.precision = {
+                "day": pb.DATE_PRECISION_DAY, "month": pb.DATE_PRECISION_MONTH}.get(
+                b.precision, pb.DATE_PRECISION_YEAR)
+    except ValueError:
+        return None
+    p.sex = {"M": pb.SEX_MALE, "F": pb.SEX_FEMALE}.get(sex or "", pb.SEX_UNSPECIFIED)
+    if raw.get("national_id"):
+        p.identifiers.append(pb.Identifier(type="UIN", value=raw["national_id"]))
+    p.phone_number = raw.get("phone", "")
+    p.location.region = raw.get("region", "")
+    p.location.commune = raw.get("commune", "")
+    p.location.village = raw.get("village", "")
+    p.mother_name = raw.get("mother_name", "")
+    if full:
+        p.household_id = raw.get("household_id", "")
+        ref = src.age_reference_date
+        if src.age_reference_column:
+            ref = (str(values.get(src.age_reference_column) or "")).strip() or None
+        if raw.get("age") and not raw.get("birth_date") and ref:
+            try:
+                p.age.age = int(float(raw["age"]))
+            except ValueError:
+                return None
+            p.age.reference_date = str(ref)[:10]
+    if not any((p.name.given_name, p.name.surname, p.name.full_name, p.name.father_name)):
+        return None
+    return p
 
 
 def start_server(project_path: Path) -> tuple[subprocess.Popen, int]:
