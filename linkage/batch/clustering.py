@@ -71,14 +71,14 @@ from jellyfish import damerau_levenshtein_distance
 
 from linkage.batch import ambiguity
 from linkage.batch.ambiguity import AmbiguityReport
-from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Constraints
 
 if TYPE_CHECKING:
     import duckdb
 
 __all__ = ["DEFAULT_RULES", "METHODS", "REASONS", "ClusterResult", "Rules", "cluster_arrays",
-           "cluster_pairs", "cluster_records", "cluster_run", "for_run"]
+           "cluster_pairs", "cluster_records", "cluster_run", "for_run",
+           "one_id_mistyped"]
 
 #: Values of the project setting ``clustering``.
 METHODS = ("greedy", "components")
@@ -186,6 +186,12 @@ def _dirty_components(comp: np.ndarray, src: np.ndarray, nid: np.ndarray, hh: np
         linked = _lookup(*_count(comp[all_left]), labels)
         dirty.append(labels[(sizes > 2) & (linked < sizes * (sizes - 1) // 2)])
     return np.unique(np.concatenate(dirty))
+
+
+def one_id_mistyped(a: str, b: str) -> bool:
+    """Two national IDs one typo or transposition apart: taken for one mistyped ID
+    (``Rules.national_id_typos``; real-time enrolment applies the same test)."""
+    return damerau_levenshtein_distance(a, b) <= 1
 
 
 @dataclass(frozen=True)
@@ -424,8 +430,8 @@ class _Greedy:
                 key = (x, y) if x < y else (y, x)
                 near = self.typo.get(key)
                 if near is None:
-                    near = self.typo[key] = damerau_levenshtein_distance(
-                        self.national_ids[x], self.national_ids[y]) <= 1
+                    near = self.typo[key] = one_id_mistyped(self.national_ids[x],
+                                                            self.national_ids[y])
                 if not near:
                     return True
         return False
@@ -683,13 +689,10 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
     return res
 
 
-#: The standardised columns two records must share, NULLs included, to be exact copies.
-COPY_COLUMNS = tuple(c for c in STANDARD_COLUMNS if c != "household_id")
-
-
 def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
     """Pairs of records of one source identical on every standardised column and on the
-    household: a row re-registered under a new key. They are joined first, like a
+    household (:func:`linkage.register.store.copy_key`, the definition real-time
+    enrolment applies too): a row re-registered under a new key. They are joined first, like a
     reviewer's must-link: no rule applies to a record and its copy (one household, one
     roster, one name however common), and with a common name and a year-only date their
     own link may fall below the threshold.
@@ -700,20 +703,13 @@ def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
     if "fingerprint" not in records.column_names:
         return []
     # Group in Arrow: only the few groups of two or more reach Python.
-    keyed = records.select(["uid", "source", "fingerprint"]).filter(
+    keyed = records.select(["uid", "source", "household_id", "fingerprint"]).filter(
         pc.is_valid(records.column("fingerprint")))
-    groups = keyed.group_by(["source", "fingerprint"]).aggregate(
+    # A NULL household is a key of its own: two copies without a household group.
+    groups = keyed.group_by(["source", "household_id", "fingerprint"]).aggregate(
         [("uid", "list"), ("uid", "count")])
     groups = groups.filter(pc.greater(groups.column("uid_count"), 1))
     return [(g[0], u) for g in groups.column("uid_list").to_pylist() for u in g[1:]]
-
-
-def _fingerprint_sql() -> str:
-    """SQL of a record's copy fingerprint: NULL when it has no name or no birth year
-    (too little to call two records copies of one row)."""
-    fields = ", ".join(f"{c} := {c}" for c in COPY_COLUMNS)
-    return (f"CASE WHEN name_keys IS NOT NULL AND birth_year IS NOT NULL THEN "
-            f"md5(CAST(struct_pack({fields}, household_id := household_id) AS VARCHAR)) END")
 
 
 def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, *,
@@ -781,9 +777,10 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
         ``ambiguity_bits``) and the ambiguity report (``ambiguity``).
     """
     from linkage.ids.publish import load_constraints
+    from linkage.register.store import copy_key_sql
 
     records = cur.sql(f"SELECT uid, source, national_id, household_id, "
-                      f"{_fingerprint_sql()} AS fingerprint FROM records "
+                      f"{copy_key_sql()} AS fingerprint FROM records "
                       "WHERE status = 'active'").to_arrow_table()
     civil = [name for (name,) in cur.execute(
         "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]

@@ -9,12 +9,18 @@ records off a queue in groups, and for each group, inside one register transacti
   the record hash and upsert of batch ingest (:func:`linkage.register.store.upsert_records`);
 * links the group's new records against the in-memory index in one vectorised pass
   (each record against the live records and the group's earlier records, as if they
-  came one by one); in order, a record joins its best candidate's person when the
-  match probability reaches ``thresholds.match``, else a new person ID is issued from
-  the register's allocator, the batch's own (:class:`linkage.register.store.IdIssuer`);
-  reviewers' constraints on a record sent again are honoured (a must-link partner's
-  person is joined, a cannot-link partner's person is never a candidate), and links on
-  weak evidence are queued for review (:mod:`linkage.review.queue`);
+  came one by one); in order, a record joins a person as the next batch would
+  (:meth:`Enroller._decide`): an exact copy of a record of its own source and household
+  joins that record's person whatever the score (the batch joins such copies first),
+  else the best candidate person whose match probability reaches ``thresholds.match``
+  and that the batch's clustering rules allow (:data:`linkage.batch.clustering.DEFAULT_RULES`:
+  no two national IDs, no two records of one civil registry or one roster household,
+  two records of one roster only through their own strong link); else a new person ID
+  is issued from the register's allocator, the batch's own
+  (:class:`linkage.register.store.IdIssuer`); reviewers' constraints on a record sent
+  again are honoured (a must-link partner's person is joined, a cannot-link partner's
+  person is never a candidate), and links on weak evidence are queued for review
+  (:mod:`linkage.review.queue`);
 * publishes ``person_records``, ``persons`` and ``person_events`` (``created`` /
   ``record_added``, run id ``enrol``) with the batch's writer
   (:func:`linkage.register.store.publish_persons`), recomputes the golden records of the
@@ -41,6 +47,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable
@@ -51,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
 from linkage.realtime.index import Index, probability
@@ -140,12 +148,14 @@ class Enroller:
         max_group: records per transaction at most.
         review_threshold: the project's review threshold; with it, enrolments on weak
             evidence are queued for review (:func:`linkage.review.queue.enrolment_items`).
+        rules: the batch's clustering rules, which a link must respect (the batch is the
+            reference: a link it would refuse, it undoes at the next run).
     """
 
     def __init__(self, register: Register, index: Index, *, match_threshold: float,
                  write_lock: threading.Lock, sources: dict[str, tuple[str, str]] | None = None,
                  on_commit: Callable[[], None] | None = None, max_group: int = 2000,
-                 review_threshold: float | None = None):
+                 review_threshold: float | None = None, rules: Rules = DEFAULT_RULES):
         self.register = register
         self.index = index
         self.match_threshold = match_threshold
@@ -154,6 +164,11 @@ class Enroller:
         self.config_sources = dict(sources or {})
         self.on_commit = on_commit or (lambda: None)
         self.max_group = max_group
+        self.rules = rules
+        # The match threshold as a match weight: a direct link is one at or above it.
+        self._match_weight = (math.inf if match_threshold >= 1 else -math.inf
+                              if match_threshold <= 0 else
+                              math.log2(match_threshold / (1 - match_threshold)))
         self._queue: queue.Queue[Any] = queue.Queue()
         self._claim = threading.Lock()  # item.claimed / item.journaled change under it
         self._group: list[tuple[EnrolItem, Future[EnrolResult]]] = []  # awaiting the lock
@@ -163,6 +178,7 @@ class Enroller:
         cur = self.register.cursor()
         try:
             self.known_sources = store.source_names(cur)
+            self._read_source_rules(cur)
             self._ids.begin(cur)  # read the issued IDs now, not at the first enrolment
             journal = store.journaled_enrolments(cur)
         finally:
@@ -192,8 +208,23 @@ class Enroller:
         cur = self.register.cursor()
         try:
             self.known_sources = store.source_names(cur)
+            self._read_source_rules(cur)
         finally:
             cur.close()
+
+    def _read_source_rules(self, cur: Any) -> None:
+        """Which sources are civil registries, and which the last run found to be files
+        of duplicates (the same-source rule lifted, :func:`duplicate_files`): read at start
+        and after each publish, as the batch decided them."""
+        self.civil = {n for (n,) in query(
+            cur, "SELECT name FROM sources WHERE kind = 'civil_registry'")}
+        self.civil |= {n for n, (kind, _) in self.config_sources.items()
+                       if kind == "civil_registry"}
+        self.lifted = set(duplicate_files(
+            cur.sql("SELECT uid, source FROM records WHERE status = 'active'").to_arrow_table(),
+            cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
+                    ).to_arrow_table(),
+            self.match_threshold, civil_sources=self.civil, rules=self.rules))
 
     def source_known(self, name: str) -> bool:
         """Whether records of ``name`` may be enrolled: a configured source, or one in the
@@ -377,48 +408,62 @@ class Enroller:
 
     def _decide(self, cur: Any, new: list[tuple[int, EnrolItem]],
                 keys: list[list[tuple[str, str]]], txn: _Txn) -> list[EnrolResult]:
-        """Each new record joins its best candidate's person at the match threshold,
-        else gets a new person ID; in order, so a record can join an earlier one.
+        """Each new record joins a person as the next batch would, else gets a new
+        person ID; in order, so a record can join an earlier one.
 
-        Reviewers' constraints on the record (one retired and sent again) are honoured:
-        a must-link partner's person is joined whatever the score, and persons holding a
-        cannot-link partner are not candidates.
+        In this order: a reviewer's must-link partner's person (one retired and sent
+        again); an exact copy of a record of the same source and household (the batch
+        joins those first, like a must-link: with a common name and a year-only date a
+        copy's own score may be below the threshold); the best candidate person at the
+        match threshold that the batch's rules allow (:meth:`_refusal`), strongest first
+        as the batch's greedy clustering takes pairs. Persons holding a cannot-link
+        partner are never joined.
         """
         index = self.index
         rows = [at for at, _ in new]
+        group = np.asarray(rows, np.int64)
         bounds, cand, weights = index.link_group(rows, keys)
         partners = store.constraint_partners(cur, [it.uid for _, it in new])
         review: list[tuple[str, str | None, float, bool]] = []
         out = []
         for k, (at, it) in enumerate(new):
             lo, hi = bounds[k], bounds[k + 1]
-            prob, pid, other = 0.0, None, None
+            prob, pid, other, copy = 0.0, None, None, False
             must, cannot = partners.get(it.uid, ((), ()))
             forced = next((txn.assigned.get(u) or index.person_of(u) for u in sorted(must)
                            if txn.assigned.get(u) or index.person_of(u)), None)
             if forced is not None:
                 pid, prob = forced, 1.0
             elif hi > lo:
-                w = weights[lo:hi]
-                persons = index.person[cand[lo:hi]]
+                c, w = cand[lo:hi], weights[lo:hi]
+                persons = index.person[c]
+                allowed = persons >= 0
                 if cannot:
                     barred = {txn.assigned.get(u) or index.person_of(u) for u in cannot}
-                    allowed = np.array([index.persons.values[p] not in barred
-                                        if p >= 0 else True for p in persons])
-                    w = np.where(allowed, w, -np.inf)
-                top = Index.top1(w, persons)
+                    allowed &= np.array([index.persons.values[p] not in barred
+                                         if p >= 0 else False for p in persons], bool)
+                w = np.where(allowed, w, -np.inf)
+                copies = index.copies_of_one_row(at, c) & allowed
+                if copies.any():
+                    top: int | None = Index.top1(np.where(copies, w, -np.inf), persons)
+                    copy = True
+                else:
+                    top = self._best(at, c, w, persons, group)
+                if top is not None:
+                    pid = index.persons.values[persons[top]]
+                else:  # no person to join: the best candidate, for the review queue
+                    top = Index.top1(w, persons)
                 if top is not None and np.isfinite(w[top]):
                     prob = probability(float(w[top]))
-                    pid = index.persons.values[persons[top]]
-                    other = index.uids[int(cand[lo + top])]
-            if pid is not None and prob >= self.match_threshold:
+                    other = index.uids[int(c[top])]
+            if pid is not None:
                 outcome = LINKED
             else:
                 pid, _seq = self._ids.issue(cur)
                 txn.events.append(Event("created", pid, None, None, ENROL_RUN_ID, txn.now,
                                         "enrolled"))
                 outcome = CREATED
-            if forced is None:
+            if forced is None and not copy:
                 review.append((it.uid, other, prob, outcome == LINKED))
             txn.events.append(Event("record_added", pid, it.uid, None, ENROL_RUN_ID, txn.now,
                                     "enrolled"))
@@ -429,6 +474,79 @@ class Enroller:
         index.publish(rows)
         txn.review.extend(review)
         return out
+
+    def _best(self, at: int, c: np.ndarray, w: np.ndarray, persons: np.ndarray,
+              group: np.ndarray) -> int | None:
+        """Position in ``c`` of the best record of the strongest candidate person at the
+        match threshold that the batch's rules let row ``at`` join (None: none).
+
+        Persons are tried as :meth:`Index.top1` ranks them (weight, then person code),
+        as the batch's greedy clustering takes pairs strongest first and merges along
+        the first one its rules allow.
+        """
+        tried: set[int] = set()
+        for j in np.lexsort((persons, -w)).tolist():
+            if not np.isfinite(w[j]) or probability(float(w[j])) < self.match_threshold:
+                return None
+            p = int(persons[j])
+            if p in tried:
+                continue
+            tried.add(p)
+            if self._refusal(at, p, c, w, group) is None:
+                return j
+        return None
+
+    def _refusal(self, at: int, person: int, c: np.ndarray, w: np.ndarray,
+                 group: np.ndarray) -> str | None:
+        """Why the batch would not put row ``at`` in the person of code ``person`` (a
+        reason of :data:`linkage.batch.clustering.REASONS`), or None.
+
+        The rules of :class:`linkage.batch.clustering.Rules` between the record and the
+        person's records: two national IDs (not one typo apart); two records of one
+        civil registry; two records of one roster household; two records of one roster
+        (not a file of duplicates) without a direct link of ``same_source_weight``. A
+        direct link is the pair's own weight (``w`` for the candidates ``c``); a record
+        that is no candidate has none. Witnessed chains and the cohesion floor, off in
+        the batch's rules, are not applied.
+        """
+        index, rules = self.index, self.rules
+        rows = index.members(person)
+        rows = rows[(index.alive[rows] | np.isin(rows, group)) & (index.person[rows] == person)]
+        if len(rows) == 0:
+            return None
+        # Direct links as the batch has them: pairs at or above the match threshold.
+        linked = w >= self._match_weight
+        direct = dict(zip(c[linked].tolist(), w[linked].tolist(), strict=True))
+
+        def lifted_by(others: np.ndarray, bar: float | None) -> bool:
+            # Every such pair has its own link of at least ``bar`` (None: any link).
+            floor = -math.inf if bar is None else bar
+            return all(direct.get(r, -math.inf) >= floor for r in others.tolist())
+
+        nid = index.cols["national_id"]
+        mine = int(nid[at])
+        if mine >= 0:
+            ids = index.vocab["national_id"].values
+            theirs = rows[(nid[rows] >= 0) & (nid[rows] != mine)]
+            conflict = theirs[[not (rules.national_id_typos
+                                    and one_id_mistyped(ids[mine], ids[int(t)]))
+                               for t in nid[theirs].tolist()]] if len(theirs) else theirs
+            if len(conflict) and not lifted_by(conflict, rules.national_id_weight):
+                return "national_id"
+        same = rows[index.source[rows] == index.source[at]]
+        if len(same) == 0:
+            return None
+        source = index.sources.values[int(index.source[at])]
+        if source in self.civil:
+            return None if lifted_by(same, rules.civil_registry_weight) else "civil_registry"
+        hh = int(index.household[at])
+        if hh >= 0:
+            household = same[index.household[same] == hh]
+            if len(household) and not lifted_by(household, rules.household_weight):
+                return "household"
+        if source in self.lifted:
+            return None
+        return None if lifted_by(same, rules.same_source_weight) else "same_source"
 
     def _write(self, cur: Any, txn: _Txn) -> None:
         """Upsert the group's records and publish its persons: the batch's writes."""

@@ -8,7 +8,11 @@ records, too slow for a check before enrolment. This module keeps, in memory:
 * for each blocking key of :data:`linkage.matching.definition.BLOCKING_KEYS`, a dict key -> record
   indices (blocks larger than the project's ``max_block_size`` are skipped, as the batch
   caps them);
-* value counts of every term-frequency column.
+* value counts of every term-frequency column;
+* each record's exact-copy key (:func:`linkage.register.store.copy_key`, the batch's
+  definition of two records holding one row), with its source and household: an
+  uncapped look-up, so an exact copy is always a candidate, however common its name
+  and however full its blocks (issue 11).
 
 A query record is standardised like a roster row, its candidates are the union of its
 blocks, and each comparison level is evaluated with numpy over the candidates by the
@@ -46,6 +50,7 @@ from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_cap, key
 from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE
 from linkage.matching.model import Model
 from linkage.matching.splink_internals import LevelWeights, scorecard
+from linkage.register.store import COPY_COLUMNS, copy_key, copy_key_sql
 
 STR_COLUMNS = tuple(c for c in STANDARD_COLUMNS if c not in INT_COLUMNS and c != "household_id")
 _NULL = NULL_CODE
@@ -83,6 +88,9 @@ class Candidate:
     evidence: list[Evidence]
     records_compared: int
     golden: Any = None  # the person's GoldenRecord, filled by Realtime.resolve
+    #: the person holds a record with exactly the query's details (returned whatever
+    #: its score)
+    exact_copy: bool = False
 
 
 @dataclass
@@ -317,6 +325,21 @@ class Index:
                                             for c in (*STR_COLUMNS, *INT_COLUMNS)}
         self.person = np.full(cap, _NULL, np.int32)
         self.alive = np.zeros(cap, bool)
+        # Exact copies: each row's copy key (0: none), source and household codes. The
+        # rows of the build are looked up by bisection in one sorted array (16 bytes a
+        # record, not a dict entry); rows added since in a small dict.
+        self.copy_key = np.zeros(cap, np.uint64)
+        self.source = np.full(cap, _NULL, np.int32)
+        self.household = np.full(cap, _NULL, np.int32)
+        self.sources = _Vocab([])
+        self.households = _Vocab([])
+        self._copy_sorted = np.empty(0, np.uint64)
+        self._copy_rows = np.empty(0, np.int64)
+        self._copy_added: dict[int, list[int]] = {}
+        # Each person's rows, as the copy keys: sorted for the build, a dict since.
+        self._person_sorted = np.empty(0, np.int32)
+        self._person_rows = np.empty(0, np.int64)
+        self._person_added: dict[int, list[int]] = {}
         self.uids: list[str] = []
         self.uid_index: dict[str, int] = {}
         self.persons = _Vocab([])
@@ -379,6 +402,8 @@ class Index:
             if name == "person_id":
                 index.persons = _Vocab(values)
                 index.person[:n] = codes
+                order = np.argsort(codes, kind="stable")
+                index._person_sorted, index._person_rows = codes[order], order
             else:
                 index.vocab[name] = _Vocab(values)
                 index.cols[name][:n] = codes
@@ -386,6 +411,15 @@ class Index:
             arr = table.column(name).cast(pa.int32()).fill_null(_NULL)
             index.cols[name][:n] = arr.to_numpy(zero_copy_only=False)
         index.alive[:n] = True
+        sources = pc.list_element(pc.split_pattern(table.column("uid"), ":", max_splits=1), 0)
+        households = (table.column("household_id") if "household_id" in table.column_names
+                      else pa.nulls(n, pa.string()))
+        for arr, vocab_name, codes_name in ((sources, "sources", "source"),
+                                            (households, "households", "household")):
+            enc = pc.dictionary_encode(arr).combine_chunks()
+            setattr(index, vocab_name, _Vocab(enc.dictionary.to_pylist()))
+            getattr(index, codes_name)[:n] = enc.indices.fill_null(_NULL).to_numpy(
+                zero_copy_only=False).astype(np.int32)
         for col in index.tf_columns:
             codes = index.cols[col][:n]
             counts = np.bincount(codes[codes >= 0], minlength=len(index.vocab[col].values))
@@ -408,6 +442,13 @@ class Index:
                                    "WHERE bk IS NOT NULL GROUP BY bk")
                 self.blocks[name] = dict(zip(rows.column(0).to_pylist(),
                                              rows.column(1).to_pylist(), strict=True))
+            # The batch's own SQL of the copy key (one definition), sorted for bisection.
+            rows = _arrow(con, f"SELECT ck, idx FROM (SELECT {copy_key_sql()} AS ck, idx "
+                               "FROM idx_input) WHERE ck IS NOT NULL ORDER BY ck, idx")
+            keys = rows.column(0).to_numpy().astype(np.uint64)
+            at = rows.column(1).to_numpy().astype(np.int64)
+            self.copy_key[at] = keys
+            self._copy_sorted, self._copy_rows = keys, at
         finally:
             con.close()
 
@@ -422,6 +463,9 @@ class Index:
             self.cols[c] = _grow(self.cols[c], new, _NULL)
         self.person = _grow(self.person, new, _NULL)
         self.alive = _grow(self.alive, new, False)
+        self.copy_key = _grow(self.copy_key, new, 0)
+        self.source = _grow(self.source, new, _NULL)
+        self.household = _grow(self.household, new, _NULL)
 
     @staticmethod
     def block_keys(row: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -464,12 +508,19 @@ class Index:
             for c in INT_COLUMNS:
                 v = row.get(c)
                 self.cols[c][i] = _NULL if v is None else int(v)
+            self.source[i] = self.sources.code(uid.partition(":")[0], add=True)
+            self.household[i] = self.households.code(row.get("household_id"), add=True)
+            ck = copy_key(row)
+            if ck is not None:
+                self.copy_key[i] = ck
+                self._copy_added.setdefault(ck, []).append(i)  # ascending, as blocks
             if pending:
                 self.person[i] = _NULL
                 self._pending.add(i)
             else:
                 assert person_id is not None
-                self.person[i] = self.persons.code(person_id, add=True)
+                self.person[i] = code = self.persons.code(person_id, add=True)
+                self._person_added.setdefault(code, []).append(i)
                 self.alive[i] = True
             self.uids.append(uid)
             self.uid_index[uid] = i
@@ -481,7 +532,16 @@ class Index:
 
     def assign(self, i: int, person_id: str) -> None:
         """Give pending row ``i`` its person (it stays unsearchable until :meth:`publish`)."""
-        self.person[i] = self.persons.code(person_id, add=True)
+        self.person[i] = code = self.persons.code(person_id, add=True)
+        self._person_added.setdefault(code, []).append(i)
+
+    def members(self, person: int) -> np.ndarray:
+        """Rows given person code ``person`` (live, dead or pending: the caller filters)."""
+        lo = int(np.searchsorted(self._person_sorted, person, side="left"))
+        hi = int(np.searchsorted(self._person_sorted, person, side="right"))
+        built = self._person_rows[lo:hi]
+        added = self._person_added.get(person)
+        return np.concatenate([built, np.asarray(added, np.int64)]) if added else built
 
     def publish(self, rows: Sequence[int]) -> None:
         """Make pending rows searchable."""
@@ -528,17 +588,76 @@ class Index:
         """The code array of a column."""
         return self.cols[col]
 
+    def _copy_rows_of(self, key: int) -> np.ndarray:
+        """Rows (live or not, ascending) whose copy key is ``key``."""
+        k = np.uint64(key)
+        lo = int(np.searchsorted(self._copy_sorted, k, side="left"))
+        hi = int(np.searchsorted(self._copy_sorted, k, side="right"))
+        built = self._copy_rows[lo:hi]
+        added = self._copy_added.get(key)
+        if added:
+            return np.concatenate([built, np.asarray(added, np.int64)])
+        return built
+
+    def _same_details(self, rows: np.ndarray, codes: Mapping[str, int]) -> np.ndarray:
+        """Which ``rows`` hold exactly these codes on every copy column (the key is a
+        hash: this makes the look-up exact)."""
+        same = np.ones(len(rows), bool)
+        for c in COPY_COLUMNS:
+            same &= self.cols[c][rows] == codes[c]
+        return same
+
+    def copies(self, row: Mapping[str, Any]) -> np.ndarray:
+        """Live records holding exactly ``row``'s standardised details (household aside):
+        exact copies, found whatever the blocks' caps."""
+        key = copy_key(row)
+        if key is None:
+            return np.empty(0, np.int64)
+        rows = self._copy_rows_of(key)
+        if len(rows) == 0:
+            return rows
+        rows = rows[self.alive[rows]]
+        return rows[self._same_details(rows, self._encode(row))]
+
+    def copies_before(self, i: int, visible: np.ndarray) -> np.ndarray:
+        """Rows before row ``i`` that hold exactly its details, among ``visible`` ones
+        (live, or earlier records of ``i``'s pending group)."""
+        key = int(self.copy_key[i])
+        if key == 0:
+            return np.empty(0, np.int64)
+        rows = self._copy_rows_of(key)
+        rows = rows[(rows < i) & visible[rows]]
+        codes = {c: int(self.cols[c][i]) for c in COPY_COLUMNS}
+        return rows[self._same_details(rows, codes)]
+
+    def copies_of_one_row(self, i: int, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` are copies of row ``i`` *of one row*, as the batch joins them
+        first: the same details, the same source and the same household (both NULL
+        included)."""
+        key = self.copy_key[i]
+        if key == 0 or len(rows) == 0:
+            return np.zeros(len(rows), bool)
+        same = ((self.copy_key[rows] == key) & (self.source[rows] == self.source[i])
+                & (self.household[rows] == self.household[i]))
+        if same.any():
+            at = np.flatnonzero(same)
+            codes = {c: int(self.cols[c][i]) for c in COPY_COLUMNS}
+            same[at] = self._same_details(rows[at], codes)
+        return same
+
     def candidates(self, row: Mapping[str, Any]) -> np.ndarray:
-        """Indices of live records sharing at least one (uncapped) block with ``row``."""
+        """Indices of live records sharing at least one (uncapped) block with ``row``,
+        and its exact copies whatever the caps."""
         parts = []
         blocks, caps = self.blocks, self.caps
         for name, k in self.block_keys(row):
             block = blocks[name].get(k)
             if block and len(block) <= caps[name]:
                 parts.append(block)
+        copies = self.copies(row)
         if not parts:
-            return np.empty(0, np.int64)
-        seen: set[int] = set()
+            return copies
+        seen: set[int] = set(copies.tolist())
         for b in parts:
             seen.update(b)
         idx = np.array(sorted(seen), np.int64)
@@ -652,13 +771,20 @@ class Index:
                     flat.extend(block[:n])
                     qid.extend([k] * n)
         group = np.asarray(positions, np.int64)
+        visible = self.alive[:self.n].copy()
+        visible[group] = True
+        # Exact copies whatever the caps: the live ones and the group's earlier records.
+        for k, at in enumerate(positions):
+            copies = self.copies_before(at, visible).tolist()
+            flat.extend(copies)
+            qid.extend([k] * len(copies))
         if not flat:
             return np.zeros(len(group) + 1, np.int64), np.empty(0, np.int64), np.empty(0)
         stride = np.int64(self.n)
         pairs = np.unique(np.array(qid, np.int64) * stride + np.array(flat, np.int64))
         q, c = pairs // stride, pairs % stride
-        visible = self.alive[c] | np.isin(c, group)
-        q, c = q[visible], c[visible]
+        keep = visible[c]
+        q, c = q[keep], c[keep]
         freq = _GroupFrequencies(self, group)
         w = self._score(_Pairs(self, c, li=group[q], freq=freq, lk=q))[0]
         w[np.isnan(w)] = -np.inf
@@ -717,23 +843,32 @@ class Index:
                 return Resolution([], 0)
             w, pos, ev_w, tf_adj = self.score(row, c)
             persons = self.person[c]
+            # An exact copy's person is always a candidate, whatever its score: with a
+            # common name and a year-only date the copy may score below the floor, and
+            # "no candidate" would be wrong (the batch joins copies of one row first).
+            copy_persons = set(persons[np.isin(c, self.copies(row))].tolist())
             order = np.argsort(-w, kind="stable")
             first_p, first_at, counts = np.unique(persons[order], return_index=True,
                                                   return_counts=True)
             best = order[first_at]  # best record of each person (positions into c)
             ranked = np.argsort(-w[best], kind="stable")
             out = []
-            for r in ranked[:max_candidates]:
+            for r in ranked:
+                if len(out) >= max_candidates:
+                    break
                 b = best[r]
                 prob = probability(float(w[b]))
-                if prob < min_probability:
-                    break
+                exact = int(first_p[r]) in copy_persons
+                if prob < min_probability and not exact:
+                    if not copy_persons:
+                        break
+                    continue
                 ev = [Evidence(comp.name, comp.levels[pos[b, j]].cvv,
                                comp.levels[pos[b, j]].label, float(ev_w[b, j]),
                                float(tf_adj[b, j]))
                       for j, comp in enumerate(self.comparisons)]
                 out.append(Candidate(self.persons.values[first_p[r]], self.uids[c[b]],
-                                     float(w[b]), prob, ev, int(counts[r])))
+                                     float(w[b]), prob, ev, int(counts[r]), exact_copy=exact))
             return Resolution(out, int(len(c)))
 
     @staticmethod
