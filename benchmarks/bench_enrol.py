@@ -290,6 +290,7 @@ def agreement(args: argparse.Namespace, argv: list[str] | None) -> int:
     print(f"batch 1 published in {first:.0f} s", flush=True)
     outcomes: Counter[str] = Counter()
     given: dict[str, str] = {}
+    how: dict[str, tuple[str, float]] = {}  # uid -> (outcome, match probability)
     proc, port = start_server(project.path)
     try:
         ch = grpc.insecure_channel(f"127.0.0.1:{port}",
@@ -306,6 +307,8 @@ def agreement(args: argparse.Namespace, argv: list[str] | None) -> int:
                 outcomes[pb.EnrolOutcome.Name(r.outcome)] += 1
                 if r.person_id:
                     given[f"{s}:{k}"] = r.person_id
+                    how[f"{s}:{k}"] = (pb.EnrolOutcome.Name(r.outcome).rsplit("_", 1)[-1],
+                                       round(r.match_probability, 4))
         took = time.perf_counter() - t1
         ch.close()
     finally:
@@ -351,6 +354,13 @@ def agreement(args: argparse.Namespace, argv: list[str] | None) -> int:
         "accuracy_after_batch": _pairwise(after_batch, truth, enrolled),
         "stream_size": args.batch, "records_per_message": args.per_message}
     (work / "bench_enrol_agreement.json").write_text(json.dumps(figures, indent=2))
+    # Each enrolled record, for the error analysis (uids and person IDs only).
+    with (work / "bench_enrol_agreement.csv").open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["uid", "outcome", "match_probability", "enrol_person", "batch_person",
+                      "truth"])
+        for u in sorted(given):
+            out.writerow([u, *how[u], given[u], after_batch.get(u, ""), truth.get(u, "")])
     print(json.dumps(figures, indent=2))
     return 0
 

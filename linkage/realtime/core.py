@@ -363,12 +363,18 @@ class Realtime:
         if problems:
             raise InvalidRequest(problems)
 
+        index = self._state.index
+
         def find(cur: Any) -> list[lookup.PersonView]:
             if kind in NATIONAL_ID_TYPES:
                 nid = clean_national_id(value)
                 if nid is None:
                     raise InvalidRequest([("identifier.value", "not a national ID")])
-                pids = lookup.persons_of_records(cur, "r.national_id = ?", [nid])
+                # The index holds every live record and is kept current by enrolment
+                # and publishing: a look-up there, where the register has no index on
+                # the column and would scan every record (issue 15).
+                pids = (index.persons_with_national_id(nid) if index is not None else
+                        lookup.persons_of_records(cur, "r.national_id = ?", [nid]))
             else:
                 if kind == BENEFICIARY_ID:
                     sources = lookup.programme_sources(cur, programme.strip())
@@ -380,9 +386,15 @@ class Realtime:
                     sources = [source.strip()]
                 uids = [f"{s}:{value}" for s in sources]
                 pids = lookup.persons_of_records(cur, "list_contains(?, r.uid)", [uids])
-            if not pids:
+            views = []
+            for p in pids:
+                try:
+                    views.append(lookup.person(cur, p, lineage_limit=0))
+                except NotFound:  # enrolled in the index, its group not committed yet
+                    continue
+            if not views:
                 raise NotFound("no person holds that identifier")
-            return [lookup.person(cur, p, lineage_limit=0) for p in pids]
+            return views
 
         return self._read(find)
 

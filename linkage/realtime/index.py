@@ -293,6 +293,38 @@ class _GroupFrequencies:
         return tf
 
 
+class _Postings:
+    """key -> index rows, for keys most records hold alone (copy keys, persons, IDs).
+
+    The build's rows sit in one sorted array looked up by bisection (16 bytes a record,
+    where a dict of lists costs about ten times that at a million records); rows added
+    since, by enrolment, in a small dict. Rows are never removed: callers keep the live
+    ones.
+    """
+
+    __slots__ = ("_added", "_keys", "_rows")
+
+    def __init__(self, keys: np.ndarray | None = None, rows: np.ndarray | None = None):
+        if keys is None or rows is None:
+            self._keys, self._rows = np.empty(0, np.int64), np.empty(0, np.int64)
+        else:
+            order = np.argsort(keys, kind="stable")
+            self._keys, self._rows = keys[order], np.asarray(rows, np.int64)[order]
+        self._added: dict[int, list[int]] = {}
+
+    def add(self, key: int, row: int) -> None:
+        self._added.setdefault(key, []).append(row)  # rows come ascending
+
+    def rows(self, key: int) -> np.ndarray:
+        """The rows of ``key``, ascending."""
+        k = self._keys.dtype.type(key)
+        lo = int(np.searchsorted(self._keys, k, side="left"))
+        hi = int(np.searchsorted(self._keys, k, side="right"))
+        built = self._rows[lo:hi]
+        added = self._added.get(key)
+        return np.concatenate([built, np.asarray(added, np.int64)]) if added else built
+
+
 class Index:
     """Live records, blocking dicts and term frequencies; scores candidates in numpy.
 
@@ -302,12 +334,14 @@ class Index:
 
     def __init__(self, model: Model, max_block_size: int, *, capacity: int = 1024):
         model.check_definition()
+        #: the model as trained: its prior is rescaled to the register (:meth:`resize`)
         self.model = model
         self.max_block_size = max_block_size
         #: Per key: the largest block it keeps (:func:`key_cap`).
         self.caps = {k: key_cap(k, max_block_size) for k in BLOCKING_KEYS}
         card = scorecard(model.settings)
         self.prior_weight = card.prior_weight
+        self.sized_for: int | None = None  # the register size of prior_weight
         conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
                       for c in COMPARISONS}
         # Labels are the definition's words, never the model file's: Splink labels a
@@ -325,21 +359,15 @@ class Index:
                                             for c in (*STR_COLUMNS, *INT_COLUMNS)}
         self.person = np.full(cap, _NULL, np.int32)
         self.alive = np.zeros(cap, bool)
-        # Exact copies: each row's copy key (0: none), source and household codes. The
-        # rows of the build are looked up by bisection in one sorted array (16 bytes a
-        # record, not a dict entry); rows added since in a small dict.
+        # Exact copies: each row's copy key (0: none), source and household codes.
         self.copy_key = np.zeros(cap, np.uint64)
         self.source = np.full(cap, _NULL, np.int32)
         self.household = np.full(cap, _NULL, np.int32)
         self.sources = _Vocab([])
         self.households = _Vocab([])
-        self._copy_sorted = np.empty(0, np.uint64)
-        self._copy_rows = np.empty(0, np.int64)
-        self._copy_added: dict[int, list[int]] = {}
-        # Each person's rows, as the copy keys: sorted for the build, a dict since.
-        self._person_sorted = np.empty(0, np.int32)
-        self._person_rows = np.empty(0, np.int64)
-        self._person_added: dict[int, list[int]] = {}
+        self._copies = _Postings(np.empty(0, np.uint64), np.empty(0, np.int64))
+        self._members = _Postings()  # person code -> rows
+        self._nid = _Postings()  # national-ID code -> rows (FindByIdentifier)
         self.uids: list[str] = []
         self.uid_index: dict[str, int] = {}
         self.persons = _Vocab([])
@@ -390,8 +418,8 @@ class Index:
     def from_arrow(cls, table: pa.Table, model: Model, *, max_block_size: int) -> Index:
         """Index an Arrow table of ``uid``, ``person_id`` and the standardised columns."""
         n = table.num_rows
-        # The prior depends on the register's size (see Model.for_register).
-        index = cls(model.for_register(n), max_block_size, capacity=max(1024, int(n * 1.25)))
+        index = cls(model, max_block_size, capacity=max(1024, int(n * 1.25)))
+        index.resize(n)
         index.n = n
         index.uids = table.column("uid").to_pylist()
         index.uid_index = {u: i for i, u in enumerate(index.uids)}
@@ -402,8 +430,7 @@ class Index:
             if name == "person_id":
                 index.persons = _Vocab(values)
                 index.person[:n] = codes
-                order = np.argsort(codes, kind="stable")
-                index._person_sorted, index._person_rows = codes[order], order
+                index._members = _Postings(codes.astype(np.int64), np.arange(n))
             else:
                 index.vocab[name] = _Vocab(values)
                 index.cols[name][:n] = codes
@@ -420,6 +447,9 @@ class Index:
             setattr(index, vocab_name, _Vocab(enc.dictionary.to_pylist()))
             getattr(index, codes_name)[:n] = enc.indices.fill_null(_NULL).to_numpy(
                 zero_copy_only=False).astype(np.int32)
+        nid = index.cols["national_id"][:n]
+        has = np.flatnonzero(nid >= 0)
+        index._nid = _Postings(nid[has].astype(np.int64), has)
         for col in index.tf_columns:
             codes = index.cols[col][:n]
             counts = np.bincount(codes[codes >= 0], minlength=len(index.vocab[col].values))
@@ -448,7 +478,7 @@ class Index:
             keys = rows.column(0).to_numpy().astype(np.uint64)
             at = rows.column(1).to_numpy().astype(np.int64)
             self.copy_key[at] = keys
-            self._copy_sorted, self._copy_rows = keys, at
+            self._copies = _Postings(keys, at)
         finally:
             con.close()
 
@@ -513,14 +543,16 @@ class Index:
             ck = copy_key(row)
             if ck is not None:
                 self.copy_key[i] = ck
-                self._copy_added.setdefault(ck, []).append(i)  # ascending, as blocks
+                self._copies.add(ck, i)
+            if self.cols["national_id"][i] >= 0:
+                self._nid.add(int(self.cols["national_id"][i]), i)
             if pending:
                 self.person[i] = _NULL
                 self._pending.add(i)
             else:
                 assert person_id is not None
                 self.person[i] = code = self.persons.code(person_id, add=True)
-                self._person_added.setdefault(code, []).append(i)
+                self._members.add(code, i)
                 self.alive[i] = True
             self.uids.append(uid)
             self.uid_index[uid] = i
@@ -533,23 +565,49 @@ class Index:
     def assign(self, i: int, person_id: str) -> None:
         """Give pending row ``i`` its person (it stays unsearchable until :meth:`publish`)."""
         self.person[i] = code = self.persons.code(person_id, add=True)
-        self._person_added.setdefault(code, []).append(i)
+        self._members.add(code, i)
 
     def members(self, person: int) -> np.ndarray:
         """Rows given person code ``person`` (live, dead or pending: the caller filters)."""
-        lo = int(np.searchsorted(self._person_sorted, person, side="left"))
-        hi = int(np.searchsorted(self._person_sorted, person, side="right"))
-        built = self._person_rows[lo:hi]
-        added = self._person_added.get(person)
-        return np.concatenate([built, np.asarray(added, np.int64)]) if added else built
+        return self._members.rows(person)
+
+    def persons_with_national_id(self, national_id: str) -> list[str]:
+        """The persons holding a live record with this (standardised) national ID, in
+        person-ID order: FindByIdentifier without a scan of the register (issue 15)."""
+        with self._lock:
+            code = self.vocab["national_id"].codes.get(national_id)
+            if code is None:
+                return []
+            rows = self._nid.rows(code)
+            rows = rows[self.alive[rows] & (self.cols["national_id"][rows] == code)]
+            return sorted({self.persons.values[p] for p in self.person[rows].tolist()})
 
     def publish(self, rows: Sequence[int]) -> None:
-        """Make pending rows searchable."""
+        """Make pending rows searchable; the prior follows the register's new size."""
         with self._lock:
             for i in rows:
                 if i in self._pending:
                     self._pending.discard(i)
                     self.alive[i] = True
+            self.resize(int(self.alive[:self.n].sum()))
+
+    def resize(self, records: int) -> None:
+        """Rescale the prior to a register of ``records`` live records, as the batch
+        rescales it to the register it runs on (:meth:`Model.for_register`).
+
+        Enrolment grows the register between runs: with the prior of the last build a
+        record enrolled after a tenth more records links on evidence the next batch
+        finds 0.15 bits short of the threshold, and the batch undoes the link (issue 11,
+        benchmarks/RESULTS.md). Called at the build and after each enrolment group
+        (never inside one: a group scores as its records would one by one).
+        """
+        if records == self.sized_for:
+            return
+        prior = self.model.for_register(records).settings.get(
+            "probability_two_random_records_match")
+        if prior and 0 < prior < 1:
+            self.prior_weight = math.log2(prior / (1 - prior))
+        self.sized_for = records
 
     def _kill(self, i: int) -> None:
         if not (self.alive[i] or i in self._pending):
@@ -588,17 +646,6 @@ class Index:
         """The code array of a column."""
         return self.cols[col]
 
-    def _copy_rows_of(self, key: int) -> np.ndarray:
-        """Rows (live or not, ascending) whose copy key is ``key``."""
-        k = np.uint64(key)
-        lo = int(np.searchsorted(self._copy_sorted, k, side="left"))
-        hi = int(np.searchsorted(self._copy_sorted, k, side="right"))
-        built = self._copy_rows[lo:hi]
-        added = self._copy_added.get(key)
-        if added:
-            return np.concatenate([built, np.asarray(added, np.int64)])
-        return built
-
     def _same_details(self, rows: np.ndarray, codes: Mapping[str, int]) -> np.ndarray:
         """Which ``rows`` hold exactly these codes on every copy column (the key is a
         hash: this makes the look-up exact)."""
@@ -613,7 +660,7 @@ class Index:
         key = copy_key(row)
         if key is None:
             return np.empty(0, np.int64)
-        rows = self._copy_rows_of(key)
+        rows = self._copies.rows(key)
         if len(rows) == 0:
             return rows
         rows = rows[self.alive[rows]]
@@ -625,7 +672,7 @@ class Index:
         key = int(self.copy_key[i])
         if key == 0:
             return np.empty(0, np.int64)
-        rows = self._copy_rows_of(key)
+        rows = self._copies.rows(key)
         rows = rows[(rows < i) & visible[rows]]
         codes = {c: int(self.cols[c][i]) for c in COPY_COLUMNS}
         return rows[self._same_details(rows, codes)]
