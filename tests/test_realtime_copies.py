@@ -225,15 +225,14 @@ def test_find_by_national_id_reads_the_index_kept_current_by_enrolment(
     assert core.index.persons_with_national_id(cr["nin"]) == [pid]
 
 
-def test_the_copy_key_is_one_definition_in_python_and_sql(small: SmallRegister) -> None:
+def test_the_copy_key_is_one_definition_in_python_and_sql(
+        served: tuple[Realtime, pb_grpc.LinkageServiceStub]) -> None:
     """Real time computes the batch's copy key per row in Python; the batch and the
     index's build in SQL: both must give every record the same key."""
-    import duckdb
-
     from linkage.canonical import STANDARD_COLUMNS
 
     cols = ", ".join(STANDARD_COLUMNS)
-    con = duckdb.connect(str(small.project.register), read_only=True)
+    con = served[0].register.cursor()  # the served register (held open by the server)
     try:
         got = con.execute(f"SELECT {cols}, {store.copy_key_sql()} FROM records").fetchall()
         # Values a roster row may hold that the fixture's do not: accents, a separator,
