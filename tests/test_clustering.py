@@ -279,10 +279,12 @@ def project_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _set_clustering(project_dir: Path, value: str) -> None:
+def _set_clustering(project_dir: Path, value: str, ambiguity: bool = True) -> None:
     path = project_dir / "project.yaml"
-    lines = [x for x in path.read_text().splitlines() if not x.startswith("clustering:")]
-    path.write_text("\n".join([*lines, f"clustering: {value}"]) + "\n")
+    lines = [x for x in path.read_text().splitlines()
+             if not x.startswith(("clustering:", "ambiguity:"))]
+    path.write_text("\n".join([*lines, f"clustering: {value}",
+                               f"ambiguity: {str(ambiguity).lower()}"]) + "\n")
 
 
 def test_project_setting_is_validated(project_dir: Path) -> None:
@@ -298,15 +300,22 @@ def test_batch_runs_both_methods_and_reports_refused_merges(project_dir: Path) -
     project = load_project(project_dir / "project.yaml")
     comp = run(project, progress=lambda _: None)
     assert comp.summary["clustering"] == "components"
-    _set_clustering(project_dir, "greedy")
+    # On the same pairwise links (ambiguity off), greedy only ever splits what
+    # components join.
+    _set_clustering(project_dir, "greedy", ambiguity=False)
     project = load_project(project_dir / "project.yaml")
     greedy = run(project, progress=lambda _: None)
     assert greedy.summary["clustering"] == "greedy"
     refused = greedy.summary["refused_merges"]
     assert isinstance(refused, dict) and sum(refused.values()) > 0
     assert "merges refused" in format_summary(greedy.summary)
-    # greedy only ever splits what components join
     assert greedy.summary["persons"] >= comp.summary["persons"]
+    assert greedy.summary["ambiguity"] is None
+    _set_clustering(project_dir, "greedy")
+    project = load_project(project_dir / "project.yaml")
+    greedy = run(project, progress=lambda _: None)
+    assert greedy.summary["ambiguity"]["pairs_adjusted"] > 0
+    refused = greedy.summary["refused_merges"]
 
     # A reviewer's cannot-link between two records of one published person is honoured
     # by the clustering itself (before persistent IDs are reconciled).
