@@ -59,7 +59,7 @@ def _open_for_reading(project: ProjectConfig) -> Register:
     """The register read-only; while `linkage serve` holds it, its snapshot (said on stderr)."""
     from linkage.register.snapshot import open_for_reading
 
-    reg, note = open_for_reading(project.register)
+    reg, note = open_for_reading(project.register, project.encryption)
     if note:
         click.echo(f"note: {note}", err=True)
     return reg
@@ -101,7 +101,7 @@ def ingest(project_path: Path, force: bool) -> None:
     from linkage.batch.pipeline import ingest_all, stderr_progress
 
     project = _load(project_path)
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         with reg.transaction() as cur:
             reports = ingest_all(cur, project, force=force, progress=stderr_progress())
@@ -136,7 +136,7 @@ def train(project_path: Path) -> None:
 
     project = _load(project_path)
     progress = stderr_progress()
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         with reg.transaction() as cur:
             ingest_all(cur, project, progress=progress)
@@ -223,7 +223,7 @@ def report(project_path: Path, out: Path, lang: str) -> None:
     from linkage.report.html import render
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = Register.of(project, read_only=True)
     try:
         cur = reg.cursor()
         data = collect(cur, project)
@@ -268,7 +268,7 @@ def review() -> None:
 def _review(project: ProjectConfig, *, read_only: bool = False):  # noqa: ANN202 - Review
     from linkage.review.core import Review
 
-    return Review(project, Register.open(project.register, read_only=read_only))
+    return Review(project, Register.of(project, read_only=read_only))
 
 
 @review.command("list")
@@ -513,7 +513,7 @@ def backup(project_path: Path, out: Path) -> None:
     from linkage.register.snapshot import backup as do_backup
 
     project = _load(project_path)
-    click.echo(do_backup(project.register, out))
+    click.echo(do_backup(project.register, out, project.encryption))
 
 
 @cli.command()
@@ -534,7 +534,8 @@ def restore(project_path: Path, backup_file: Path, force: bool, skip_ids: int) -
     from linkage.register.snapshot import restore as do_restore
 
     project = _load(project_path)
-    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids))
+    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids,
+                         encryption=project.encryption))
 
 
 @cli.command()
@@ -612,7 +613,7 @@ def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ..
     unknown = [s for s in sources if not s.replace("_", "").replace("-", "").isalnum()]
     if unknown:
         raise click.BadParameter(f"not a source name: {unknown[0]}", param_hint="--source")
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         token_id, secret = TokenBook(reg).issue(name, role, sources=sources)
     finally:
@@ -653,7 +654,7 @@ def token_revoke(project_path: Path, token_id: str) -> None:
     from linkage.service.auth import TokenBook
 
     project = _load(project_path)
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         done = TokenBook(reg).revoke(token_id)
     finally:

@@ -171,7 +171,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
     """
     progress = progress or stderr_progress()
     own = register is None
-    reg = register or Register.open(project.register)
+    reg = register or Register.of(project)
     started = _utcnow()
     run_id = new_run_id(started)
     progress(f"{run_id}: register {reg.path}")
