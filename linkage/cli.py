@@ -604,8 +604,12 @@ def token() -> None:
               required=True)
 @click.option("--source", "sources", multiple=True,
               help="mis only: limit enrolment and record look-ups to this source (repeat).")
+@click.option("--programme", "programmes", multiple=True,
+              help="mis only: limit the client to this programme's sources and persons "
+                   "(repeat; see docs/OPERATIONS.md).")
 @_guard
-def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...]) -> None:
+def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...],
+                programmes: tuple[str, ...]) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
     from linkage.service.auth import TokenBook
 
@@ -613,9 +617,15 @@ def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ..
     unknown = [s for s in sources if not s.replace("_", "").replace("-", "").isalnum()]
     if unknown:
         raise click.BadParameter(f"not a source name: {unknown[0]}", param_hint="--source")
+    known = {s.programme for s in project.sources}
+    stray = [p for p in programmes if p not in known]
+    if stray:
+        raise click.BadParameter(f"no source has programme {stray[0]!r}",
+                                 param_hint="--programme")
     reg = Register.of(project)
     try:
-        token_id, secret = TokenBook(reg).issue(name, role, sources=sources)
+        token_id, secret = TokenBook(reg).issue(name, role, sources=sources,
+                                                programmes=programmes)
     finally:
         reg.close()
     click.echo(f"issued token {token_id} ({role}) for {name}; keep it now, it is not "
@@ -639,7 +649,8 @@ def token_list(project_path: Path) -> None:
     click.echo(f"{'token':<10}{'role':<10}{'issued':<21}{'revoked':<21}name [sources]")
     for r in rows:
         revoked = r.revoked_at.isoformat(sep=" ", timespec="seconds") if r.revoked_at else "-"
-        limits = f" [{', '.join(r.sources)}]" if r.sources else ""
+        limits = (f" [{', '.join((*r.sources, *r.programmes))}]"
+                  if r.sources or r.programmes else "")
         click.echo(f"{r.token_id:<10}{r.role:<10}"
                    f"{r.issued_at.isoformat(sep=' ', timespec='seconds'):<21}{revoked:<21}"
                    f"{r.name}{limits}")

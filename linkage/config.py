@@ -82,6 +82,20 @@ class ServeConfig:
     max_page_size: int = 1000
     unary_workers: int = 32
     max_streams: int = 256
+    #: serve.clients: under mutual TLS, client certificate identities and their roles
+    clients: tuple[ClientCertificate, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """One entry of ``serve.clients``: a client identified by its certificate (its subject
+    CN or one of its subject alternative names equals ``identity``) gets ``role``, limited
+    to ``sources`` and ``programmes`` (mis only; empty: not limited), as a token would."""
+
+    identity: str
+    role: str
+    sources: tuple[str, ...] = ()
+    programmes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -433,6 +447,54 @@ _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresh
                  "engine", "memory", "spark", "encryption"}
 
 
+def _names_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(path, key, "expected a list of names")
+    return tuple(value)
+
+
+def _clients(path: Path, raw: Any, tls: TlsConfig | None, sources: list[SourceConfig]
+             ) -> tuple[ClientCertificate, ...]:
+    if raw is None:
+        return ()
+    from linkage.service.auth import MIS, ROLES  # the one list of roles
+
+    if tls is None or tls.client_ca is None:
+        raise ConfigError(path, "serve.clients", "client certificates need mutual TLS: set "
+                                                 "serve.tls.client_ca")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(path, "serve.clients", "expected a list of {identity, role, ...}")
+    names = {s.name for s in sources}
+    programmes = {s.programme for s in sources}
+    out, seen = [], set()
+    for i, entry in enumerate(raw):
+        at = f"serve.clients[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(path, at, "expected a mapping {identity, role, sources, "
+                                        "programmes}")
+        ck = _Keys(path, entry, {"identity", "role", "sources", "programmes"}, prefix=at + ".")
+        identity = ck.str("identity", required=True) or ""
+        role = ck.str("role", required=True, choices=ROLES) or ""
+        if identity in seen:
+            raise ConfigError(path, f"{at}.identity", f"'{identity}' is listed twice")
+        seen.add(identity)
+        srcs = _names_list(path, f"{at}.sources", entry.get("sources"))
+        progs = _names_list(path, f"{at}.programmes", entry.get("programmes"))
+        if (srcs or progs) and role != MIS:
+            raise ConfigError(path, at, "only mis clients are limited to sources or programmes")
+        for s_ in srcs:
+            if s_ not in names:
+                raise ConfigError(path, f"{at}.sources", f"no source named '{s_}'")
+        for p_ in progs:
+            if p_ not in programmes:
+                raise ConfigError(path, f"{at}.programmes", f"no source has programme '{p_}'")
+        out.append(ClientCertificate(identity=identity, role=role, sources=srcs,
+                                     programmes=progs))
+    return tuple(out)
+
+
 def _encryption(path: Path, data: dict[str, Any]) -> EncryptionConfig | None:
     if not data:
         return None
@@ -489,7 +551,7 @@ def load_project(path: Path | str) -> ProjectConfig:
     sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
                                           "tls", "insecure", "snapshot_seconds",
                                           "max_persons_per_call", "max_page_size",
-                                          "unary_workers", "max_streams"},
+                                          "unary_workers", "max_streams", "clients"},
                prefix="serve.")
     insecure = sk.data.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -507,6 +569,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                         client_ca=files["client_ca"])
     serve = ServeConfig(
         tls=tls, insecure=insecure,
+        clients=_clients(path, sk.data.get("clients"), tls, sources),
         snapshot_seconds=sk.float("snapshot_seconds", ServeConfig.snapshot_seconds, 1.0,
                                   86_400.0),
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",

@@ -221,6 +221,9 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     issued_at TIMESTAMP NOT NULL,
     revoked_at TIMESTAMP
 );
+-- mis clients limited to these programmes (JSON list of programme labels): their reads
+-- return only persons with a record there, and only those records.
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS programmes VARCHAR;
 -- Who read or wrote whose data (linkage.service.audit). Append-only: nothing updates
 -- or deletes a row.
 CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;

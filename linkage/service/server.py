@@ -64,7 +64,7 @@ from linkage.errors import (
 from linkage.matching.model import ModelError
 from linkage.realtime.core import Realtime, RealtimeOptions
 from linkage.service.audit import AuditCalls, AuditTrail
-from linkage.service.auth import Authorise, TokenBook
+from linkage.service.auth import Authorise, Scope, TokenBook
 from linkage.service.limits import (
     DecodedStream,
     RequestTooLarge,
@@ -391,7 +391,8 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         raise ValueError(f"plaintext gRPC on {host} refused: serve TLS (serve.tls in the "
                          f"project file) or bind a loopback address")
     limits = limits or ServiceLimits()
-    tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host))
+    clients = core.project.serve.clients if tls is not None and tls.client_ca else ()
+    tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host) and not clients)
     options = [("grpc.max_receive_message_length", max_receive_message_bytes),
                ("grpc.so_reuseport", 0)]
     unary_workers = unary_workers or core.project.serve.unary_workers
@@ -411,7 +412,9 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     # The limiter inside the exception mapper: its refusal becomes RESOURCE_EXHAUSTED;
     # after authorisation, so a caller without credentials holds no stream slot.
     server = grpc.server(pool, interceptors=[ExceptionToStatus(limits),
-                                             AuditCalls(audit, outcome), Authorise(tokens),
+                                             AuditCalls(audit, outcome),
+                                             Authorise(tokens, certificates=clients,
+                                                       scope=Scope.of_core(core)),
                                              StreamLimiter(max_streams), *interceptors],
                          options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
@@ -552,8 +555,9 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
                                   max_persons_per_call=project.serve.max_persons_per_call,
                                   max_page_size=project.serve.max_page_size)
     core = Realtime.open(project, options=options)
-    tokens = TokenBook(core.register, allow_open=is_loopback(host))
-    if tokens.live_count == 0 and not is_loopback(host):
+    # Clients identified by certificate: never open mode.
+    tokens = TokenBook(core.register, allow_open=is_loopback(host) and not project.serve.clients)
+    if tokens.live_count == 0 and not project.serve.clients and not is_loopback(host):
         core.close()
         raise ConfigError(project.path, "serve", f"no API token issued: {host} is not loopback, "
                           f"so every call would be refused; issue one with `linkage token "
