@@ -566,8 +566,12 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     pool = futures.ThreadPoolExecutor(
         max_workers=project.serve.unary_workers + project.serve.max_streams,
         thread_name_prefix="linkage-rpc")
+    audit = AuditTrail(core.register, on_write=core.snapshots.changed
+                       if core.snapshots is not None else None)
+    core.closers.append(audit.close)
     server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer,
-                                  limits=limits, thread_pool=pool, tls=tls, tokens=tokens)
+                                  limits=limits, thread_pool=pool, tls=tls, tokens=tokens,
+                                  audit=audit)
     if tokens.open_mode:
         warning = ("OPEN MODE: no API token is issued, so every call on this loopback port is "
                    "allowed without credentials. Issue tokens (`linkage token issue`) before "
@@ -592,13 +596,15 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     if web_port is not None:  # the reviewers' web page, same core, its own port
         from linkage.web.app import for_core, start
 
-        # The page has no TLS and no login of its own yet: it never leaves loopback
-        # (reviewers reach it through an SSH tunnel or a TLS reverse proxy).
-        web_host = host if is_loopback(host) else "127.0.0.1"
+        # With TLS (the gRPC certificate) and sign-in by reviewer token, the page is served
+        # where the API is; in plaintext it never leaves loopback.
+        web_host = host if tls is not None or is_loopback(host) else "127.0.0.1"
         if web_host != host:
-            log.warning("reviewers' web page kept on 127.0.0.1 (no TLS or login of its own)")
-        web, _ = start(for_core(core), web_host, web_port)
-        print(f"reviewers' web page on http://{web_host}:{web.server_address[1]}/", flush=True)
+            log.warning("reviewers' web page kept on 127.0.0.1 (plaintext)")
+        web, _ = start(for_core(core, tokens=tokens, audit=audit), web_host, web_port, tls)
+        scheme = "https" if tls is not None else "http"
+        print(f"reviewers' web page on {scheme}://{web_host}:{web.server_address[1]}/",
+              flush=True)
     if ready:
         ready(bound)
     try:
