@@ -117,13 +117,17 @@ def ingest(project_path: Path, force: bool) -> None:
 
 @cli.command()
 @project_option
+@click.option("--use-labels", is_flag=True,
+              help="Also estimate m from the pairs reviewers decided are the same person "
+                   "(Splink's m from pairwise labels, blended with the trained m).")
 @_guard
-def train(project_path: Path) -> None:
+def train(project_path: Path, use_labels: bool) -> None:
     """Train a model and save it; print how it was trained and its m/u per level.
 
     u by random sampling; m by EM sessions that households cannot fill (given name + full
     birth date, then full birth date); the birth date and the prior by EM over the
-    blocked pairs. Needs no national IDs.
+    blocked pairs. Needs no national IDs. With --use-labels, m is then re-estimated from
+    the reviewers' same-person decisions and the report says on how many pairs.
     """
     from linkage.batch.pipeline import (
         active_records,
@@ -143,7 +147,8 @@ def train(project_path: Path) -> None:
             eng = open_engine("duckdb")
             try:
                 eng.load(active_records(cur), project.max_block_size)
-                model = load_or_train_model(cur, eng, project, progress, retrain=True)
+                model = load_or_train_model(cur, eng, project, progress, retrain=True,
+                                            use_labels=use_labels)
             finally:
                 eng.close()
     finally:
