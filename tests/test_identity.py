@@ -243,6 +243,12 @@ def test_a_mis_limited_to_a_programme_reads_only_its_own(plain: Plain, small: Sm
                          timeout=10)
     assert [r.found for r in many.results] == [False, True]
     assert not many.results[0].HasField("person")
+    lineage = ls.GetPersons(pb.GetPersonsRequest(person_ids=[both], include_lineage=True),
+                            metadata=md, timeout=10).results[0].person.lineage
+    whole = ls.GetPersons(pb.GetPersonsRequest(person_ids=[both], include_lineage=True),
+                          metadata=everything, timeout=10).results[0].person.lineage
+    assert any(e.record.source == "civil_registry" for e in whole)  # the control
+    assert lineage and all(e.record.source in ("", "cash_transfer") for e in lineage)
     # Look-ups in another programme's source, or its listing: refused.
     cr_key = next(u for u in small.rows if u.startswith("civil_registry:")).split(":", 1)[1]
     assert _code(lambda: ls.FindByIdentifier(pb.FindByIdentifierRequest(

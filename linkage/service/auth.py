@@ -391,6 +391,13 @@ class Scope:
         enrolments = [e for e in person.programmes if e.source in allowed]
         del person.programmes[:]
         person.programmes.extend(enrolments)
+        lineage = [e for e in person.lineage
+                   if not e.record.source or e.record.source in allowed]
+        for e in lineage:
+            if e.HasField("golden"):
+                self._golden(e.golden, allowed, programmes)
+        del person.lineage[:]
+        person.lineage.extend(lineage)
         if person.HasField("golden"):
             self._golden(person.golden, allowed, programmes)
         return True
