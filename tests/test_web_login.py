@@ -35,6 +35,7 @@ class Site:
     reviewer: str
     mis: str
     audit: AuditTrail
+    book: TokenBook
 
 
 @pytest.fixture
@@ -49,7 +50,8 @@ def site(rv_project: Generated, tmp_path_factory: pytest.TempPathFactory) -> Ite
     httpd, thread = start(for_core(core, tokens=book, audit=audit), "127.0.0.1", 0,
                           TlsConfig(cert=pki.server.cert, key=pki.server.key))
     try:
-        yield Site(core, f"https://localhost:{httpd.server_address[1]}", reviewer, mis, audit)
+        yield Site(core, f"https://localhost:{httpd.server_address[1]}", reviewer, mis, audit,
+                   book)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -127,6 +129,13 @@ def test_sign_in_decide_sign_out(site: Site) -> None:
         driver.get(site.url + "/")
         wait.until(lambda d: d.find_elements(By.ID, "login-title"))
         assert "/login" in driver.current_url
+        # Revoking the token ends its sessions at their next request.
+        _sign_in(driver, wait, site.reviewer)
+        wait.until(lambda d: d.find_elements(By.ID, "queue"))
+        site.book.revoke(next(r.token_id for r in site.book.tokens()
+                              if r.name == "a.diallo (review)"))
+        driver.get(site.url + "/")
+        wait.until(lambda d: d.find_elements(By.ID, "login-title"))
     finally:
         driver.quit()
     site.audit.flush()

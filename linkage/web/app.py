@@ -109,7 +109,8 @@ class WebApp:
             Unauthenticated: not a live token.
             PermissionError: a live token of another role.
         """
-        assert self.tokens is not None
+        if self.tokens is None:
+            raise Unauthenticated("the page has no sign-in")
         who = self.tokens.authenticate([("authorization", f"Bearer {token.strip()}")])
         if who.role not in PAGE_ROLES:
             self.note(who, "Login", "PERMISSION_DENIED")
