@@ -59,7 +59,7 @@ def _open_for_reading(project: ProjectConfig) -> Register:
     """The register read-only; while `linkage serve` holds it, its snapshot (said on stderr)."""
     from linkage.register.snapshot import open_for_reading
 
-    reg, note = open_for_reading(project.register)
+    reg, note = open_for_reading(project.register, project.encryption)
     if note:
         click.echo(f"note: {note}", err=True)
     return reg
@@ -101,7 +101,7 @@ def ingest(project_path: Path, force: bool) -> None:
     from linkage.batch.pipeline import ingest_all, stderr_progress
 
     project = _load(project_path)
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         with reg.transaction() as cur:
             reports = ingest_all(cur, project, force=force, progress=stderr_progress())
@@ -117,13 +117,17 @@ def ingest(project_path: Path, force: bool) -> None:
 
 @cli.command()
 @project_option
+@click.option("--use-labels", is_flag=True,
+              help="Also estimate m from the pairs reviewers decided are the same person "
+                   "(Splink's m from pairwise labels, blended with the trained m).")
 @_guard
-def train(project_path: Path) -> None:
+def train(project_path: Path, use_labels: bool) -> None:
     """Train a model and save it; print how it was trained and its m/u per level.
 
     u by random sampling; m by EM sessions that households cannot fill (given name + full
     birth date, then full birth date); the birth date and the prior by EM over the
-    blocked pairs. Needs no national IDs.
+    blocked pairs. Needs no national IDs. With --use-labels, m is then re-estimated from
+    the reviewers' same-person decisions and the report says on how many pairs.
     """
     from linkage.batch.pipeline import (
         active_records,
@@ -136,14 +140,15 @@ def train(project_path: Path) -> None:
 
     project = _load(project_path)
     progress = stderr_progress()
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         with reg.transaction() as cur:
             ingest_all(cur, project, progress=progress)
             eng = open_engine("duckdb")
             try:
                 eng.load(active_records(cur), project.max_block_size)
-                model = load_or_train_model(cur, eng, project, progress, retrain=True)
+                model = load_or_train_model(cur, eng, project, progress, retrain=True,
+                                            use_labels=use_labels)
             finally:
                 eng.close()
     finally:
@@ -223,7 +228,7 @@ def report(project_path: Path, out: Path, lang: str) -> None:
     from linkage.report.html import render
 
     project = _load(project_path)
-    reg = Register.open(project.register, read_only=True)
+    reg = Register.of(project, read_only=True)
     try:
         cur = reg.cursor()
         data = collect(cur, project)
@@ -268,7 +273,7 @@ def review() -> None:
 def _review(project: ProjectConfig, *, read_only: bool = False):  # noqa: ANN202 - Review
     from linkage.review.core import Review
 
-    return Review(project, Register.open(project.register, read_only=read_only))
+    return Review(project, Register.of(project, read_only=read_only))
 
 
 @review.command("list")
@@ -513,7 +518,7 @@ def backup(project_path: Path, out: Path) -> None:
     from linkage.register.snapshot import backup as do_backup
 
     project = _load(project_path)
-    click.echo(do_backup(project.register, out))
+    click.echo(do_backup(project.register, out, project.encryption))
 
 
 @cli.command()
@@ -534,7 +539,8 @@ def restore(project_path: Path, backup_file: Path, force: bool, skip_ids: int) -
     from linkage.register.snapshot import restore as do_restore
 
     project = _load(project_path)
-    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids))
+    click.echo(do_restore(backup_file, project.register, force=force, skip_ids=skip_ids,
+                         encryption=project.encryption))
 
 
 @cli.command()
@@ -603,8 +609,12 @@ def token() -> None:
               required=True)
 @click.option("--source", "sources", multiple=True,
               help="mis only: limit enrolment and record look-ups to this source (repeat).")
+@click.option("--programme", "programmes", multiple=True,
+              help="mis only: limit the client to this programme's sources and persons "
+                   "(repeat; see docs/OPERATIONS.md).")
 @_guard
-def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...]) -> None:
+def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ...],
+                programmes: tuple[str, ...]) -> None:
     """Issue a token; it is printed once, on stdout, and only its hash is kept."""
     from linkage.service.auth import TokenBook
 
@@ -612,9 +622,15 @@ def token_issue(project_path: Path, name: str, role: str, sources: tuple[str, ..
     unknown = [s for s in sources if not s.replace("_", "").replace("-", "").isalnum()]
     if unknown:
         raise click.BadParameter(f"not a source name: {unknown[0]}", param_hint="--source")
-    reg = Register.open(project.register)
+    known = {s.programme for s in project.sources}
+    stray = [p for p in programmes if p not in known]
+    if stray:
+        raise click.BadParameter(f"no source has programme {stray[0]!r}",
+                                 param_hint="--programme")
+    reg = Register.of(project)
     try:
-        token_id, secret = TokenBook(reg).issue(name, role, sources=sources)
+        token_id, secret = TokenBook(reg).issue(name, role, sources=sources,
+                                                programmes=programmes)
     finally:
         reg.close()
     click.echo(f"issued token {token_id} ({role}) for {name}; keep it now, it is not "
@@ -638,7 +654,8 @@ def token_list(project_path: Path) -> None:
     click.echo(f"{'token':<10}{'role':<10}{'issued':<21}{'revoked':<21}name [sources]")
     for r in rows:
         revoked = r.revoked_at.isoformat(sep=" ", timespec="seconds") if r.revoked_at else "-"
-        limits = f" [{', '.join(r.sources)}]" if r.sources else ""
+        limits = (f" [{', '.join((*r.sources, *r.programmes))}]"
+                  if r.sources or r.programmes else "")
         click.echo(f"{r.token_id:<10}{r.role:<10}"
                    f"{r.issued_at.isoformat(sep=' ', timespec='seconds'):<21}{revoked:<21}"
                    f"{r.name}{limits}")
@@ -653,7 +670,7 @@ def token_revoke(project_path: Path, token_id: str) -> None:
     from linkage.service.auth import TokenBook
 
     project = _load(project_path)
-    reg = Register.open(project.register)
+    reg = Register.of(project)
     try:
         done = TokenBook(reg).revoke(token_id)
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,20 @@ class ServeConfig:
     max_page_size: int = 1000
     unary_workers: int = 32
     max_streams: int = 256
+    #: serve.clients: under mutual TLS, client certificate identities and their roles
+    clients: tuple[ClientCertificate, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """One entry of ``serve.clients``: a client identified by its certificate (its subject
+    CN or one of its subject alternative names equals ``identity``) gets ``role``, limited
+    to ``sources`` and ``programmes`` (mis only; empty: not limited), as a token would."""
+
+    identity: str
+    role: str
+    sources: tuple[str, ...] = ()
+    programmes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,52 @@ class TlsConfig:
     cert: Path
     key: Path
     client_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class EncryptionConfig:
+    """``encryption``: the register is encrypted at rest (DuckDB database encryption,
+    AES-GCM) with a key read from ``key_file`` or the environment variable ``key_env``
+    (exactly one). The key itself is never held here, logged or put in a message: it is
+    read by :meth:`key` when the register is opened (:mod:`linkage.register.database`).
+
+    ``builtin_crypto``: DuckDB writes encrypted files only with OpenSSL, which its
+    ``httpfs`` extension brings; where that extension is not installed, ``true`` lets it
+    write with its built-in (mbedtls) module, which DuckDB marks unsafe for writing
+    (its random nonces are not from a cryptographic generator). Reading needs neither.
+    """
+
+    project: Path  # the project file, named in errors
+    key_file: Path | None = None
+    key_env: str | None = None
+    builtin_crypto: bool = False
+
+    def key(self) -> str:
+        """The key, read now from its file or variable.
+
+        Raises:
+            ConfigError: the file or variable is missing or empty (naming the key of the
+                project file, never the key).
+        """
+        if self.key_file is not None:
+            try:
+                value = self.key_file.read_text(encoding="utf-8").strip()
+            except FileNotFoundError:
+                raise ConfigError(self.project, "encryption.key_file",
+                                  f"file not found: {self.key_file}") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(self.project, "encryption.key_file",
+                                  f"cannot read {self.key_file} ({exc.__class__.__name__})"
+                                  ) from None
+            if not value:
+                raise ConfigError(self.project, "encryption.key_file",
+                                  f"{self.key_file} is empty")
+            return value
+        value = os.environ.get(self.key_env or "", "").strip()
+        if not value:
+            raise ConfigError(self.project, "encryption.key_env",
+                              f"the environment variable {self.key_env} is not set (or empty)")
+        return value
 
 
 @dataclass(frozen=True)
@@ -194,6 +255,7 @@ class ProjectConfig:
     engine: str = ENGINE_NAMES[0]  # duckdb (embedded) | spark
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    encryption: EncryptionConfig | None = None  # the register encrypted at rest
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -382,7 +444,72 @@ def load_source(path: Path | str, *, default_country_code: str = "",
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
                  "max_block_size", "min_birth_year", "serve", "clustering", "ambiguity", "guards",
-                 "engine", "memory", "spark"}
+                 "engine", "memory", "spark", "encryption"}
+
+
+def _names_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(path, key, "expected a list of names")
+    return tuple(value)
+
+
+def _clients(path: Path, raw: Any, tls: TlsConfig | None, sources: list[SourceConfig]
+             ) -> tuple[ClientCertificate, ...]:
+    if raw is None:
+        return ()
+    from linkage.service.auth import MIS, ROLES  # the one list of roles
+
+    if tls is None or tls.client_ca is None:
+        raise ConfigError(path, "serve.clients", "client certificates need mutual TLS: set "
+                                                 "serve.tls.client_ca")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(path, "serve.clients", "expected a list of {identity, role, ...}")
+    names = {s.name for s in sources}
+    programmes = {s.programme for s in sources}
+    out, seen = [], set()
+    for i, entry in enumerate(raw):
+        at = f"serve.clients[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(path, at, "expected a mapping {identity, role, sources, "
+                                        "programmes}")
+        ck = _Keys(path, entry, {"identity", "role", "sources", "programmes"}, prefix=at + ".")
+        identity = ck.str("identity", required=True) or ""
+        role = ck.str("role", required=True, choices=ROLES) or ""
+        if identity in seen:
+            raise ConfigError(path, f"{at}.identity", f"'{identity}' is listed twice")
+        seen.add(identity)
+        srcs = _names_list(path, f"{at}.sources", entry.get("sources"))
+        progs = _names_list(path, f"{at}.programmes", entry.get("programmes"))
+        if (srcs or progs) and role != MIS:
+            raise ConfigError(path, at, "only mis clients are limited to sources or programmes")
+        for s_ in srcs:
+            if s_ not in names:
+                raise ConfigError(path, f"{at}.sources", f"no source named '{s_}'")
+        for p_ in progs:
+            if p_ not in programmes:
+                raise ConfigError(path, f"{at}.programmes", f"no source has programme '{p_}'")
+        out.append(ClientCertificate(identity=identity, role=role, sources=srcs,
+                                     programmes=progs))
+    return tuple(out)
+
+
+def _encryption(path: Path, data: dict[str, Any]) -> EncryptionConfig | None:
+    if not data:
+        return None
+    ek = _Keys(path, data, {"key_file", "key_env", "builtin_crypto"}, prefix="encryption.")
+    key_file, key_env = ek.str("key_file", None), ek.str("key_env", None)
+    if (key_file is None) == (key_env is None):
+        raise ConfigError(path, "encryption", "name the key in exactly one of key_file "
+                                              "(a file) or key_env (an environment variable)")
+    if key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
+        raise ConfigError(path, "encryption.key_env", "expected an environment variable name")
+    builtin = data.get("builtin_crypto", False)
+    if not isinstance(builtin, bool):
+        raise ConfigError(path, "encryption.builtin_crypto", "expected true or false")
+    return EncryptionConfig(project=path, key_file=path.parent / key_file if key_file else None,
+                            key_env=key_env, builtin_crypto=builtin)
 
 
 def load_project(path: Path | str) -> ProjectConfig:
@@ -424,7 +551,7 @@ def load_project(path: Path | str) -> ProjectConfig:
     sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
                                           "tls", "insecure", "snapshot_seconds",
                                           "max_persons_per_call", "max_page_size",
-                                          "unary_workers", "max_streams"},
+                                          "unary_workers", "max_streams", "clients"},
                prefix="serve.")
     insecure = sk.data.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -442,6 +569,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                         client_ca=files["client_ca"])
     serve = ServeConfig(
         tls=tls, insecure=insecure,
+        clients=_clients(path, sk.data.get("clients"), tls, sources),
         snapshot_seconds=sk.float("snapshot_seconds", ServeConfig.snapshot_seconds, 1.0,
                                   86_400.0),
         shutdown_grace_seconds=sk.float("shutdown_grace_seconds",
@@ -481,6 +609,7 @@ def load_project(path: Path | str) -> ProjectConfig:
                         driver_memory=driver_memory,
                         scratch_dir=(base / scratch) if scratch else None)
     return ProjectConfig(
+        encryption=_encryption(path, k.mapping("encryption")),
         name=k.str("name", path.parent.name) or path.parent.name,
         path=path,
         register=base / (k.str("register", "data/register.duckdb") or ""),

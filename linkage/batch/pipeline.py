@@ -95,8 +95,10 @@ def active_records(cur: duckdb.DuckDBPyConnection) -> Any:
 
 
 def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: ProjectConfig,
-                        progress: Progress, *, retrain: bool = False) -> Model:
-    """The project's model; trained on the engine's loaded records and saved when absent."""
+                        progress: Progress, *, retrain: bool = False,
+                        use_labels: bool = False) -> Model:
+    """The project's model; trained on the engine's loaded records and saved when absent
+    (``use_labels``: m also from reviewers' labelled pairs, :mod:`linkage.matching.labels`)."""
     path = project.model or project.path.parent / "models" / "model.json"
     if path.exists() and not retrain:
         model = Model.load(path)
@@ -108,7 +110,10 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: Pr
                 seed_model = Model.load(path)
             except ModelError as exc:  # another matching definition: start afresh
                 progress(f"  not starting from {path}: {exc}")
-        model = eng.train(progress=progress, prefix=project.name, seed_model=seed_model)
+        from linkage.matching.labels import from_register
+
+        model = eng.train(progress=progress, prefix=project.name, seed_model=seed_model,
+                          labels=from_register(cur) if use_labels else None)
         if path.resolve().is_relative_to(SHIPPED_MODELS_DIR.resolve()):
             # Never overwrite a model shipped with the code: save beside the project.
             path = project.path.parent / "models" / f"{model.version}.json"
@@ -171,7 +176,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
     """
     progress = progress or stderr_progress()
     own = register is None
-    reg = register or Register.open(project.register)
+    reg = register or Register.of(project)
     started = _utcnow()
     run_id = new_run_id(started)
     progress(f"{run_id}: register {reg.path}")

@@ -143,7 +143,8 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
 
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
           max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
-          seed_model: Model | None = None, use_national_ids: bool = False) -> Model:
+          seed_model: Model | None = None, use_national_ids: bool = False,
+          labels: Any = None) -> Model:
     """Train a model on the prepared input table, with or without national IDs.
 
     u by random sampling; m by EM sessions households cannot fill; the birth date and
@@ -154,7 +155,7 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
 
     return training.train(con, table=table, seed=seed, max_pairs=max_pairs,
                           progress=progress, prefix=prefix, seed_model=seed_model,
-                          use_national_ids=use_national_ids)
+                          use_national_ids=use_national_ids, labels=labels)
 
 
 def neutralise_untrained(settings: dict[str, Any]) -> dict[str, Any]:

@@ -63,6 +63,7 @@ import splink.internals.expectation_maximisation as splink_em
 from splink import DuckDBAPI, Linker, block_on
 
 from linkage.engines.duckdb_sql import cap_household_evidence, neutralise_untrained
+from linkage.matching import labels as labelled
 from linkage.matching.model import (
     BLOCKING_KEYS,
     Model,
@@ -416,7 +417,8 @@ def em_over_blocked_pairs(con: duckdb.DuckDBPyConnection, settings: dict[str, An
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
           max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
           seed_model: Model | None = None, use_national_ids: bool = False,
-          em_max_pairs: float = 1e6, final_max_pairs: float = 1e6) -> Model:
+          em_max_pairs: float = 1e6, final_max_pairs: float = 1e6,
+          labels: labelled.Labels | None = None) -> Model:
     """Train a model on the prepared input table, with or without national IDs.
 
     Args:
@@ -431,6 +433,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
         em_max_pairs: pairs per EM session at most (Splink samples larger blocks).
         final_max_pairs: blocked pairs scored by the final EM, about, at most (a uniform
             record sample when the register blocks more).
+        labels: reviewers' labelled pairs: m re-estimated from them at the end
+            (:mod:`linkage.matching.labels`).
 
     Raises:
         ModelError: training found nothing to learn from, or the result is implausible.
@@ -516,6 +520,9 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
         "untrained_no_data": unobserved,
         "training_seconds": round(time.perf_counter() - t0, 1),
     })
+    if labels:
+        model = labelled.apply(con, model, labels, table=table, linker=_linker,
+                               progress=progress)
     model.metadata["warnings"] = check_training(model) + check_parameters(model)
     return model
 
@@ -575,6 +582,7 @@ def describe(model: Model) -> str:
         lines.append(f"prior (probability two random records match): {prior:.4g} "
                      f"({math.log2(prior / (1 - prior)):+.1f} bits); "
                      f"{md.get('prior_method', 'method not recorded')}")
+    lines.extend(labelled.describe(model))
     for w in md.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

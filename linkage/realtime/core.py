@@ -142,7 +142,7 @@ class Realtime:
              options: RealtimeOptions | None = None) -> Realtime:
         """Open the project's register (unless given) and build the index."""
         own = register is None
-        reg = register or Register.open(project.register)
+        reg = register or Register.of(project)
         return cls(project, reg, options=options, own_register=own)
 
     def _new_enroller(self, index: Index) -> Enroller:

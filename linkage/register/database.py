@@ -53,11 +53,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.errors import RegisterLockedError
+from linkage.errors import ConfigError, RegisterLockedError
+
+if TYPE_CHECKING:
+    from linkage.config import EncryptionConfig, ProjectConfig
 
 #: 2: the review queue (review_items, review_decisions, review_views, review_samples) and
 #: the decision behind each constraint. Registers of version 1 gain them when opened.
@@ -217,6 +221,9 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     issued_at TIMESTAMP NOT NULL,
     revoked_at TIMESTAMP
 );
+-- mis clients limited to these programmes (JSON list of programme labels): their reads
+-- return only persons with a record there, and only those records.
+ALTER TABLE api_tokens ADD COLUMN IF NOT EXISTS programmes VARCHAR;
 -- Who read or wrote whose data (linkage.service.audit). Append-only: nothing updates
 -- or deletes a row.
 CREATE SEQUENCE IF NOT EXISTS audit_seq START 1;
@@ -293,6 +300,103 @@ CREATE TABLE IF NOT EXISTS review_samples (
 """
 
 
+#: The catalog name of an encrypted register, attached to a private in-memory database
+#: (DuckDB opens encrypted files only through ATTACH).
+ENCRYPTED_ALIAS = "linkage_register"
+
+
+def _quote_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def enable_encrypted_writes(con: duckdb.DuckDBPyConnection, enc: EncryptionConfig) -> None:
+    """Let ``con`` write encrypted files: OpenSSL from DuckDB's ``httpfs`` extension when
+    it is installed, else DuckDB's built-in module if the project allows it.
+
+    Raises:
+        ConfigError: neither (naming ``encryption.builtin_crypto``).
+    """
+    try:
+        con.execute("LOAD httpfs")  # never INSTALL: that would download
+        return
+    except duckdb.Error:
+        pass
+    if not enc.builtin_crypto:
+        raise ConfigError(enc.project, "encryption.builtin_crypto",
+                          "writing an encrypted register needs DuckDB's httpfs extension "
+                          "(OpenSSL), which is not installed here; install it (INSTALL "
+                          "httpfs), or set builtin_crypto: true to write with DuckDB's "
+                          "built-in crypto, which DuckDB marks unsafe for writing "
+                          "(see docs/OPERATIONS.md)")
+    con.execute("SET force_mbedtls_unsafe = true")
+
+
+def attach_encrypted(con: duckdb.DuckDBPyConnection, path: Path, alias: str,
+                     enc: EncryptionConfig, *, read_only: bool) -> None:
+    """``ATTACH path AS alias`` with the project's key (bound, never in the SQL text).
+
+    Raises:
+        ConfigError: the key is missing, wrong, or the file is not encrypted (naming the
+            project file's ``encryption`` key, never the key).
+        RegisterLockedError: another process holds the file.
+    """
+    key = enc.key()
+    opts = "ENCRYPTION_KEY ?" + (", READ_ONLY" if read_only else "")
+    try:
+        con.execute(f"ATTACH {_quote_path(path)} AS {alias} ({opts})", [key])
+    except duckdb.InvalidInputException as exc:
+        if "key" in str(exc).lower():
+            raise ConfigError(enc.project, "encryption", f"the key does not open {path} "
+                              "(a wrong key, or the file was encrypted with another)") from None
+        raise
+    except duckdb.CatalogException as exc:
+        if "not encrypted" in str(exc):
+            raise ConfigError(enc.project, "encryption", f"{path} is not encrypted, but the "
+                              "project names a key: encrypt it (docs/OPERATIONS.md) or "
+                              "remove encryption") from None
+        raise
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise _locked(path) from None
+        raise
+
+
+def _locked(path: Path) -> RegisterLockedError:
+    return RegisterLockedError(
+        f"{path} is in use by another process (a running `linkage serve` or "
+        "`linkage run`); stop it or use that server's batch control")
+
+
+def connect(path: Path, *, read_only: bool, encryption: EncryptionConfig | None
+            ) -> duckdb.DuckDBPyConnection:
+    """A connection whose default catalog is the database file at ``path``, encrypted with
+    the project's key when it has one: the one way linkage opens a register file (the
+    register, its snapshot, backups)."""
+    if encryption is None:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise _locked(path) from exc
+            raise
+        except duckdb.CatalogException as exc:
+            if "encrypted" in str(exc):
+                raise ConfigError(path, None, "the file is encrypted: name its key in the "
+                                  "project file (encryption.key_file or encryption.key_env)"
+                                  ) from None
+            raise
+    con = duckdb.connect()
+    try:
+        if not read_only:
+            enable_encrypted_writes(con, encryption)
+        attach_encrypted(con, path, ENCRYPTED_ALIAS, encryption, read_only=read_only)
+        con.execute(f"USE {ENCRYPTED_ALIAS}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 class Register:
     """A handle on the register file.
 
@@ -302,27 +406,33 @@ class Register:
         ...     cur.execute("SELECT count(*) FROM records").fetchall()
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path,
+                 encryption: EncryptionConfig | None = None):
         self._con = con
         self.path = path
+        #: the key's whereabouts when the file is encrypted: its copies (snapshot,
+        #: backups) are encrypted with the same key
+        self.encryption = encryption
 
     @classmethod
-    def open(cls, path: Path | str, *, read_only: bool = False) -> Register:
-        """Open (creating if needed) the register and make sure its schema exists."""
+    def of(cls, project: ProjectConfig, *, read_only: bool = False) -> Register:
+        """The project's register, with its encryption key when it names one."""
+        return cls.open(project.register, read_only=read_only, encryption=project.encryption)
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False,
+             encryption: EncryptionConfig | None = None) -> Register:
+        """Open (creating if needed) the register and make sure its schema exists.
+
+        With ``encryption`` the file is encrypted at rest with that key (created so, or
+        opened with it); see :func:`connect`."""
         path = Path(path)
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.exists():
             raise FileNotFoundError(f"no register at {path}: run `linkage run` first")
-        try:
-            con = duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise RegisterLockedError(
-                    f"{path} is in use by another process (a running `linkage serve` or "
-                    "`linkage run`); stop it or use that server's batch control") from exc
-            raise
-        reg = cls(con, path)
+        con = connect(path, read_only=read_only, encryption=encryption)
+        reg = cls(con, path, encryption)
         if not read_only:
             con.execute(SCHEMA)
             # The schema above migrates older files in place (IF NOT EXISTS), so the
@@ -333,7 +443,10 @@ class Register:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor: its own transaction context, safe to use from one thread."""
-        return self._con.cursor()
+        cur = self._con.cursor()
+        if self.encryption is not None:  # a new connection: its default catalog again
+            cur.execute(f"USE {ENCRYPTED_ALIAS}")
+        return cur
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

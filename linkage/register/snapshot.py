@@ -26,12 +26,16 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from linkage.errors import LinkageError, RegisterLockedError
 from linkage.register import store
-from linkage.register.database import Register, query
+from linkage.register.database import Register, _quote_path, attach_encrypted, query
+
+if TYPE_CHECKING:
+    from linkage.config import EncryptionConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +54,6 @@ def secret_path(register: Path) -> Path:
     return register.with_name(register.stem + ".id_secret")
 
 
-def _quote_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -62,7 +62,8 @@ def copy_database(register: Register, dest: Path, *, keep_secret: bool,
                   notes: dict[str, str]) -> None:
     """Copy the whole register, in one transaction, to ``dest`` (replaced atomically).
 
-    ``notes`` are added to the copy's ``meta`` (``snapshot_at``, ``backup_of`` ...).
+    ``notes`` are added to the copy's ``meta`` (``snapshot_at``, ``backup_of`` ...). An
+    encrypted register's copy is encrypted with the same key.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
@@ -71,7 +72,10 @@ def copy_database(register: Register, dest: Path, *, keep_secret: bool,
     cur = register.cursor()
     try:
         (name,) = query(cur, "SELECT current_database()")[0]
-        cur.execute(f"ATTACH {_quote_path(tmp)} AS linkage_copy")
+        if register.encryption is not None:
+            attach_encrypted(cur, tmp, "linkage_copy", register.encryption, read_only=False)
+        else:
+            cur.execute(f"ATTACH {_quote_path(tmp)} AS linkage_copy")
         try:
             cur.execute("BEGIN TRANSACTION")
             try:
@@ -184,8 +188,10 @@ class Snapshotter:
                 self._cond.notify_all()
 
 
-def open_for_reading(register: Path) -> tuple[Register, str | None]:
-    """The register read-only, or its snapshot when a server holds it.
+def open_for_reading(register: Path, encryption: EncryptionConfig | None = None
+                     ) -> tuple[Register, str | None]:
+    """The register read-only, or its snapshot when a server holds it (both with the
+    project's key when it is encrypted).
 
     Returns:
         The open register and, for a snapshot, a note saying of when.
@@ -194,12 +200,12 @@ def open_for_reading(register: Path) -> tuple[Register, str | None]:
         RegisterLockedError: locked and no snapshot (a server of an older version).
     """
     try:
-        return Register.open(register, read_only=True), None
+        return Register.open(register, read_only=True, encryption=encryption), None
     except RegisterLockedError:
         snap = snapshot_path(register)
         if not snap.exists():
             raise
-    reg = Register.open(snap, read_only=True)
+    reg = Register.open(snap, read_only=True, encryption=encryption)
     cur = reg.cursor()
     try:
         rows = query(cur, "SELECT value FROM meta WHERE key = 'snapshot_at'")
@@ -210,38 +216,42 @@ def open_for_reading(register: Path) -> tuple[Register, str | None]:
                  f"({snap.name})")
 
 
-def backup(register: Path, out: Path) -> str:
+def backup(register: Path, out: Path, encryption: EncryptionConfig | None = None) -> str:
     """Write a backup of the register at ``register`` to the file ``out``; returns a line
-    saying what it holds. Works whether or not a server holds the register."""
+    saying what it holds. Works whether or not a server holds the register. The backup of
+    an encrypted register is encrypted with the same key."""
     if out.exists():
         raise BackupError(f"{out} exists: choose a new file name")
     stamp = _now().isoformat(timespec="seconds")
     try:
-        reg = Register.open(register)  # writable: ATTACH needs it; nobody else has it
+        # writable: ATTACH needs it; nobody else has it
+        reg = Register.open(register, encryption=encryption)
     except RegisterLockedError:
-        return _backup_from_snapshot(register, out, stamp)
+        return _backup_from_snapshot(register, out, stamp, encryption)
     try:
         copy_database(reg, out, keep_secret=True,
                       notes={"backup_of": str(register), "backup_at": stamp})
-        n_persons, n_queued = _counts(out)
+        n_persons, n_queued = _counts(out, encryption)
     finally:
         reg.close()
     return (f"backup of {register} at {stamp} UTC: {n_persons:,} live persons, "
             f"{n_queued:,} journaled enrolment(s), ID secret included")
 
 
-def _counts(path: Path) -> tuple[int, int]:
-    con = duckdb.connect(str(path), read_only=True)
+def _counts(path: Path, encryption: EncryptionConfig | None) -> tuple[int, int]:
+    reg = Register.open(path, read_only=True, encryption=encryption)
+    cur = reg.cursor()
     try:
-        (persons,) = con.execute("SELECT count(*) FROM persons WHERE status = 'live'"
-                                 ).fetchall()[0]
-        (queued,) = con.execute("SELECT count(*) FROM enrol_queue").fetchall()[0]
+        (persons,) = query(cur, "SELECT count(*) FROM persons WHERE status = 'live'")[0]
+        (queued,) = query(cur, "SELECT count(*) FROM enrol_queue")[0]
     finally:
-        con.close()
+        cur.close()
+        reg.close()
     return persons, queued
 
 
-def _backup_from_snapshot(register: Path, out: Path, stamp: str) -> str:
+def _backup_from_snapshot(register: Path, out: Path, stamp: str,
+                          encryption: EncryptionConfig | None) -> str:
     snap, secret = snapshot_path(register), secret_path(register)
     if not snap.exists() or not secret.exists():
         raise RegisterLockedError(f"{register} is in use and its server keeps no snapshot: "
@@ -249,7 +259,8 @@ def _backup_from_snapshot(register: Path, out: Path, stamp: str) -> str:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.copyfile(snap, tmp)  # renamed into place by the server: never half-written
     os.chmod(tmp, 0o600)
-    con = duckdb.connect(str(tmp))
+    reg = Register.open(tmp, encryption=encryption)
+    con = reg.cursor()
     try:
         con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                     [SECRET_KEY, secret.read_text(encoding="ascii").strip()])
@@ -259,15 +270,19 @@ def _backup_from_snapshot(register: Path, out: Path, stamp: str) -> str:
         con.execute("DELETE FROM meta WHERE key IN ('snapshot_at', 'snapshot_of')")
     finally:
         con.close()
+        reg.close()
     os.replace(tmp, out)
-    n_persons, n_queued = _counts(out)
+    n_persons, n_queued = _counts(out, encryption)
     return (f"backup of {register} (served: its snapshot of {at} UTC): {n_persons:,} live "
             f"persons, {n_queued:,} journaled enrolment(s), ID secret included")
 
 
-def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids: int = 0
-            ) -> str:
+def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids: int = 0,
+            encryption: EncryptionConfig | None = None) -> str:
     """Put ``backup_file`` in place of the register at ``register``.
+
+    With ``encryption`` the backup must open with the project's key (a backup of an
+    encrypted register is encrypted with its key).
 
     ``skip_ids`` moves the ID counter on: when the backup is older than the last IDs
     issued (a disaster recovery), pass more than were issued since, so that none of them
@@ -280,10 +295,11 @@ def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids:
         RegisterLockedError: a process holds the register.
     """
     try:
-        con = duckdb.connect(str(backup_file), read_only=True)
+        reg = Register.open(backup_file, read_only=True, encryption=encryption)
     except (duckdb.Error, OSError) as exc:
         raise BackupError(f"{backup_file} is not a DuckDB file: {exc.__class__.__name__}"
                           ) from exc
+    con = reg.cursor()
     try:
         try:
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
@@ -291,13 +307,15 @@ def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids:
             raise BackupError(f"{backup_file} is not a linkage register backup") from exc
     finally:
         con.close()
+        reg.close()
     if SECRET_KEY not in meta:
         raise BackupError(f"{backup_file} has no ID secret (a snapshot, not a backup): "
                           "restoring it would issue different person IDs")
     if register.exists():
         if not force:
             raise BackupError(f"{register} exists: pass --force to replace it")
-        Register.open(register, read_only=True).close()  # RegisterLockedError when in use
+        # RegisterLockedError when in use
+        Register.open(register, read_only=True, encryption=encryption).close()
     register.parent.mkdir(parents=True, exist_ok=True)
     tmp = register.with_name(f".{register.name}.restore-{os.getpid()}")
     shutil.copyfile(backup_file, tmp)
@@ -308,7 +326,7 @@ def restore(backup_file: Path, register: Path, *, force: bool = False, skip_ids:
         stale.unlink(missing_ok=True)
     note = ""
     if skip_ids:
-        reg = Register.open(register)
+        reg = Register.open(register, encryption=encryption)
         try:
             with reg.transaction() as cur:
                 nxt = store.skip_ids(cur, skip_ids)

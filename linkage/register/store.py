@@ -914,11 +914,14 @@ def drop_journaled(cur: Cursor, seqs: Iterable[int]) -> None:
 
 
 def add_token(cur: Cursor, token_id: str, name: str, role: str, token_sha256: str, *,
-              sources: Sequence[str] = (), now: dt.datetime | None = None) -> None:
+              sources: Sequence[str] = (), programmes: Sequence[str] = (),
+              now: dt.datetime | None = None) -> None:
     """Record an issued API token (its hash only)."""
-    cur.execute("INSERT INTO api_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
+    cur.execute("INSERT INTO api_tokens (token_id, name, role, token_sha256, sources, "
+                "issued_at, revoked_at, programmes) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
                 [token_id, name, role, token_sha256,
-                 json.dumps(sorted(sources)) if sources else None, now or _now()])
+                 json.dumps(sorted(sources)) if sources else None, now or _now(),
+                 json.dumps(sorted(programmes)) if programmes else None])
 
 
 def revoke_token(cur: Cursor, token_id: str, *, now: dt.datetime | None = None) -> bool:
@@ -933,9 +936,9 @@ def revoke_token(cur: Cursor, token_id: str, *, now: dt.datetime | None = None) 
 
 def load_tokens(cur: Cursor) -> list[tuple]:
     """Every token row: (token_id, name, role, token_sha256, sources JSON, issued_at,
-    revoked_at), in issue order."""
+    revoked_at, programmes JSON), in issue order."""
     return query(cur, "SELECT token_id, name, role, token_sha256, sources, issued_at, "
-                      "revoked_at FROM api_tokens ORDER BY issued_at, token_id")
+                      "revoked_at, programmes FROM api_tokens ORDER BY issued_at, token_id")
 
 
 AUDIT_COLUMNS = ("called_at", "client", "role", "method", "outcome", "person_ids", "record_keys",

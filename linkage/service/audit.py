@@ -204,6 +204,16 @@ class AuditTrail:
             self._pending += 1
         self._queue.put(row)
 
+    def note(self, principal: auth.Principal | None, method: str, outcome: str, *,
+             persons: list[str] = (), keys: list[str] = (), detail: str = "") -> None:  # type: ignore[assignment]
+        """A row for something done outside gRPC (the reviewers' web page: ``method``
+        such as ``web/Login``), in the same table and form."""
+        call = _Call(method)
+        call.principal = principal
+        call.persons.extend(persons)
+        call.keys.extend(keys)
+        self.record(call, outcome, detail)
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is written."""
         with self._idle:

@@ -64,7 +64,7 @@ from linkage.errors import (
 from linkage.matching.model import ModelError
 from linkage.realtime.core import Realtime, RealtimeOptions
 from linkage.service.audit import AuditCalls, AuditTrail
-from linkage.service.auth import Authorise, TokenBook
+from linkage.service.auth import Authorise, Scope, TokenBook
 from linkage.service.limits import (
     DecodedStream,
     RequestTooLarge,
@@ -391,7 +391,8 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
         raise ValueError(f"plaintext gRPC on {host} refused: serve TLS (serve.tls in the "
                          f"project file) or bind a loopback address")
     limits = limits or ServiceLimits()
-    tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host))
+    clients = core.project.serve.clients if tls is not None and tls.client_ca else ()
+    tokens = tokens or TokenBook(core.register, allow_open=is_loopback(host) and not clients)
     options = [("grpc.max_receive_message_length", max_receive_message_bytes),
                ("grpc.so_reuseport", 0)]
     unary_workers = unary_workers or core.project.serve.unary_workers
@@ -411,7 +412,9 @@ def create_server(core: Realtime, *, host: str = "127.0.0.1", port: int = 0,
     # The limiter inside the exception mapper: its refusal becomes RESOURCE_EXHAUSTED;
     # after authorisation, so a caller without credentials holds no stream slot.
     server = grpc.server(pool, interceptors=[ExceptionToStatus(limits),
-                                             AuditCalls(audit, outcome), Authorise(tokens),
+                                             AuditCalls(audit, outcome),
+                                             Authorise(tokens, certificates=clients,
+                                                       scope=Scope.of_core(core)),
                                              StreamLimiter(max_streams), *interceptors],
                          options=options)
     pb_grpc.add_LinkageServiceServicer_to_server(LinkageServicer(core, limits), server)
@@ -552,8 +555,9 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
                                   max_persons_per_call=project.serve.max_persons_per_call,
                                   max_page_size=project.serve.max_page_size)
     core = Realtime.open(project, options=options)
-    tokens = TokenBook(core.register, allow_open=is_loopback(host))
-    if tokens.live_count == 0 and not is_loopback(host):
+    # Clients identified by certificate: never open mode.
+    tokens = TokenBook(core.register, allow_open=is_loopback(host) and not project.serve.clients)
+    if tokens.live_count == 0 and not project.serve.clients and not is_loopback(host):
         core.close()
         raise ConfigError(project.path, "serve", f"no API token issued: {host} is not loopback, "
                           f"so every call would be refused; issue one with `linkage token "
@@ -562,8 +566,12 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     pool = futures.ThreadPoolExecutor(
         max_workers=project.serve.unary_workers + project.serve.max_streams,
         thread_name_prefix="linkage-rpc")
+    audit = AuditTrail(core.register, on_write=core.snapshots.changed
+                       if core.snapshots is not None else None)
+    core.closers.append(audit.close)
     server, bound = create_server(core, host=host, port=port, health_servicer=health_servicer,
-                                  limits=limits, thread_pool=pool, tls=tls, tokens=tokens)
+                                  limits=limits, thread_pool=pool, tls=tls, tokens=tokens,
+                                  audit=audit)
     if tokens.open_mode:
         warning = ("OPEN MODE: no API token is issued, so every call on this loopback port is "
                    "allowed without credentials. Issue tokens (`linkage token issue`) before "
@@ -588,13 +596,15 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     if web_port is not None:  # the reviewers' web page, same core, its own port
         from linkage.web.app import for_core, start
 
-        # The page has no TLS and no login of its own yet: it never leaves loopback
-        # (reviewers reach it through an SSH tunnel or a TLS reverse proxy).
-        web_host = host if is_loopback(host) else "127.0.0.1"
+        # With TLS (the gRPC certificate) and sign-in by reviewer token, the page is served
+        # where the API is; in plaintext it never leaves loopback.
+        web_host = host if tls is not None or is_loopback(host) else "127.0.0.1"
         if web_host != host:
-            log.warning("reviewers' web page kept on 127.0.0.1 (no TLS or login of its own)")
-        web, _ = start(for_core(core), web_host, web_port)
-        print(f"reviewers' web page on http://{web_host}:{web.server_address[1]}/", flush=True)
+            log.warning("reviewers' web page kept on 127.0.0.1 (plaintext)")
+        web, _ = start(for_core(core, tokens=tokens, audit=audit), web_host, web_port, tls)
+        scheme = "https" if tls is not None else "http"
+        print(f"reviewers' web page on {scheme}://{web_host}:{web.server_address[1]}/",
+              flush=True)
     if ready:
         ready(bound)
     try:

@@ -12,6 +12,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "queue": {"en": "Review queue", "fr": "File de revue"},
     "report": {"en": "Run report", "fr": "Rapport d'exécution"},
     "reviewer": {"en": "Reviewer", "fr": "Réviseur"},
+    "login": {"en": "Sign in", "fr": "Connexion"},
+    "token": {"en": "Reviewer token", "fr": "Jeton de réviseur"},
+    "logout": {"en": "Sign out", "fr": "Déconnexion"},
+    "signed_in": {"en": "Signed in as", "fr": "Connecté en tant que"},
+    "login_help": {"en": "Paste the reviewer token you were given (linkage token issue "
+                         "--role reviewer).",
+                   "fr": "Collez le jeton de réviseur qui vous a été remis (linkage token "
+                         "issue --role reviewer)."},
+    "login_failed": {"en": "This token is not valid.", "fr": "Ce jeton n'est pas valide."},
+    "login_refused": {"en": "This token may not use the review page (reviewer or admin "
+                            "tokens only).",
+                      "fr": "Ce jeton ne donne pas accès à la page de revue (jetons de "
+                            "réviseur ou d'administrateur seulement)."},
+    "signed_out": {"en": "Signed out.", "fr": "Déconnecté."},
     "set": {"en": "Set", "fr": "Valider"},
     "who_first": {"en": "Say who you are first: your name is recorded with every view and "
                         "decision.",

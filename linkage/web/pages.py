@@ -54,16 +54,34 @@ def esc(v: object) -> str:
     return html.escape("" if v is None else str(v))
 
 
+def login_page(*, lang: str, back: str) -> str:
+    """The sign-in form: a reviewer (or admin) token, never kept by the page."""
+    return (f'<h1 id="login-title">{s("login", lang)}</h1><p>{s("login_help", lang)}</p>'
+            f'<form method="post" action="/login" id="login"><label>{s("token", lang)} '
+            f'<input type="password" name="token" id="token" required autocomplete="off" '
+            f'maxlength="200" size="60"></label> <button id="login-button">{s("login", lang)}'
+            f'</button><input type="hidden" name="back" value="{esc(back)}"></form>')
+
+
 def layout(title: str, body: str, *, lang: str, reviewer: str | None, path: str,
-           flash: str = "", flash_error: bool = False) -> str:
+           flash: str = "", flash_error: bool = False, signed_in: bool | None = None) -> str:
+    """The page around ``body``. ``signed_in``: None when the page has no login (open mode
+    on loopback: the reviewer names themself), else whether a reviewer is signed in."""
     switch = " | ".join(
         f'<a href="{esc(path)}{"&" if "?" in path else "?"}lang={code}" '
         f'hreflang="{code}" id="lang-{code}">{"English" if code == "en" else "Français"}</a>'
         for code in LANGS)
-    who = (f'<form method="post" action="/reviewer"><label>{s("reviewer", lang)} '
-           f'<input name="reviewer" id="reviewer" value="{esc(reviewer)}" required '
-           f'maxlength="100"></label> <button>{s("set", lang)}</button>'
-           f'<input type="hidden" name="back" value="{esc(path)}"></form>')
+    if signed_in is None:
+        who = (f'<form method="post" action="/reviewer"><label>{s("reviewer", lang)} '
+               f'<input name="reviewer" id="reviewer" value="{esc(reviewer)}" required '
+               f'maxlength="100"></label> <button>{s("set", lang)}</button>'
+               f'<input type="hidden" name="back" value="{esc(path)}"></form>')
+    elif signed_in:
+        who = (f'<form method="post" action="/logout"><span id="signed-in">'
+               f'{s("signed_in", lang)} <b>{esc(reviewer)}</b></span> '
+               f'<button id="logout">{s("logout", lang)}</button></form>')
+    else:
+        who = ""
     note = (f'<p class="flash{" err" if flash_error else ""}" id="flash">{esc(flash)}</p>'
             if flash else "")
     return (f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
