@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from linkage.engines import Engine
+from linkage.engines import Engine, common
 from linkage.engines.common import AFFECTED, NEAR
 from linkage.matching.definition import BLOCKING_KEYS, KEY_CAPS, definition_sha256
 from linkage.matching.model import Model
@@ -57,7 +58,8 @@ from linkage.matching.model import Model
 MARGIN_BITS = 2.0
 #: Above this share of affected records an incremental run would save little: full.
 MAX_AFFECTED_SHARE = 0.3
-STATE_VERSION = 1
+#: 2: rows.parquet holds the capped keys, state.json the comparisons per rule.
+STATE_VERSION = 2
 #: Engines whose restricted scoring a test has shown equal to a full run
 #: (tests/test_incremental.py). The Spark engine implements ``restrict`` too, untested yet.
 INCREMENTAL_ENGINES = ("duckdb",)
@@ -73,12 +75,19 @@ class Plan:
     affected: int = 0
     drift_bits: float = 0.0  # accumulated since the last full run, this run included
     details: dict[str, Any] = field(default_factory=dict)
+    #: The blocking report's counts, for an incremental run (a full run counts its pairs).
+    comparisons_by_rule: dict[str, int] | None = None
+    #: What this run did not redo, in words (the summary's ``skipped``).
+    skipped: list[str] = field(default_factory=list)
+    #: Work the plan did that :func:`collect` reuses: record hashes with keys, tf tables.
+    rows: pa.Table | None = None
+    tfs: dict[str, pa.Table] | None = None
 
     def summary(self) -> dict[str, Any]:
-        out = {"mode": self.mode, "reason": self.reason}
+        out: dict[str, Any] = {"mode": self.mode, "reason": self.reason}
         if self.mode == "incremental":
             out.update(affected_records=self.affected, drift_bits=round(self.drift_bits, 4),
-                       **self.details)
+                       **self.details, skipped=list(self.skipped))
         return out
 
 
@@ -109,14 +118,7 @@ def fingerprint(project: Any, model: Model, engine: str) -> dict[str, Any]:
 
 def tf_columns(model: Model) -> dict[str, list[tuple[str, float]]]:
     """Per comparison, its term-frequency columns with their adjustment weights."""
-    out: dict[str, list[tuple[str, float]]] = {}
-    for comp in model.settings["comparisons"]:
-        for lvl in comp["comparison_levels"]:
-            col = lvl.get("tf_adjustment_column")
-            if col:
-                out.setdefault(comp["output_column_name"], []).append(
-                    (col, float(lvl.get("tf_adjustment_weight", 1.0))))
-    return out
+    return common.tf_columns(model.settings)
 
 
 def _read_state(register: Path) -> tuple[dict[str, Any], Path] | None:
@@ -129,30 +131,86 @@ def _read_state(register: Path) -> tuple[dict[str, Any], Path] | None:
 
 def _tf_rise(old: pa.Table, new: pa.Table) -> float:
     """The most ``log2(tf_old / tf_new)`` over values in both: a weight's largest rise."""
-    o = dict(zip(old.column("value").to_pylist(), old.column("tf").to_pylist(), strict=True))
-    worst = 0.0
-    for v, tf in zip(new.column("value").to_pylist(), new.column("tf").to_pylist(),
-                     strict=True):
-        before = o.get(v)
-        if before:
-            worst = max(worst, math.log2(before / tf))
-    return worst
+    both = new.join(old.rename_columns(["value", "tf_old"]), "value", join_type="inner")
+    both = both.filter(pc.greater(both.column("tf_old"), 0))
+    if both.num_rows == 0:
+        return 0.0
+    rise = pc.max(pc.log2(pc.divide(both.column("tf_old"), both.column("tf")))).as_py()
+    return max(0.0, float(rise))
 
 
-def _near_components(pairs: pa.Table, keep: set[str]) -> tuple[list[str], list[str]]:
+def _affected(rows: pa.Table, old: pa.Table) -> pa.ChunkedArray | pa.Array:
+    """Per loaded record (in ``rows``' order): new, or its hash differs from last run's."""
+    at = pc.index_in(rows.column("uid"), value_set=old.column("uid").combine_chunks())
+    before = old.column("row_hash").combine_chunks().take(at)
+    return pc.fill_null(pc.not_equal(rows.column("row_hash"), before), True)
+
+
+def _near_components(pairs: pa.Table, keep: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Near components of the last run's near pairs between records in ``keep``.
 
-    Returns (uid, label) lists; the label is the component's smallest uid.
+    Returns (uids, labels), uids sorted; a label is its component's smallest uid.
     """
     from linkage.batch.clustering import _components
 
-    left, right = pairs.column("uid_l").to_pylist(), pairs.column("uid_r").to_pylist()
-    edges = [(a, b) for a, b in zip(left, right, strict=True) if a in keep and b in keep]
-    uids = sorted({u for e in edges for u in e})
-    index = {u: i for i, u in enumerate(uids)}
-    comp = _components(len(uids), np.array([index[a] for a, _ in edges], dtype=np.int64),
-                       np.array([index[b] for _, b in edges], dtype=np.int64))
-    return uids, [uids[c] for c in comp]
+    inside = pc.and_(pc.is_in(pairs.column("uid_l"), value_set=keep),
+                     pc.is_in(pairs.column("uid_r"), value_set=keep))
+    pairs = pairs.filter(inside)
+    left, right = (pairs.column(c).combine_chunks().cast(pa.string()) for c in ("uid_l", "uid_r"))
+    uids = pc.unique(pa.concat_arrays([left, right]))
+    uids = uids.take(pc.sort_indices(uids))
+    # Indices follow the sorted uids, so a component's smallest index is its smallest uid.
+    comp = _components(len(uids), pc.index_in(left, value_set=uids).to_numpy().astype(np.int64),
+                       pc.index_in(right, value_set=uids).to_numpy().astype(np.int64))
+    return uids, uids.take(pa.array(comp))
+
+
+def comparisons_touching(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
+    """Per rule, the blocked pairs of ``table``'s records that touch a flagged one.
+
+    ``table`` has ``uid``, the capped key columns and a boolean ``flag``. A pair counts
+    under the first rule that blocks it, as Splink's blocked pairs do
+    (:func:`linkage.engines.common.comparisons_from_blocked_pairs`): equal non-null keys
+    for that rule and no earlier rule's. Work is proportional to the flagged records'
+    blocks, not to the register.
+    """
+    cols = common.key_columns()
+    out: dict[str, int] = {}
+    for i, (name, col) in enumerate(zip(BLOCKING_KEYS, cols, strict=True)):
+        earlier = " OR ".join(f"coalesce(s.{c} = o.{c}, false)" for c in cols[:i]) or "false"
+        ((n,),) = con.execute(f"""
+            SELECT count(*) FROM {table} s JOIN {table} o ON s.{col} = o.{col}
+            WHERE s.flag AND s.uid <> o.uid AND (NOT o.flag OR s.uid < o.uid)
+              AND NOT ({earlier})""").fetchall()
+        out[name] = int(n)
+    return out
+
+
+def _comparisons(before: dict[str, int], old_rows: Path, rows: pa.Table, affected: Any,
+                 unaffected: pa.Array) -> dict[str, int]:
+    """This run's comparisons per rule from last run's, without recounting every block.
+
+    Records unaffected by the run have the same capped keys as last night (their hash
+    covers them), so the pairs between two of them, and the rule generating each, are
+    last night's. Last night's pairs touching any other record (changed, now capped or
+    uncapped, vanished) are taken off, counted on last night's keys; tonight's pairs
+    touching an affected record are added, counted on tonight's keys.
+    """
+    con = duckdb.connect()
+    try:
+        con.register("linkage_tonight", rows.select(["uid", *common.key_columns()])
+                     .append_column("flag", affected))
+        con.register("linkage_unaffected", pa.table({"uid": unaffected}))
+        con.execute(f"""
+            CREATE TEMP TABLE linkage_last AS
+            SELECT uid, {', '.join(common.key_columns())},
+                   uid NOT IN (SELECT uid FROM linkage_unaffected) AS flag
+            FROM read_parquet('{old_rows.as_posix()}')""")
+        gone = comparisons_touching(con, "linkage_last")
+        came = comparisons_touching(con, "linkage_tonight")
+    finally:
+        con.close()
+    return {k: before[k] - gone[k] + came[k] for k in BLOCKING_KEYS}
 
 
 def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: str,
@@ -160,6 +218,8 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     """Decide the run's mode; for an incremental run, mark the engine's loaded records.
 
     ``model`` is the project's model, ``run_model`` the same with this register's prior.
+    Everything here is vectorised (Arrow, SQL): its cost follows the register's size
+    with a small constant, and the changes' size for the blocking counts.
     """
     if full:
         return Plan("full", "--full given")
@@ -179,18 +239,14 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     changed = sorted(k for k in wanted if state.get("fingerprint", {}).get(k) != wanted[k])
     if changed:
         return Plan("full", f"changed since run {last_run_id}: {', '.join(changed)}")
-    hashes = eng.row_hashes()
-    n = hashes.num_rows
-    old = pq.read_table(d / "rows.parquet")
-    before = dict(zip(old.column("uid").to_pylist(), old.column("row_hash").to_pylist(),
-                      strict=True))
-    uids = hashes.column("uid").to_pylist()
-    affected = [before.get(u) != h for u, h in
-                zip(uids, hashes.column("row_hash").to_pylist(), strict=True)]
-    n_affected = sum(affected)
+    rows = eng.row_hashes()
+    n = rows.num_rows
+    old = pq.read_table(d / "rows.parquet", columns=["uid", "row_hash"])
+    affected = _affected(rows, old)
+    n_affected = int(pc.sum(affected).as_py() or 0)
     if n and n_affected / n > MAX_AFFECTED_SHARE:
         return Plan("full", f"{n_affected:,} of {n:,} records new or changed "
-                            f"(over {MAX_AFFECTED_SHARE:.0%})")
+                            f"(over {MAX_AFFECTED_SHARE:.0%})", rows=rows)
     # The most a pair of unaffected records can have gained: prior, then term frequencies.
     rise = weight(run_model.settings["probability_two_random_records_match"]) - weight(
         state["prior"])
@@ -201,18 +257,31 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     drift = float(state.get("drift_bits", 0.0)) + max(0.0, rise)
     if drift >= MARGIN_BITS:
         return Plan("full", f"weights of unchanged pairs may have risen by {drift:.2f} bits "
-                            f"since the last full run (incremental up to {MARGIN_BITS} bits)")
-    unaffected = {u for u, a in zip(uids, affected, strict=True) if not a}
+                            f"since the last full run (incremental up to {MARGIN_BITS} bits)",
+                    rows=rows, tfs=tfs)
+    uids = rows.column("uid").combine_chunks()
+    unaffected = pc.filter(uids, pc.invert(affected))
+    if isinstance(unaffected, pa.ChunkedArray):
+        unaffected = unaffected.combine_chunks()
     near_uids, near_labels = _near_components(pq.read_table(d / "near.parquet"), unaffected)
-    label = dict(zip(near_uids, near_labels, strict=True))
-    marks = pa.table({"uid": uids, AFFECTED: affected,
-                      NEAR: pa.array([label.get(u) for u in uids], pa.string())})
+    label = near_labels.take(pc.index_in(uids, value_set=near_uids))
+    marks = pa.table({"uid": uids, AFFECTED: affected, NEAR: label})
+    comparisons = _comparisons(state["comparisons_by_rule"], d / "rows.parquet", rows,
+                               affected, unaffected)
     eng.restrict(marks)
+    n_near = len(pc.unique(near_labels)) if len(near_labels) else 0
     reason = (f"{n_affected:,} of {n:,} records new or changed since run {last_run_id}; "
               f"weights of unchanged pairs rose at most {drift:.3f} bits since the last "
               f"full run (< {MARGIN_BITS})")
+    skipped = [
+        "the blocking analysis over every block (counts carried over from the last run, "
+        "corrected by the pairs touching the changed records)",
+        f"scoring the pairs between the {n - n_affected:,} unchanged records, except the "
+        f"{len(near_uids):,} records near the review threshold",
+    ]
     return Plan("incremental", reason, marks, n_affected, drift,
-                {"near_components": len(set(near_labels)), "near_records": len(near_uids)})
+                {"near_components": n_near, "near_records": len(near_uids)},
+                comparisons_by_rule=comparisons, skipped=skipped, rows=rows, tfs=tfs)
 
 
 @dataclass
@@ -226,16 +295,18 @@ class State:
 
 
 def collect(project: Any, eng: Engine, model: Model, run_model: Model, near: pa.Table, *,
-            engine: str, run_id: str, plan_: Plan) -> State:
-    """This run's state: record hashes, near pairs, term frequencies, prior and drift."""
-    rows = eng.row_hashes()
+            engine: str, run_id: str, plan_: Plan, comparisons_by_rule: dict[str, int]
+            ) -> State:
+    """This run's state: record hashes with their capped keys, near pairs, term
+    frequencies, comparisons per rule, prior and drift (what the plan computed is reused)."""
+    rows = plan_.rows if plan_.rows is not None else eng.row_hashes()
     columns = sorted({c for cols in tf_columns(model).values() for c, _ in cols})
+    tfs = plan_.tfs if plan_.tfs is not None else eng.term_frequencies(columns)
     state = {"run_id": run_id, "fingerprint": fingerprint(project, model, engine),
              "prior": run_model.settings["probability_two_random_records_match"],
-             "records": rows.num_rows,
+             "records": rows.num_rows, "comparisons_by_rule": dict(comparisons_by_rule),
              "drift_bits": plan_.drift_bits if plan_.mode == "incremental" else 0.0}
-    return State(state, rows, near.select(["uid_l", "uid_r"]),
-                 eng.term_frequencies(columns))
+    return State(state, rows, near.select(["uid_l", "uid_r"]), tfs)
 
 
 def save(register: Path, st: State) -> Path:

@@ -201,7 +201,10 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                                         retrain=retrain)
                 progress(f"mode: {plan.mode} ({plan.reason})")
                 eng.use_model(run_model)
-                blocking = eng.count_comparisons(blocking)
+                if plan.comparisons_by_rule is not None:  # incremental: from the plan
+                    blocking.comparisons_by_rule = plan.comparisons_by_rule
+                else:
+                    blocking = eng.count_comparisons(blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
                 progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")
                 progress("predicting" + (" (pairs touching new or changed records, and near "
@@ -219,7 +222,8 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 n_links = _store_links(cur, links, run_id, project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
                 state = incremental.collect(project, eng, model, run_model, near,
-                                            engine=engine_name, run_id=run_id, plan_=plan)
+                                            engine=engine_name, run_id=run_id, plan_=plan,
+                                            comparisons_by_rule=blocking.comparisons_by_rule)
                 del near
             finally:
                 eng.close()

@@ -51,6 +51,34 @@ def with_engine_blocking(settings: dict[str, Any], dialect: str,
         r.get_blocking_rule(dialect).as_dict() for r in rules])
 
 
+def key_columns() -> list[str]:
+    """The capped blocking-key columns, in rule order (Splink's ``match_key`` is the index)."""
+    return [f"bk_{k}" for k in BLOCKING_KEYS]
+
+
+def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:
+    """Per rule, from ``(match_key, count)`` rows of Splink's blocked pairs.
+
+    Splink generates each pair once, under the first rule that blocks it (later rules
+    exclude the earlier ones' pairs), and labels it with that rule's index: the same
+    marginal counts as its blocking analysis, read off the pairs predict scores anyway.
+    """
+    by_key = {int(k): int(n) for k, n in counts}
+    return {name: by_key.get(i, 0) for i, name in enumerate(BLOCKING_KEYS)}
+
+
+def tf_columns(settings: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+    """Per comparison, its term-frequency columns with their adjustment weights."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for comp in settings["comparisons"]:
+        for lvl in comp["comparison_levels"]:
+            col = lvl.get("tf_adjustment_column")
+            if col:
+                out.setdefault(comp["output_column_name"], []).append(
+                    (col, float(lvl.get("tf_adjustment_weight", 1.0))))
+    return out
+
+
 def row_hash_sql(columns: list[str], dialect: str) -> str:
     """An md5 of a row's values (standardised columns and capped keys), in ``dialect``.
 

@@ -13,8 +13,16 @@ import pyarrow as pa
 
 from linkage.engines import Progress
 from linkage.engines import duckdb_sql as engine
-from linkage.engines.common import AFFECTED, NEAR, row_hash_sql, tf_sql
+from linkage.engines.common import (
+    AFFECTED,
+    NEAR,
+    comparisons_from_blocked_pairs,
+    key_columns,
+    row_hash_sql,
+    tf_sql,
+)
 from linkage.matching.model import Model
+from linkage.matching.splink_internals import drop_blocked_pairs
 
 
 class DuckDBEngine:
@@ -26,7 +34,8 @@ class DuckDBEngine:
                  spill_dir: str | None = None):
         """``memory_limit`` None: set from the machine (``duckdb_sql.machine_memory_limit``)."""
         self.con = engine.new_scratch(memory_limit, threads, spill_dir)
-        self._linker: Any = None
+        self._linker: Any = None  # over every loaded record: counts, tf tables, components
+        self._scorer: Any = None  # what predict runs on: the linker, or the scope's
         self._predictions: Any = None
         self._restricted = False
 
@@ -40,8 +49,8 @@ class DuckDBEngine:
         cols = [c for c, in self.con.execute(
             "SELECT column_name FROM (DESCRIBE linkage_input)").fetchall()
             if c not in (AFFECTED, NEAR)]
-        return self.con.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash "
-                            "FROM linkage_input").to_arrow_table()
+        return self.con.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash, "
+                            f"{', '.join(key_columns())} FROM linkage_input").to_arrow_table()
 
     def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
         return {c: self.con.sql(tf_sql("linkage_input", c).format(text="VARCHAR")
@@ -57,14 +66,30 @@ class DuckDBEngine:
         self._restricted = True
 
     def use_model(self, model: Model) -> None:
-        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
-                                          restricted=self._restricted)
+        settings = model.settings_for(self.dialect)
+        self._linker = engine.make_linker(self.con, settings)
+        self._scorer = self._linker
+        if self._restricted:
+            self._scorer = engine.scope_linker(self.con, self._linker, settings)
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
-        return engine.count_comparisons(self._linker, report)
+        # The blocked pairs predict scores next, counted by the rule that generated
+        # each (Splink's match_key): the marginal counts of Splink's blocking analysis
+        # without a second pass over every block.
+        if self._restricted:
+            raise RuntimeError("an incremental run's counts come from its plan, not from "
+                               "its restricted pairs")
+        pairs = self._linker.inference.compute_blocked_pairs_for_predict()
+        report.comparisons_by_rule = comparisons_from_blocked_pairs(
+            self.con.execute(f"SELECT match_key, count(*) FROM {pairs.physical_name} "
+                             "GROUP BY match_key").fetchall())
+        return report
 
     def predict(self, review_threshold: float) -> int:
-        self._predictions = engine.predict(self._linker, review_threshold)
+        # Splink reuses the blocked pairs count_comparisons made (its cache), then they
+        # are dropped: the scored pairs are what the run needs from here on.
+        self._predictions = engine.predict(self._scorer, review_threshold)
+        drop_blocked_pairs(self._scorer)
         ((n,),) = self.con.execute(
             f"SELECT count(*) FROM {self._predictions.physical_name}").fetchall()
         return int(n)
