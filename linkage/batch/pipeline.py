@@ -228,8 +228,15 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             finally:
                 eng.close()
             progress("assigning persistent person IDs")
-            counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
+            id_stats: dict[str, int] = {}
+            counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started,
+                                              part=plan.mode == "incremental", stats=id_stats)
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+            if id_stats:
+                plan.skipped.append(
+                    f"persistent IDs of the {id_stats['untouched_persons']:,} persons the "
+                    f"changes do not touch ({id_stats['reconciled_records']:,} records "
+                    "reconciled)")
             changed_ids = guards.changed_person_ids(cur, run_id)
             if accept_changes:
                 for line in guards.findings(project.guards, base, reports, changed_ids):
@@ -381,6 +388,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     mode = summary.get("mode")
     if mode:
         lines.append(f"{mode['mode']} run on {summary.get('engine', 'duckdb')}: {mode['reason']}")
+        if mode.get("skipped"):
+            lines.append("  skipped: " + "; ".join(mode["skipped"]))
     lines.append("")
     lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'warnings':>10}{'persons':>10}"
                  f"{'dup. persons':>14}{'dup. records':>14}")
