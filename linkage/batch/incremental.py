@@ -19,18 +19,40 @@ over all records. An incremental run is exact anyway:
    of a pair of unaffected records can have *risen* since it was last scored. While
    the drift accumulated since the last full run stays under ``MARGIN_BITS``, a pair of
    unaffected records that was not a near pair is still below the review threshold.
-4. The run then scores, with Splink on the whole input (so with this run's prior and
-   term frequencies, exactly as a full run), only the blocked pairs that touch an
-   affected record or lie inside one near component (:data:`linkage.engines.common.RESTRICTION`).
-   Every pair a full run would keep is among them, with the same weight; the rest of
-   the run (clustering, persistent IDs, publishing) gets exactly a full run's input.
+4. The run then scores, with Splink (with this run's prior and term frequencies,
+   exactly as a full run), only the blocked pairs that touch an affected record or lie
+   inside one near component (:data:`linkage.engines.common.RESTRICTION`). Every pair a
+   full run would keep is among them, with the same weight; the rest of the run
+   (clustering, persistent IDs, publishing) gets exactly a full run's input. On
+   DuckDB those pairs are generated from the affected and near records outward, each
+   under the rule Splink would give it, and handed to Splink as its blocked pairs
+   (:func:`linkage.engines.duckdb_sql.register_restricted_pairs`), so neither blocking
+   nor scoring goes through every block.
+
+What a full run recounts is carried over instead, exactly:
+
+* **Comparisons per rule** (the summary's blocking report): pairs between two
+  unaffected records are last night's, under the same rule (their capped keys are in
+  their hash). So this run's counts are last run's, minus last run's pairs touching a
+  record that is no longer unaffected (counted on last run's keys, kept in the state),
+  plus this run's pairs touching an affected record (:func:`comparisons_touching`).
+* **Persistent IDs**: only the clusters that are not exactly one published person,
+  with every record of the persons they touch, are reconciled
+  (:func:`linkage.register.store.load_state_part`); reconciliation leaves every other
+  cluster as it is, so the events and the state are a full reconciliation's.
 
 Otherwise, and whenever the state does not belong to the last published run, the model
 or a setting that changes scores differs, or many records changed, the run is full and
 says why. ``linkage run --full`` forces a full run.
 
 The state lives beside the register (``<register>.incremental/``), written after the run
-is committed; it names the run it belongs to, so a stale one is never used.
+is committed; it names the run it belongs to, so a stale one is never used. It holds
+each record's hash with its capped keys (``rows.parquet``), the near pairs, the term
+frequencies, and the prior, drift and comparisons per rule (``state.json``).
+
+``tests/test_incremental.py`` runs night 2 (new rows, a corrected row, a merge and a
+split) both ways and finds the same persons, links (bit-identical weights), IDs,
+events and comparisons per rule.
 """
 
 from __future__ import annotations
@@ -170,18 +192,13 @@ def comparisons_touching(con: duckdb.DuckDBPyConnection, table: str) -> dict[str
 
     ``table`` has ``uid``, the capped key columns and a boolean ``flag``. A pair counts
     under the first rule that blocks it, as Splink's blocked pairs do
-    (:func:`linkage.engines.common.comparisons_from_blocked_pairs`): equal non-null keys
-    for that rule and no earlier rule's. Work is proportional to the flagged records'
-    blocks, not to the register.
+    (:func:`linkage.engines.common.pairs_touching_sql`, the pairs an incremental run
+    scores). Work is proportional to the flagged records' blocks, not to the register.
     """
-    cols = common.key_columns()
     out: dict[str, int] = {}
-    for i, (name, col) in enumerate(zip(BLOCKING_KEYS, cols, strict=True)):
-        earlier = " OR ".join(f"coalesce(s.{c} = o.{c}, false)" for c in cols[:i]) or "false"
-        ((n,),) = con.execute(f"""
-            SELECT count(*) FROM {table} s JOIN {table} o ON s.{col} = o.{col}
-            WHERE s.flag AND s.uid <> o.uid AND (NOT o.flag OR s.uid < o.uid)
-              AND NOT ({earlier})""").fetchall()
+    for rule, name in enumerate(BLOCKING_KEYS):
+        ((n,),) = con.execute(f"SELECT count(*) FROM "
+                              f"({common.pairs_touching_sql(table, 'flag', rule)})").fetchall()
         out[name] = int(n)
     return out
 

@@ -56,6 +56,42 @@ def key_columns() -> list[str]:
     return [f"bk_{k}" for k in BLOCKING_KEYS]
 
 
+def _first_rule(rule: int, left: str = "s", right: str = "o") -> str:
+    """SQL: no rule before ``rule`` blocks the pair (Splink's exclusion of earlier rules)."""
+    earlier = " OR ".join(f"coalesce({left}.{c} = {right}.{c}, false)"
+                          for c in key_columns()[:rule])
+    return f"NOT ({earlier or 'false'})"
+
+
+def pairs_touching_sql(table: str, flag: str, rule: int) -> str:
+    """SQL: ``table``'s blocked pairs that touch a record where ``flag`` holds, generated
+    by rule ``rule`` (the first rule blocking them), as Splink's blocked pairs are:
+    ``match_key``, ``join_key_l`` < ``join_key_r``.
+
+    The join starts from the flagged records, so its work follows their blocks, not
+    every block; a pair of two flagged records comes once (from its smaller uid).
+    """
+    col = key_columns()[rule]
+    return (f"SELECT '{rule}' AS match_key, least(s.uid, o.uid) AS join_key_l, "
+            f"greatest(s.uid, o.uid) AS join_key_r "
+            f"FROM {table} s JOIN {table} o ON s.{col} = o.{col} "
+            f"WHERE s.{flag} AND s.uid <> o.uid AND (NOT o.{flag} OR s.uid < o.uid) "
+            f"AND {_first_rule(rule)}")
+
+
+def restricted_pairs_sql(table: str) -> str:
+    """SQL: the blocked pairs an incremental run scores (:data:`RESTRICTION`), as Splink's
+    blocked pairs: those touching an affected record, and those inside one near
+    component (near labels are only on unaffected records, so the two are disjoint)."""
+    parts = []
+    for rule, col in enumerate(key_columns()):
+        parts.append(pairs_touching_sql(table, AFFECTED, rule))
+        parts.append(f"SELECT '{rule}' AS match_key, s.uid AS join_key_l, o.uid AS join_key_r "
+                     f"FROM {table} s JOIN {table} o ON s.{col} = o.{col} AND s.{NEAR} = o.{NEAR} "
+                     f"WHERE s.uid < o.uid AND {_first_rule(rule)}")
+    return "\nUNION ALL\n".join(parts)
+
+
 def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:
     """Per rule, from ``(match_key, count)`` rows of Splink's blocked pairs.
 

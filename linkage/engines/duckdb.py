@@ -34,8 +34,9 @@ class DuckDBEngine:
                  spill_dir: str | None = None):
         """``memory_limit`` None: set from the machine (``duckdb_sql.machine_memory_limit``)."""
         self.con = engine.new_scratch(memory_limit, threads, spill_dir)
-        self._linker: Any = None  # over every loaded record: counts, tf tables, components
-        self._scorer: Any = None  # what predict runs on: the linker, or the scope's
+        self._linker: Any = None
+        #: An incremental run's pairs to score (after :meth:`use_model`).
+        self.restricted_pairs = 0
         self._predictions: Any = None
         self._restricted = False
 
@@ -66,11 +67,9 @@ class DuckDBEngine:
         self._restricted = True
 
     def use_model(self, model: Model) -> None:
-        settings = model.settings_for(self.dialect)
-        self._linker = engine.make_linker(self.con, settings)
-        self._scorer = self._linker
+        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect))
         if self._restricted:
-            self._scorer = engine.scope_linker(self.con, self._linker, settings)
+            self.restricted_pairs = engine.register_restricted_pairs(self.con, self._linker)
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
         # The blocked pairs predict scores next, counted by the rule that generated
@@ -86,10 +85,12 @@ class DuckDBEngine:
         return report
 
     def predict(self, review_threshold: float) -> int:
-        # Splink reuses the blocked pairs count_comparisons made (its cache), then they
-        # are dropped: the scored pairs are what the run needs from here on.
-        self._predictions = engine.predict(self._scorer, review_threshold)
-        drop_blocked_pairs(self._scorer)
+        # Splink scores the blocked pairs count_comparisons made, or an incremental
+        # run's registered ones (its cache); then they are dropped: the scored pairs
+        # are what the run needs from here on.
+        self._predictions = engine.predict(self._linker, review_threshold)
+        drop_blocked_pairs(self._linker)
+        self.con.execute("DROP TABLE IF EXISTS linkage_restricted_pairs")
         ((n,),) = self.con.execute(
             f"SELECT count(*) FROM {self._predictions.physical_name}").fetchall()
         return int(n)

@@ -27,12 +27,9 @@ from splink import DuckDBAPI, Linker
 # BlockingReport and count_comparisons are shared by every engine; re-exported here for
 # the callers that knew them from this module.
 from linkage.engines.common import (  # noqa: F401
-    AFFECTED,
-    NEAR,
     BlockingReport,
     count_comparisons,
-    key_columns,
-    tf_columns,
+    restricted_pairs_sql,
     with_engine_blocking,
 )
 from linkage.matching.definition import key_cap, key_sql
@@ -145,28 +142,23 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
     return Linker(sdf, settings, log_level=logging.WARNING)
 
 
-def scope_linker(con: duckdb.DuckDBPyConnection, linker: Linker, settings: dict[str, Any],
-                 table: str = "linkage_input", scope: str = "linkage_scope") -> Linker:
-    """An incremental run's scorer: a restricted linker over only the records its pairs
-    can involve, with the term frequencies of every record.
+def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
+                              table: str = "linkage_input") -> int:
+    """Give ``linker`` (over every record) only an incremental run's pairs to score.
 
-    A pair an incremental run scores touches an affected record or lies inside one near
-    component (:data:`linkage.engines.common.RESTRICTION`); both its records are then
-    affected, near, or share a capped key with an affected record: ``scope`` holds
-    those. Splink would count term frequencies over ``scope``; the tables of the whole
-    input, computed by ``linker`` (over ``table``) with Splink's own SQL, are registered
-    instead, so every weight is the one a full run gives (the prior is in ``settings``).
+    The pairs (:func:`linkage.engines.common.restricted_pairs_sql`) are generated from
+    the affected and near records outward, so their cost follows what changed, and are
+    registered as Splink's blocked pairs: Splink then scores just those, against its
+    term frequencies of the whole input, so each weight is the one a full run gives (the
+    prior is in the settings). Returns how many pairs.
     """
-    shares = " OR ".join(
-        f"{c} IN (SELECT {c} FROM {table} WHERE {AFFECTED} AND {c} IS NOT NULL)"
-        for c in key_columns())
-    con.execute(f"CREATE OR REPLACE TABLE {scope} AS SELECT * FROM {table} "
-                f"WHERE {AFFECTED} OR {NEAR} IS NOT NULL OR {shares}")
-    scoped = make_linker(con, settings, scope, restricted=True)
-    for col in sorted({c for cols in tf_columns(settings).values() for c, _ in cols}):
-        scoped.table_management.register_term_frequency_lookup(
-            linker.table_management.compute_tf_table(col), col)
-    return scoped
+    con.execute(f"CREATE OR REPLACE TABLE linkage_restricted_pairs AS "
+                f"{restricted_pairs_sql(table)}")
+    pairs = DuckDBAPI(con).register("linkage_restricted_pairs",
+                                    table_name="linkage_restricted_pairs_splink")
+    linker.table_management.register_blocked_pairs_for_predict(pairs)
+    ((n,),) = con.execute("SELECT count(*) FROM linkage_restricted_pairs").fetchall()
+    return int(n)
 
 
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,

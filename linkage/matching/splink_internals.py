@@ -90,5 +90,6 @@ def drop_blocked_pairs(linker: Any) -> None:
     then keeps them, as large as every comparison, until the linker goes.
     """
     cached = linker._intermediate_table_cache.pop(BLOCKED_PAIRS, None)
-    if cached is not None:
+    # Pairs the caller registered are the caller's table to drop.
+    if cached is not None and not cached.metadata.get("registered_for_predict"):
         cached.drop_table_from_database_and_remove_from_cache()
