@@ -12,22 +12,28 @@ over all records. An incremental run is exact anyway:
    standardised columns and capped keys (:meth:`Engine.row_hashes`) with last run's.
 2. **Near pairs**: every run keeps the pairs scoring at least ``review - MARGIN_BITS``
    (in match weight), not only those at the review threshold; the extra ones stay in
-   this module's state, never in ``links``. Their connected components are the *near
-   components*.
+   this module's state, never in ``links``.
 3. **Drift bound**: from the prior's change and the change of every term frequency
    (:meth:`Engine.term_frequencies`, the same formula as Splink's), the most the weight
    of a pair of unaffected records can have *risen* since it was last scored. While
    the drift accumulated since the last full run stays under ``MARGIN_BITS``, a pair of
-   unaffected records that was not a near pair is still below the review threshold.
+   unaffected records that was not a near pair of the last run is still below the
+   review threshold: the last time it was scored (the last full run at the latest) it
+   was under ``review - MARGIN_BITS`` (had it been above, it would have been a near
+   pair then, and re-scored every night since), and it has risen by less than the
+   margin since.
 4. The run then scores, with Splink (with this run's prior and term frequencies,
-   exactly as a full run), only the blocked pairs that touch an affected record or lie
-   inside one near component (:data:`linkage.engines.common.RESTRICTION`). Every pair a
-   full run would keep is among them, with the same weight; the rest of the run
-   (clustering, persistent IDs, publishing) gets exactly a full run's input. On
-   DuckDB those pairs are generated from the affected and near records outward, each
-   under the rule Splink would give it, and handed to Splink as its blocked pairs
+   exactly as a full run), only the blocked pairs that touch an affected record, and
+   the last run's near pairs between unaffected records. Every pair a full run would
+   keep is among them, with the same weight; the rest of the run (clustering,
+   persistent IDs, publishing) gets exactly a full run's input. On DuckDB those pairs
+   are generated from the affected records and the near pairs outward, each under the
+   rule Splink would give it, and handed to Splink as its blocked pairs
    (:func:`linkage.engines.duckdb_sql.register_restricted_pairs`), so neither blocking
-   nor scoring goes through every block.
+   nor scoring goes through every block. Splink's own blocking cannot name pairs; the
+   Spark engine scores every blocked pair inside one near component (the connected
+   components of the near pairs, :data:`linkage.engines.common.RESTRICTION`): more
+   pairs, as exact.
 
 What a full run recounts is carried over instead, exactly:
 
@@ -280,12 +286,15 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     unaffected = pc.filter(uids, pc.invert(affected))
     if isinstance(unaffected, pa.ChunkedArray):
         unaffected = unaffected.combine_chunks()
-    near_uids, near_labels = _near_components(pq.read_table(d / "near.parquet"), unaffected)
+    near_pairs = pq.read_table(d / "near.parquet")
+    near_uids, near_labels = _near_components(near_pairs, unaffected)
     label = near_labels.take(pc.index_in(uids, value_set=near_uids))
     marks = pa.table({"uid": uids, AFFECTED: affected, NEAR: label})
     comparisons = _comparisons(state["comparisons_by_rule"], d / "rows.parquet", rows,
                                affected, unaffected)
-    eng.restrict(marks)
+    kept = pc.and_(pc.is_in(near_pairs.column("uid_l"), value_set=unaffected),
+                   pc.is_in(near_pairs.column("uid_r"), value_set=unaffected))
+    eng.restrict(marks, near_pairs.filter(kept))
     n_near = len(pc.unique(near_labels)) if len(near_labels) else 0
     reason = (f"{n_affected:,} of {n:,} records new or changed since run {last_run_id}; "
               f"weights of unchanged pairs rose at most {drift:.3f} bits since the last "

@@ -79,17 +79,29 @@ def pairs_touching_sql(table: str, flag: str, rule: int) -> str:
             f"AND {_first_rule(rule)}")
 
 
-def restricted_pairs_sql(table: str) -> str:
-    """SQL: the blocked pairs an incremental run scores (:data:`RESTRICTION`), as Splink's
-    blocked pairs: those touching an affected record, and those inside one near
-    component (near labels are only on unaffected records, so the two are disjoint)."""
-    parts = []
-    for rule, col in enumerate(key_columns()):
-        parts.append(pairs_touching_sql(table, AFFECTED, rule))
-        parts.append(f"SELECT '{rule}' AS match_key, s.uid AS join_key_l, o.uid AS join_key_r "
-                     f"FROM {table} s JOIN {table} o ON s.{col} = o.{col} AND s.{NEAR} = o.{NEAR} "
-                     f"WHERE s.uid < o.uid AND {_first_rule(rule)}")
-    return "\nUNION ALL\n".join(parts)
+def first_rule_sql(left: str, right: str) -> str:
+    """SQL: the index (as Splink's ``match_key``) of the first rule blocking a pair."""
+    whens = " ".join(f"WHEN {left}.{c} = {right}.{c} THEN '{i}'"
+                     for i, c in enumerate(key_columns()))
+    return f"CASE {whens} END"
+
+
+def restricted_pairs_sql(table: str, near_pairs: str) -> str:
+    """SQL: the blocked pairs an incremental run scores, as Splink's blocked pairs: those
+    touching an affected record, and last run's near pairs between two unaffected
+    records (``near_pairs``: ``uid_l`` < ``uid_r``), which are still blocked, by the same
+    rule (their records' capped keys are last run's).
+
+    Scoring those near pairs alone is as exact as every pair inside their components
+    (:data:`RESTRICTION`, what Splink's own blocking can express): see
+    :mod:`linkage.batch.incremental`.
+    """
+    touching = [pairs_touching_sql(table, AFFECTED, rule) for rule in range(len(BLOCKING_KEYS))]
+    near = (f"SELECT * FROM (SELECT {first_rule_sql('l', 'r')} AS match_key, "
+            f"p.uid_l AS join_key_l, p.uid_r AS join_key_r FROM {near_pairs} p "
+            f"JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r "
+            f"WHERE NOT l.{AFFECTED} AND NOT r.{AFFECTED}) t WHERE match_key IS NOT NULL")
+    return "\nUNION ALL\n".join([*touching, near])
 
 
 def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:

@@ -57,13 +57,17 @@ class DuckDBEngine:
         return {c: self.con.sql(tf_sql("linkage_input", c).format(text="VARCHAR")
                                 ).to_arrow_table() for c in columns}
 
-    def restrict(self, marks: pa.Table) -> None:
+    def restrict(self, marks: pa.Table, near_pairs: pa.Table) -> None:
         self.con.register("linkage_marks", marks)
         self.con.execute(f"""
             CREATE OR REPLACE TABLE linkage_input AS
             SELECT i.*, coalesce(m.{AFFECTED}, false) AS {AFFECTED}, m.{NEAR} AS {NEAR}
             FROM linkage_input i LEFT JOIN linkage_marks m USING (uid)""")
         self.con.unregister("linkage_marks")
+        self.con.register("linkage_near_arrow", near_pairs)
+        self.con.execute("CREATE OR REPLACE TABLE linkage_near_pairs AS "
+                         "SELECT uid_l, uid_r FROM linkage_near_arrow")
+        self.con.unregister("linkage_near_arrow")
         self._restricted = True
 
     def use_model(self, model: Model) -> None:

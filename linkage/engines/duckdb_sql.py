@@ -143,7 +143,8 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
 
 
 def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
-                              table: str = "linkage_input") -> int:
+                              table: str = "linkage_input",
+                              near_pairs: str = "linkage_near_pairs") -> int:
     """Give ``linker`` (over every record) only an incremental run's pairs to score.
 
     The pairs (:func:`linkage.engines.common.restricted_pairs_sql`) are generated from
@@ -153,7 +154,7 @@ def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
     prior is in the settings). Returns how many pairs.
     """
     con.execute(f"CREATE OR REPLACE TABLE linkage_restricted_pairs AS "
-                f"{restricted_pairs_sql(table)}")
+                f"{restricted_pairs_sql(table, near_pairs)}")
     pairs = DuckDBAPI(con).register("linkage_restricted_pairs",
                                     table_name="linkage_restricted_pairs_splink")
     linker.table_management.register_blocked_pairs_for_predict(pairs)

@@ -226,7 +226,8 @@ class SparkEngine:
         return {c: self.spark.sql(tf_sql(_INPUT, c).format(text="STRING")).toArrow()
                 for c in columns}
 
-    def restrict(self, marks: pa.Table) -> None:
+    def restrict(self, marks: pa.Table, near_pairs: pa.Table) -> None:
+        # Splink's own blocking with RESTRICTION: every pair inside a near component.
         self.spark.createDataFrame(marks).createOrReplaceTempView("linkage_marks")
         df = self.spark.sql(f"""
             SELECT i.*, coalesce(m.{AFFECTED}, false) AS {AFFECTED}, m.{NEAR} AS {NEAR}
