@@ -89,8 +89,8 @@ MAX_AFFECTED_SHARE = 0.3
 #: 2: rows.parquet holds the capped keys, state.json the comparisons per rule.
 STATE_VERSION = 2
 #: Engines whose restricted scoring a test has shown equal to a full run
-#: (tests/test_incremental.py). The Spark engine implements ``restrict`` too, untested yet.
-INCREMENTAL_ENGINES = ("duckdb",)
+#: (tests/test_incremental.py on DuckDB, tests/test_spark.py on Spark).
+INCREMENTAL_ENGINES = ("duckdb", "spark")
 
 
 @dataclass
