@@ -206,7 +206,10 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                                         retrain=retrain)
                 progress(f"mode: {plan.mode} ({plan.reason})")
                 eng.use_model(run_model)
-                blocking = eng.count_comparisons(blocking)
+                if plan.comparisons_by_rule is not None:  # incremental: from the plan
+                    blocking.comparisons_by_rule = plan.comparisons_by_rule
+                else:
+                    blocking = eng.count_comparisons(blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())
                 progress(f"blocking analysis: {blocking.total:,} comparisons ({by_rule})")
                 progress("predicting" + (" (pairs touching new or changed records, and near "
@@ -224,13 +227,21 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 n_links = _store_links(cur, links, run_id, project.thresholds.match)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
                 state = incremental.collect(project, eng, model, run_model, near,
-                                            engine=engine_name, run_id=run_id, plan_=plan)
+                                            engine=engine_name, run_id=run_id, plan_=plan,
+                                            comparisons_by_rule=blocking.comparisons_by_rule)
                 del near
             finally:
                 eng.close()
             progress("assigning persistent person IDs")
-            counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started)
+            id_stats: dict[str, int] = {}
+            counts = persons.publish_clusters(cur, clusters, run_id=run_id, now=started,
+                                              part=plan.mode == "incremental", stats=id_stats)
             progress("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+            if id_stats:
+                plan.skipped.append(
+                    f"persistent IDs of the {id_stats['untouched_persons']:,} persons the "
+                    f"changes do not touch ({id_stats['reconciled_records']:,} records "
+                    "reconciled)")
             changed_ids = guards.changed_person_ids(cur, run_id)
             if accept_changes:
                 for line in guards.findings(project.guards, base, reports, changed_ids):
@@ -382,6 +393,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     mode = summary.get("mode")
     if mode:
         lines.append(f"{mode['mode']} run on {summary.get('engine', 'duckdb')}: {mode['reason']}")
+        if mode.get("skipped"):
+            lines.append("  skipped: " + "; ".join(mode["skipped"]))
     lines.append("")
     lines.append(f"{'source':<22}{'records':>10}{'rejected':>10}{'warnings':>10}{'persons':>10}"
                  f"{'dup. persons':>14}{'dup. records':>14}")

@@ -48,12 +48,14 @@ class Engine(Protocol):
     def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
         """Splink's term frequencies (``value``, ``tf``) of each column, over the input."""
 
-    def restrict(self, marks: pa.Table) -> None:
-        """Score only pairs touching an affected record or inside one near component.
+    def restrict(self, marks: pa.Table, near_pairs: pa.Table) -> None:
+        """Score only pairs touching an affected record, and the last run's near pairs.
 
         ``marks``: ``uid``, ``linkage_affected`` (bool), ``linkage_near`` (string or NULL);
-        unlisted records are neither. Call before :meth:`use_model`
-        (see :mod:`linkage.batch.incremental`).
+        unlisted records are neither. ``near_pairs``: ``uid_l`` < ``uid_r``, last run's
+        near pairs between unaffected records. An engine may score more (every pair
+        inside one near component, :data:`linkage.engines.common.RESTRICTION`), never
+        less. Call before :meth:`use_model` (see :mod:`linkage.batch.incremental`).
         """
 
     def use_model(self, model: Any) -> None:

@@ -51,6 +51,82 @@ def with_engine_blocking(settings: dict[str, Any], dialect: str,
         r.get_blocking_rule(dialect).as_dict() for r in rules])
 
 
+def key_columns() -> list[str]:
+    """The capped blocking-key columns, in rule order (Splink's ``match_key`` is the index)."""
+    return [f"bk_{k}" for k in BLOCKING_KEYS]
+
+
+def _first_rule(rule: int, left: str = "s", right: str = "o") -> str:
+    """SQL: no rule before ``rule`` blocks the pair (Splink's exclusion of earlier rules)."""
+    earlier = " OR ".join(f"coalesce({left}.{c} = {right}.{c}, false)"
+                          for c in key_columns()[:rule])
+    return f"NOT ({earlier or 'false'})"
+
+
+def pairs_touching_sql(table: str, flag: str, rule: int) -> str:
+    """SQL: ``table``'s blocked pairs that touch a record where ``flag`` holds, generated
+    by rule ``rule`` (the first rule blocking them), as Splink's blocked pairs are:
+    ``match_key``, ``join_key_l`` < ``join_key_r``.
+
+    The join starts from the flagged records, so its work follows their blocks, not
+    every block; a pair of two flagged records comes once (from its smaller uid).
+    """
+    col = key_columns()[rule]
+    return (f"SELECT '{rule}' AS match_key, least(s.uid, o.uid) AS join_key_l, "
+            f"greatest(s.uid, o.uid) AS join_key_r "
+            f"FROM {table} s JOIN {table} o ON s.{col} = o.{col} "
+            f"WHERE s.{flag} AND s.uid <> o.uid AND (NOT o.{flag} OR s.uid < o.uid) "
+            f"AND {_first_rule(rule)}")
+
+
+def first_rule_sql(left: str, right: str) -> str:
+    """SQL: the index (as Splink's ``match_key``) of the first rule blocking a pair."""
+    whens = " ".join(f"WHEN {left}.{c} = {right}.{c} THEN '{i}'"
+                     for i, c in enumerate(key_columns()))
+    return f"CASE {whens} END"
+
+
+def restricted_pairs_sql(table: str, near_pairs: str) -> str:
+    """SQL: the blocked pairs an incremental run scores, as Splink's blocked pairs: those
+    touching an affected record, and last run's near pairs between two unaffected
+    records (``near_pairs``: ``uid_l`` < ``uid_r``), which are still blocked, by the same
+    rule (their records' capped keys are last run's).
+
+    Scoring those near pairs alone is as exact as every pair inside their components
+    (:data:`RESTRICTION`, what Splink's own blocking can express): see
+    :mod:`linkage.batch.incremental`.
+    """
+    touching = [pairs_touching_sql(table, AFFECTED, rule) for rule in range(len(BLOCKING_KEYS))]
+    near = (f"SELECT * FROM (SELECT {first_rule_sql('l', 'r')} AS match_key, "
+            f"p.uid_l AS join_key_l, p.uid_r AS join_key_r FROM {near_pairs} p "
+            f"JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r "
+            f"WHERE NOT l.{AFFECTED} AND NOT r.{AFFECTED}) t WHERE match_key IS NOT NULL")
+    return "\nUNION ALL\n".join([*touching, near])
+
+
+def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:
+    """Per rule, from ``(match_key, count)`` rows of Splink's blocked pairs.
+
+    Splink generates each pair once, under the first rule that blocks it (later rules
+    exclude the earlier ones' pairs), and labels it with that rule's index: the same
+    marginal counts as its blocking analysis, read off the pairs predict scores anyway.
+    """
+    by_key = {int(k): int(n) for k, n in counts}
+    return {name: by_key.get(i, 0) for i, name in enumerate(BLOCKING_KEYS)}
+
+
+def tf_columns(settings: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+    """Per comparison, its term-frequency columns with their adjustment weights."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for comp in settings["comparisons"]:
+        for lvl in comp["comparison_levels"]:
+            col = lvl.get("tf_adjustment_column")
+            if col:
+                out.setdefault(comp["output_column_name"], []).append(
+                    (col, float(lvl.get("tf_adjustment_weight", 1.0))))
+    return out
+
+
 def row_hash_sql(columns: list[str], dialect: str) -> str:
     """An md5 of a row's values (standardised columns and capped keys), in ``dialect``.
 

@@ -13,8 +13,16 @@ import pyarrow as pa
 
 from linkage.engines import Progress
 from linkage.engines import duckdb_sql as engine
-from linkage.engines.common import AFFECTED, NEAR, row_hash_sql, tf_sql
+from linkage.engines.common import (
+    AFFECTED,
+    NEAR,
+    comparisons_from_blocked_pairs,
+    key_columns,
+    row_hash_sql,
+    tf_sql,
+)
 from linkage.matching.model import Model
+from linkage.matching.splink_internals import drop_blocked_pairs
 
 
 class DuckDBEngine:
@@ -27,6 +35,8 @@ class DuckDBEngine:
         """``memory_limit`` None: set from the machine (``duckdb_sql.machine_memory_limit``)."""
         self.con = engine.new_scratch(memory_limit, threads, spill_dir)
         self._linker: Any = None
+        #: An incremental run's pairs to score (after :meth:`use_model`).
+        self.restricted_pairs = 0
         self._predictions: Any = None
         self._restricted = False
 
@@ -40,31 +50,51 @@ class DuckDBEngine:
         cols = [c for c, in self.con.execute(
             "SELECT column_name FROM (DESCRIBE linkage_input)").fetchall()
             if c not in (AFFECTED, NEAR)]
-        return self.con.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash "
-                            "FROM linkage_input").to_arrow_table()
+        return self.con.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash, "
+                            f"{', '.join(key_columns())} FROM linkage_input").to_arrow_table()
 
     def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
         return {c: self.con.sql(tf_sql("linkage_input", c).format(text="VARCHAR")
                                 ).to_arrow_table() for c in columns}
 
-    def restrict(self, marks: pa.Table) -> None:
+    def restrict(self, marks: pa.Table, near_pairs: pa.Table) -> None:
         self.con.register("linkage_marks", marks)
         self.con.execute(f"""
             CREATE OR REPLACE TABLE linkage_input AS
             SELECT i.*, coalesce(m.{AFFECTED}, false) AS {AFFECTED}, m.{NEAR} AS {NEAR}
             FROM linkage_input i LEFT JOIN linkage_marks m USING (uid)""")
         self.con.unregister("linkage_marks")
+        self.con.register("linkage_near_arrow", near_pairs)
+        self.con.execute("CREATE OR REPLACE TABLE linkage_near_pairs AS "
+                         "SELECT uid_l, uid_r FROM linkage_near_arrow")
+        self.con.unregister("linkage_near_arrow")
         self._restricted = True
 
     def use_model(self, model: Model) -> None:
-        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
-                                          restricted=self._restricted)
+        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect))
+        if self._restricted:
+            self.restricted_pairs = engine.register_restricted_pairs(self.con, self._linker)
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
-        return engine.count_comparisons(self._linker, report)
+        # The blocked pairs predict scores next, counted by the rule that generated
+        # each (Splink's match_key): the marginal counts of Splink's blocking analysis
+        # without a second pass over every block.
+        if self._restricted:
+            raise RuntimeError("an incremental run's counts come from its plan, not from "
+                               "its restricted pairs")
+        pairs = self._linker.inference.compute_blocked_pairs_for_predict()
+        report.comparisons_by_rule = comparisons_from_blocked_pairs(
+            self.con.execute(f"SELECT match_key, count(*) FROM {pairs.physical_name} "
+                             "GROUP BY match_key").fetchall())
+        return report
 
     def predict(self, review_threshold: float) -> int:
+        # Splink scores the blocked pairs count_comparisons made, or an incremental
+        # run's registered ones (its cache); then they are dropped: the scored pairs
+        # are what the run needs from here on.
         self._predictions = engine.predict(self._linker, review_threshold)
+        drop_blocked_pairs(self._linker)
+        self.con.execute("DROP TABLE IF EXISTS linkage_restricted_pairs")
         ((n,),) = self.con.execute(
             f"SELECT count(*) FROM {self._predictions.physical_name}").fetchall()
         return int(n)

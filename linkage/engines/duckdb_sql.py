@@ -29,6 +29,7 @@ from splink import DuckDBAPI, Linker
 from linkage.engines.common import (  # noqa: F401
     BlockingReport,
     count_comparisons,
+    restricted_pairs_sql,
     with_engine_blocking,
 )
 from linkage.matching.definition import key_cap, key_sql
@@ -139,6 +140,26 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
     db_api = DuckDBAPI(con)
     sdf = db_api.register(table, table_name=f"{table}_splink")
     return Linker(sdf, settings, log_level=logging.WARNING)
+
+
+def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
+                              table: str = "linkage_input",
+                              near_pairs: str = "linkage_near_pairs") -> int:
+    """Give ``linker`` (over every record) only an incremental run's pairs to score.
+
+    The pairs (:func:`linkage.engines.common.restricted_pairs_sql`) are generated from
+    the affected and near records outward, so their cost follows what changed, and are
+    registered as Splink's blocked pairs: Splink then scores just those, against its
+    term frequencies of the whole input, so each weight is the one a full run gives (the
+    prior is in the settings). Returns how many pairs.
+    """
+    con.execute(f"CREATE OR REPLACE TABLE linkage_restricted_pairs AS "
+                f"{restricted_pairs_sql(table, near_pairs)}")
+    pairs = DuckDBAPI(con).register("linkage_restricted_pairs",
+                                    table_name="linkage_restricted_pairs_splink")
+    linker.table_management.register_blocked_pairs_for_predict(pairs)
+    ((n,),) = con.execute("SELECT count(*) FROM linkage_restricted_pairs").fetchall()
+    return int(n)
 
 
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,

@@ -39,6 +39,7 @@ from linkage.engines.common import (
     NEAR,
     BlockingReport,
     count_comparisons,
+    key_columns,
     row_hash_sql,
     tf_sql,
     with_engine_blocking,
@@ -218,14 +219,15 @@ class SparkEngine:
 
     def row_hashes(self) -> pa.Table:
         cols = [c for c in self._input.columns if c not in (AFFECTED, NEAR)]
-        return self.spark.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash "
-                              f"FROM {_INPUT}").toArrow()
+        return self.spark.sql(f"SELECT uid, {row_hash_sql(cols, self.dialect)} AS row_hash, "
+                              f"{', '.join(key_columns())} FROM {_INPUT}").toArrow()
 
     def term_frequencies(self, columns: list[str]) -> dict[str, pa.Table]:
         return {c: self.spark.sql(tf_sql(_INPUT, c).format(text="STRING")).toArrow()
                 for c in columns}
 
-    def restrict(self, marks: pa.Table) -> None:
+    def restrict(self, marks: pa.Table, near_pairs: pa.Table) -> None:
+        # Splink's own blocking with RESTRICTION: every pair inside a near component.
         self.spark.createDataFrame(marks).createOrReplaceTempView("linkage_marks")
         df = self.spark.sql(f"""
             SELECT i.*, coalesce(m.{AFFECTED}, false) AS {AFFECTED}, m.{NEAR} AS {NEAR}

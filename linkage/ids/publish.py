@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import duckdb
 
-from linkage.ids.reconcile import reconcile, resolve
+from linkage.ids.reconcile import IdAllocator, reconcile, resolve
 from linkage.register import store
 from linkage.register.store import load_constraints, load_state
 
@@ -25,15 +25,32 @@ __all__ = ["allocator", "load_constraints", "load_state", "publish_clusters", "s
 
 
 def publish_clusters(cur: duckdb.DuckDBPyConnection, clusters: Mapping[str, str], *,
-                     run_id: str, now: dt.datetime, cause: str = "batch run") -> dict[str, int]:
+                     run_id: str, now: dt.datetime, cause: str = "batch run",
+                     part: bool = False, stats: dict[str, int] | None = None
+                     ) -> dict[str, int]:
     """Reconcile a run's clusters with the published persons and write the result.
+
+    ``part``: reconcile only the clusters that can change an ID and the persons they
+    touch (:func:`linkage.register.store.load_state_part`), the same events and state
+    as reconciling every record (``tests/test_incremental.py``) at a cost that follows
+    what changed; the incremental run's way. ``stats`` receives how many clusters and
+    persons were reconciled, and how many persons were left as they were.
 
     Returns:
         Event counts by kind.
     """
-    old = load_state(cur)
+    alloc = allocator(cur)
+    if part:
+        old, clusters, untouched = store.load_state_part(cur, clusters)
+        # At most one new ID per cluster; a few more for hash collisions.
+        alloc = IdAllocator(alloc.secret, store.IssuedIds(
+            cur, alloc, old.next_seq, len(set(clusters.values())) + 64))
+        if stats is not None:
+            stats.update(reconciled_records=len(clusters), untouched_persons=untouched)
+    else:
+        old = load_state(cur)
     constraints = load_constraints(cur, set(clusters))
-    result = reconcile(old, clusters, constraints=constraints, allocator=allocator(cur),
+    result = reconcile(old, clusters, constraints=constraints, allocator=alloc,
                        run_id=run_id, now=now)
     changes = store.PersonChanges.between(old, result.state, run_id=run_id,
                                           events=result.events)

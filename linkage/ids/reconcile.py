@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Container, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -223,6 +223,9 @@ class IdAllocator:
     """
 
     secret: bytes
+    #: IDs issued that the ``issued`` given to :meth:`allocate` may not hold: a
+    #: reconciliation of part of the register passes only the part's IDs.
+    also_issued: Container[str] = frozenset()
 
     def allocate(self, seq: int, issued: Mapping[str, int]) -> tuple[str, int]:
         """Return ``(id, next_seq)``: the first ID from ``seq`` on that was never issued."""
@@ -230,7 +233,7 @@ class IdAllocator:
             pid = new_id(self.secret, seq)
             seq += 1
             # A 40-bit hash can collide with an older ID; never hand an ID out twice.
-            if pid not in issued:
+            if pid not in issued and pid not in self.also_issued:
                 return pid, seq
 
 

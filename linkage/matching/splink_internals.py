@@ -77,3 +77,19 @@ def chart_definition(filename: str) -> dict[str, Any]:
     from splink.internals.charts import load_chart_definition
 
     return load_chart_definition(filename)
+
+
+#: Splink's cache key of the blocked pairs ``predict`` scores (no chunking).
+BLOCKED_PAIRS = "__splink__blocked_id_pairs"
+
+
+def drop_blocked_pairs(linker: Any) -> None:
+    """Drop the blocked pairs a linker keeps in its cache after ``predict`` used them.
+
+    ``compute_blocked_pairs_for_predict`` caches them so ``predict`` reuses them; Splink
+    then keeps them, as large as every comparison, until the linker goes.
+    """
+    cached = linker._intermediate_table_cache.pop(BLOCKED_PAIRS, None)
+    # Pairs the caller registered are the caller's table to drop.
+    if cached is not None and not cached.metadata.get("registered_for_predict"):
+        cached.drop_table_from_database_and_remove_from_cache()

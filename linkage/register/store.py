@@ -59,6 +59,7 @@ from linkage.ids.reconcile import (
     IdAllocator,
     IdState,
     apply_constraints,
+    new_id,
 )
 from linkage.register.database import API_FILE, query
 
@@ -409,6 +410,106 @@ def load_state(cur: Cursor) -> IdState:
     return IdState(assignment=assignment, issued=issued, retired=retired,
                    last_records={k: frozenset(v) for k, v in last.items()},
                    next_seq=next_seq(cur))
+
+
+def load_state_part(cur: Cursor, clusters: Mapping[str, Any]
+                    ) -> tuple[IdState, dict[str, str], int]:
+    """The part of the published ID state a run's clusters can change, in SQL.
+
+    A cluster that is exactly one published person's records (all of them) and holds
+    no record a reviewer constraint names is left as it is by
+    :func:`linkage.ids.reconcile.reconcile` (its fast path). Every other cluster is in
+    the part, with every record of the persons its records belong to, and the persons
+    of records that vanished. That set is closed: a person with a record in the part
+    has all its records there (a cluster outside is one whole person, so it shares no
+    person with the part). The retired IDs whose last records touch the part come too
+    (restoration looks only at those), with their last records and successors.
+
+    Returns:
+        The part's state (``issued`` holds only its IDs: give the allocator
+        :class:`IssuedIds` for the rest), the part's clusters, and how many live
+        persons lie outside it (left as they are).
+    """
+    staged = pa.table({"uid": pa.array(list(clusters), pa.string()),
+                       "label": pa.array([str(v) for v in clusters.values()], pa.string())})
+    with _Staged(cur, "stage_clusters", staged):
+        cur.execute("""
+            CREATE OR REPLACE TEMP TABLE part_labels AS
+            WITH j AS (SELECT c.uid, c.label, p.person_id FROM stage_clusters c
+                       LEFT JOIN person_records p USING (uid)),
+            per_label AS (SELECT label, count(*) AS n, count(person_id) AS n_old,
+                                 count(DISTINCT person_id) AS n_persons,
+                                 min(person_id) AS person_id FROM j GROUP BY label),
+            sizes AS (SELECT person_id, count(*) AS n FROM person_records GROUP BY person_id),
+            whole AS (SELECT l.label FROM per_label l JOIN sizes s USING (person_id)
+                      WHERE l.n_persons = 1 AND l.n_old = l.n AND s.n = l.n),
+            constrained AS (SELECT DISTINCT c.label FROM stage_clusters c
+                            JOIN (SELECT uid_a AS uid FROM constraints
+                                  UNION SELECT uid_b FROM constraints) k USING (uid))
+            SELECT label FROM per_label WHERE label NOT IN (SELECT label FROM whole)
+            UNION SELECT label FROM constrained""")
+        part = cur.sql("SELECT uid, label FROM stage_clusters "
+                       "WHERE label IN (SELECT label FROM part_labels)").to_arrow_table()
+        cur.execute("""
+            CREATE OR REPLACE TEMP TABLE part_persons AS
+            SELECT DISTINCT p.person_id FROM person_records p
+            LEFT JOIN stage_clusters c USING (uid)
+            WHERE c.uid IS NULL OR c.label IN (SELECT label FROM part_labels)""")
+        # Restoration indexes the retired IDs' last records by the part's records only.
+        cur.execute("""
+            CREATE OR REPLACE TEMP TABLE part_restorable AS
+            SELECT DISTINCT l.person_id FROM person_last_records l
+            JOIN stage_clusters c USING (uid) JOIN persons p USING (person_id)
+            WHERE c.label IN (SELECT label FROM part_labels) AND p.status = 'retired'""")
+    assignment = dict(query(cur, "SELECT uid, person_id FROM person_records "
+                                 "WHERE person_id IN (SELECT person_id FROM part_persons)"))
+    issued = dict(query(cur, """
+        SELECT person_id, issue_seq FROM persons WHERE person_id IN
+          (SELECT person_id FROM part_persons UNION SELECT person_id FROM part_restorable)"""))
+    restorable = [p for (p,) in query(cur, "SELECT person_id FROM part_restorable")]
+    retired: dict[str, tuple[str, ...]] = {p: () for (p,) in query(cur, """
+        SELECT person_id FROM persons WHERE status = 'retired'
+          AND person_id IN (SELECT person_id FROM part_restorable)""")}
+    if restorable:
+        retired.update(load_successors(cur, restorable))
+    last: dict[str, set[str]] = {}
+    for pid, uid in query(cur, "SELECT person_id, uid FROM person_last_records WHERE "
+                               "person_id IN (SELECT person_id FROM part_restorable)"):
+        last.setdefault(pid, set()).add(uid)
+    (outside,) = query(cur, "SELECT count(DISTINCT person_id) FROM person_records WHERE "
+                            "person_id NOT IN (SELECT person_id FROM part_persons)")[0]
+    for table in ("part_labels", "part_persons", "part_restorable"):
+        cur.execute(f"DROP TABLE {table}")
+    state = IdState(assignment=assignment, issued=issued, retired=retired,
+                    last_records={k: frozenset(v) for k, v in last.items()},
+                    next_seq=next_seq(cur))
+    part_clusters = dict(zip(part.column("uid").to_pylist(), part.column("label").to_pylist(),
+                             strict=True))
+    return state, part_clusters, int(outside)
+
+
+class IssuedIds:
+    """Whether an ID was ever issued, for an allocator given only part of the state.
+
+    The next IDs the allocator will try are derived from the sequence counter; those
+    ``window`` are checked in one query, any further one on its own.
+    """
+
+    def __init__(self, cur: Cursor, allocator: IdAllocator, start: int, window: int):
+        self.cur = cur
+        self.checked = {new_id(allocator.secret, s) for s in range(start, start + window)}
+        with _Staged(cur, "stage_candidates",
+                     pa.table({"person_id": pa.array(sorted(self.checked), pa.string())})):
+            self.known = {p for (p,) in query(cur, "SELECT person_id FROM persons WHERE "
+                                                   "person_id IN (SELECT person_id FROM "
+                                                   "stage_candidates)")}
+
+    def __contains__(self, pid: object) -> bool:
+        if pid in self.known:
+            return True
+        if pid in self.checked:
+            return False
+        return bool(query(self.cur, "SELECT 1 FROM persons WHERE person_id = ?", [pid]))
 
 
 def reachable_state(cur: Cursor, pid: str) -> IdState | None:
