@@ -823,7 +823,9 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
                       prior=prior if project.ambiguity else None)
     amb = res.ambiguity
     if res.links is not None:
-        links = res.links
+        # A pair the ambiguity lowered below the review threshold is in doubt no more.
+        links = res.links.filter(pc.greater_equal(res.links.column("match_probability"),
+                                                  project.thresholds.review))
     if amb is not None:
         progress("  " + amb.line())
     refused = ", ".join(f"{k} {v:,}" for k, v in res.refused.items()) or "none"
