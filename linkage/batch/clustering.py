@@ -712,8 +712,10 @@ def _fingerprint_sql() -> str:
     """SQL of a record's copy fingerprint: NULL when it has no name or no birth year
     (too little to call two records copies of one row)."""
     fields = ", ".join(f"{c} := {c}" for c in COPY_COLUMNS)
+    # The extra fields too: two rows that differ only there are not copies of one row.
     return (f"CASE WHEN name_keys IS NOT NULL AND birth_year IS NOT NULL THEN "
-            f"md5(CAST(struct_pack({fields}, household_id := household_id) AS VARCHAR)) END")
+            f"md5(CAST(struct_pack({fields}, household_id := household_id, extra := extra) "
+            "AS VARCHAR)) END")
 
 
 def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, *,

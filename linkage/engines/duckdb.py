@@ -14,6 +14,7 @@ import pyarrow as pa
 from linkage.engines import Progress
 from linkage.engines import duckdb_sql as engine
 from linkage.engines.common import AFFECTED, NEAR, row_hash_sql, tf_sql
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import Model
 
 
@@ -29,12 +30,17 @@ class DuckDBEngine:
         self._linker: Any = None
         self._predictions: Any = None
         self._restricted = False
+        self.definition = BUILTIN
 
-    def load(self, records: pa.Table, max_block_size: int) -> engine.BlockingReport:
-        return engine.prepare_input(self.con, records, max_block_size)
+    def load(self, records: pa.Table, max_block_size: int,
+             definition: Definition = BUILTIN) -> engine.BlockingReport:
+        self.definition = definition  # the project's: its blocking keys, then its training
+        return engine.prepare_input(self.con, records, max_block_size,
+                                    keys=definition.blocking_keys)
 
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Model:
-        return engine.train(self.con, progress=progress, prefix=prefix, **options)
+        return engine.train(self.con, progress=progress, prefix=prefix,
+                            definition=self.definition, **options)
 
     def row_hashes(self) -> pa.Table:
         cols = [c for c, in self.con.execute(
@@ -58,10 +64,11 @@ class DuckDBEngine:
 
     def use_model(self, model: Model) -> None:
         self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
-                                          restricted=self._restricted)
+                                          restricted=self._restricted,
+                                          keys=self.definition.blocking_keys)
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
-        return engine.count_comparisons(self._linker, report)
+        return engine.count_comparisons(self._linker, report, self.definition.blocking_keys)
 
     def predict(self, review_threshold: float) -> int:
         self._predictions = engine.predict(self._linker, review_threshold)

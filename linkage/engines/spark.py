@@ -44,7 +44,8 @@ from linkage.engines.common import (
     with_engine_blocking,
 )
 from linkage.errors import EngineUnavailable
-from linkage.matching.definition import BLOCKING_KEYS, key_cap, key_sql
+from linkage.matching.definition import key_cap, key_sql
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import Model
 
 log = logging.getLogger(__name__)
@@ -135,11 +136,15 @@ class SparkEngine:
         self._linker: Any = None
         self._predictions: Any = None
         self._restricted = False
+        self.definition = BUILTIN
 
     # ------------------------------------------------------------------ input
 
-    def load(self, records: pa.Table, max_block_size: int) -> BlockingReport:
+    def load(self, records: pa.Table, max_block_size: int,
+             definition: Definition = BUILTIN) -> BlockingReport:
         """Records to Spark, blocking keys in Spark SQL, blocks over the cap nulled."""
+        self.definition = definition
+        BLOCKING_KEYS = definition.blocking_keys  # noqa: N806 (the project's keys)
         self._columns = list(records.column_names)
         self.spark.createDataFrame(records).createOrReplaceTempView("linkage_records")
         keys = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
@@ -212,7 +217,8 @@ class SparkEngine:
             con.register("linkage_spark_input", self.input_arrow())
             con.execute("CREATE TABLE linkage_input AS SELECT * FROM linkage_spark_input")
             con.unregister("linkage_spark_input")
-            return duckdb_sql.train(con, progress=progress, prefix=prefix, **options)
+            return duckdb_sql.train(con, progress=progress, prefix=prefix,
+                                    definition=self.definition, **options)
         finally:
             con.close()
 
@@ -239,14 +245,15 @@ class SparkEngine:
         from splink import Linker
 
         settings = with_engine_blocking(model.settings_for(self.dialect), self.dialect,
-                                        restricted=self._restricted)
+                                        restricted=self._restricted,
+                                        keys=self.definition.blocking_keys)
         sdf = self.api.register(_INPUT, table_name=f"{_INPUT}_splink")
         self._linker = Linker(sdf, settings, log_level=logging.WARNING)
 
     # ------------------------------------------------------------------ scoring
 
     def count_comparisons(self, report: BlockingReport) -> BlockingReport:
-        return count_comparisons(self._linker, report)
+        return count_comparisons(self._linker, report, self.definition.blocking_keys)
 
     def predict(self, review_threshold: float) -> int:
         self._predictions = self._linker.inference.predict(

@@ -33,6 +33,7 @@ import pyarrow as pa
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.errors import IngestError
+from linkage.matching.extra import extra_json
 from linkage.register import store
 from linkage.register.database import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
@@ -201,7 +202,8 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         source=src.name, birth_date_format=src.birth_date_format,
         age_reference_date=src.age_reference_date, country_code=src.country_code,
         sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year,
-        name_roles=roles if reorders else None)
+        name_roles=roles if reorders else None,
+        extra_fields=src.extra_fields)
     standardisers: dict = {}  # one per age reference date: set up once, not per row
     found: list[FieldWarning] = []  # this row's field warnings
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
@@ -232,6 +234,11 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             continue
         raw = {f: _clean(values.get(col)) for f, col in mapping.items()}
         found.clear()
+        for f, derive in src.derive.items():
+            whole = _clean(values.get(derive.column))
+            raw[f], matched = derive.of(whole)
+            if not matched:
+                found.append(FieldWarning(f, whole, "does not match the derive regex"))
         ref = src.age_reference_date
         if src.age_reference_column:
             ref_raw = _clean(values.get(src.age_reference_column))
@@ -264,8 +271,10 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         records["record_hash"].append(store.record_hash(raw_json))
         for col in STANDARD_COLUMNS:
             records[col].append(std.get(col))
+        records["extra"].append(extra_json(src.extra_fields, std))
         for w in found:
             column = (src.age_reference_column if w.field == "age_reference_date"
+                      else src.derive[w.field].column if w.field in src.derive
                       else mapping.get(w.field))
             warnings.append(dict(source=src.name, file=str(path), file_sha256=file_sha,
                                  row_number=row_number, record_key=key, field=w.field,
@@ -347,7 +356,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         return report
 
     records: dict[str, list] = {c: [] for c in ("uid", "record_key", "file", "row_number", "raw",
-                                                 "record_hash", *STANDARD_COLUMNS)}
+                                                 "record_hash", *STANDARD_COLUMNS, "extra")}
     rejects: list[dict] = []
     warnings: list[dict] = []
     seen: dict[str, tuple[str, int]] = {}
