@@ -519,14 +519,14 @@ def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
         tf = entry.get("term_frequencies", False)
         if not isinstance(tf, bool):
             raise ConfigError(path, at + ".term_frequencies", "expected true or false")
-        block = entry.get("block")
-        if block is True:
-            block = "alone"
-        elif block is False:
-            block = None
-        if block is not None and block not in extra_fields_.BLOCK_WITH:
-            raise ConfigError(path, at + ".block", "expected true, false or one of "
+        raw_block = entry.get("block", False)
+        blocks = (["alone"] if raw_block is True else [] if raw_block is False
+                  else [raw_block] if isinstance(raw_block, str) else raw_block)
+        if (not isinstance(blocks, list) or len(set(map(str, blocks))) != len(blocks)
+                or any(b not in extra_fields_.BLOCK_WITH for b in blocks)):
+            raise ConfigError(path, at + ".block", "expected true, false, or one or a list of "
                               f"{', '.join(extra_fields_.BLOCK_WITH)}")
+        block = tuple(blocks)
         thresholds = (_numbers(path, at + ".thresholds", entry["thresholds"], 0.0, 1.0,
                                order="highest first") if "thresholds" in entry else ())
         tolerances = (_numbers(path, at + ".tolerances", entry["tolerances"], 0.0, None,

@@ -204,7 +204,7 @@ def test_explain_and_review_evidence_show_the_extra_field(batch: Path, server: t
         record_b=pb.RecordRef(source="cash_transfer", record_key="XF-B")), timeout=10)
     step = {s.comparison: s for s in ex.steps}["email"]
     assert step.level_label == "different" and step.match_weight < 0
-    assert "bk_x_email" not in ex.shared_blocking_keys
+    assert "x_email" not in ex.shared_blocking_keys  # different addresses
 
     from linkage.review.evidence import record_views
 
@@ -283,7 +283,7 @@ def _source_project(tmp_path: Path, extra: object, columns: dict, derive: dict |
     ([{"name": "job", "kind": "exact", "thresholds": [0.9]}], {}, None, "project.yaml",
      "extra_fields[0].thresholds", "not an option of kind exact"),
     ([{"name": "job", "kind": "exact", "block": "mother"}], {}, None, "project.yaml",
-     "extra_fields[0].block", "expected true, false or one of"),
+     "extra_fields[0].block", "expected true, false, or one or a list of"),
     ([{"name": "pc", "kind": "code", "prefixes": [0]}], {}, None, "project.yaml",
      "extra_fields[0].prefixes", "whole numbers of at least 1"),
     ({"name": "job"}, {}, None, "project.yaml", "extra_fields", "expected a list"),

@@ -27,14 +27,14 @@ from linkage.matching.splink_settings import settings_dict
 from linkage.realtime.index import Index, _Pairs
 
 DEFN = Definition((
-    ExtraField("job", "exact", term_frequencies=True, block="alone"),
-    ExtraField("birth_place", "name", term_frequencies=True, block="given_name"),
+    ExtraField("job", "exact", term_frequencies=True, block=("alone",)),
+    ExtraField("birth_place", "name", term_frequencies=True, block=("given_name",)),
     ExtraField("street", "fuzzy", thresholds=(0.9, 0.75)),
     ExtraField("visit", "date", tolerances=(7, 400)),
     ExtraField("income", "numeric", tolerances=(0.5, 10)),
-    ExtraField("postcode", "code", separator=" ", prefixes=(1,), block="alone"),
+    ExtraField("postcode", "code", separator=" ", prefixes=(1,), block=("alone",)),
     ExtraField("admin", "code", prefixes=(4, 2)),
-    ExtraField("email", "tokens", block="alone"),
+    ExtraField("email", "tokens", block=("alone",)),
 ))
 
 RAW = {

@@ -20,7 +20,7 @@ as one JSON object (``records.extra``) and expanded into columns where the batch
 index reads records (:func:`columns_sql`).
 
 Example:
-    >>> d = Definition((ExtraField("email", "tokens", block="alone"),))
+    >>> d = Definition((ExtraField("email", "tokens", block=("alone",)),))
     >>> [lvl.label for lvl in d.comparison("email").levels]
     ['email missing on either side', 'same tokens', 'a token in common', 'different']
     >>> d.blocking_keys["x_email"]
@@ -84,8 +84,8 @@ class ExtraField:
         prefixes: code: one level per prefix, longest first: parts with a separator,
             else characters.
         date_format: date: the strptime format of the source's values.
-        block: ``None`` (no blocking key), ``"alone"`` or a name part
-            (:data:`BLOCK_WITH`): the key is the field with that name's key.
+        block: the blocking keys asked for, each ``"alone"`` (the field's value) or a
+            name part (:data:`BLOCK_WITH`: the value with that name's key); ``()``: none.
     """
 
     name: str
@@ -96,7 +96,7 @@ class ExtraField:
     separator: str | None = None
     prefixes: tuple[int, ...] = ()
     date_format: str = "%Y-%m-%d"
-    block: str | None = None
+    block: tuple[str, ...] = ()
 
     @property
     def column(self) -> str:
@@ -151,13 +151,18 @@ class ExtraField:
         levels.append(Level("different", None))
         return Comparison(self.name, f"extra field {self.name} ({self.kind})", tuple(levels))
 
-    def key_parts(self) -> tuple[KeyPart, ...]:
-        """The blocking key the project asked for (``block:``)."""
+    def blocking_keys(self) -> dict[str, tuple[KeyPart, ...]]:
+        """The blocking keys the project asked for (``block:``), by name (``bk_<name>``)."""
         c = self.column
+        # A name by its transliteration key; a token list by its first token (sorted).
         main: KeyPart = (f"{c}__key" if self.kind == "name"
                          else first_token(c) if self.kind == "tokens" else c)
-        with_name = BLOCK_WITH.get(self.block or "alone")
-        return (main,) if with_name is None else (main, with_name)
+        out: dict[str, tuple[KeyPart, ...]] = {}
+        for b in self.block:
+            with_name = BLOCK_WITH[b]
+            out[c if with_name is None else f"{c}_{b}"] = (
+                (main,) if with_name is None else (main, with_name))
+        return out
 
     # ------------------------------------------------------------------ values
 
@@ -284,9 +289,7 @@ class Definition:
     def blocking_keys(self) -> dict[str, tuple[KeyPart, ...]]:
         keys = dict(builtin.BLOCKING_KEYS)
         for f in self.extra:
-            if f.block:
-                name = f.column if f.block == "alone" else f"{f.column}_{f.block}"
-                keys[name] = f.key_parts()
+            keys.update(f.blocking_keys())
         return keys
 
     @cached_property
