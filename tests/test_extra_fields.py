@@ -354,3 +354,40 @@ def test_a_derived_column_and_extra_values_are_standardised_with_warnings(tmp_pa
         ("1", "extra.years", "profession", "Cultivatrice", "not a number"),
         ("2", "commune", "code_village", "V03", "does not match the derive regex"),
         ("2", "extra.years", "profession", "12x", "not a number")]
+
+
+def test_the_readme_examples_load_and_derive(tmp_path: Path) -> None:
+    """README's extra-field and derived-column YAML, as a user would copy it."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("**Extra fields: any column"):text.index("**Field warnings.**")]
+    blocks = [yaml.safe_load(b.split("```", 1)[0]) for b in section.split("```yaml")[1:]]
+    project_doc, source_doc, derive_doc = blocks
+    columns = {"given_name": "prenom", **source_doc["columns"], **derive_doc["columns"]}
+    (tmp_path / "data").mkdir()
+    with (tmp_path / "data" / "roster.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", *dict.fromkeys(columns.values())])
+        w.writerow(["1", "Awa", "awa@x.org; a.d@y.org", "Tailleur", "TQ13 8DF", "ML-C12-V03"])
+    (tmp_path / "roster.yaml").write_text(yaml.safe_dump({
+        "name": "roster", "kind": "programme", "path": "data/roster.csv", "format": "csv",
+        "record_key": "id", "columns": columns, "derive": derive_doc["derive"]}),
+        encoding="utf-8")
+    (tmp_path / "project.yaml").write_text(yaml.safe_dump({
+        "name": "readme", "sources": ["roster.yaml"], **project_doc}), encoding="utf-8")
+    project = load_project(tmp_path / "project.yaml")
+    assert [f.name for f in project.extra_fields] == ["email", "occupation", "postcode"]
+    labels = [lvl.label for lvl in project.definition.comparison("postcode").levels]
+    assert labels == ["postcode missing on either side", "exact", "same first part",
+                      "different"]
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            ingest_source(cur, project.sources[0])
+            commune, extra = cur.execute("SELECT commune, extra FROM records").fetchall()[0]
+    finally:
+        reg.close()
+    import json
+
+    assert commune == "ml c12"
+    assert json.loads(extra) == {"x_email": "a.d@y.org awa@x.org", "x_occupation": "tailleur",
+                                 "x_postcode": "tq13 8df", "x_postcode__p1": "tq13"}

@@ -145,9 +145,9 @@ class ExtraField:
             levels += [Level(f"within {t:g}", NumberGap(f"{c}__num", t))
                        for t in self.tolerances]
         elif self.kind == "code":
-            unit = "parts" if self.separator else "characters"
-            levels += [Level(f"same first {p} {unit}", Exact(f"{c}__p{p}"))
-                       for p in self.prefixes]
+            unit = "part" if self.separator else "character"
+            levels += [Level(f"same first {unit}" if p == 1 else f"same first {p} {unit}s",
+                             Exact(f"{c}__p{p}")) for p in self.prefixes]
         levels.append(Level("different", None))
         return Comparison(self.name, f"extra field {self.name} ({self.kind})", tuple(levels))
 
