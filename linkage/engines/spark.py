@@ -144,11 +144,11 @@ class SparkEngine:
              definition: Definition = BUILTIN) -> BlockingReport:
         """Records to Spark, blocking keys in Spark SQL, blocks over the cap nulled."""
         self.definition = definition
-        BLOCKING_KEYS = definition.blocking_keys  # noqa: N806 (the project's keys)
+        keys = definition.blocking_keys  # the built-in ones and the extra fields'
         self._columns = list(records.column_names)
         self.spark.createDataFrame(records).createOrReplaceTempView("linkage_records")
         keys = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
-                          for name, cols in BLOCKING_KEYS.items())
+                          for name, cols in keys.items())
         raw = self.spark.sql(f"SELECT *, {keys} FROM linkage_records")
         raw = self._materialise(raw, "linkage_raw_keys")
         # The oversized blocks, all keys in one pass: they are few, so they come to the
@@ -156,25 +156,25 @@ class SparkEngine:
         # Each key's cap (definition.key_cap: a single name is capped lower) is applied
         # as a third stacked column, so one GROUP BY serves them all.
         stacked = ", ".join(f"'{name}', bk_{name}, {int(key_cap(name, max_block_size))}"
-                            for name in BLOCKING_KEYS)
+                            for name in keys)
         big = self.spark.sql(f"""
             SELECT name, k, count(*) AS n FROM (
-              SELECT stack({len(BLOCKING_KEYS)}, {stacked}) AS (name, k, cap)
+              SELECT stack({len(keys)}, {stacked}) AS (name, k, cap)
               FROM linkage_raw_keys)
             WHERE k IS NOT NULL GROUP BY name, k, cap HAVING count(*) > cap
         """).collect()
-        capped = dict.fromkeys(BLOCKING_KEYS, 0)
+        capped = dict.fromkeys(keys, 0)
         for row in big:
             capped[row["name"]] += int(row["n"])
         self.spark.createDataFrame([(r["name"], r["k"]) for r in big], "name string, k string"
                                    ).createOrReplaceTempView("linkage_big")
         joins = "\n".join(
             f"LEFT JOIN (SELECT k FROM linkage_big WHERE name = '{name}') big_{name} "
-            f"ON r.bk_{name} = big_{name}.k" for name in BLOCKING_KEYS)
-        hint = ", ".join(f"big_{name}" for name in BLOCKING_KEYS)
+            f"ON r.bk_{name} = big_{name}.k" for name in keys)
+        hint = ", ".join(f"big_{name}" for name in keys)
         cols = ", ".join(f"r.{c}" for c in self._columns)
         nulled = ", ".join(f"CASE WHEN big_{name}.k IS NULL THEN r.bk_{name} END AS bk_{name}"
-                           for name in BLOCKING_KEYS)
+                           for name in keys)
         df = self.spark.sql(f"SELECT /*+ BROADCAST({hint}) */ {cols}, {nulled} "
                             f"FROM linkage_raw_keys r {joins}")
         self._input = self._materialise(df, _INPUT)
