@@ -391,3 +391,26 @@ def test_the_readme_examples_load_and_derive(tmp_path: Path) -> None:
     assert commune == "ml c12"
     assert json.loads(extra) == {"x_email": "a.d@y.org awa@x.org", "x_occupation": "tailleur",
                                  "x_postcode": "tq13 8df", "x_postcode__p1": "tq13"}
+
+
+def test_declaring_an_extra_field_rereads_unchanged_files(tmp_path: Path) -> None:
+    rows = [{"id": "1", "prenom": "Awa", "nom": "Diarra", "code_village": "ML-C12-V03",
+             "profession": "Tailleur"}]
+    path = _source_project(tmp_path, None, {}, None, rows)
+    project = load_project(path)
+    reg = Register.open(project.register)
+    try:
+        with reg.transaction() as cur:
+            assert ingest_source(cur, project.sources[0]).added == 1
+            assert ingest_source(cur, project.sources[0]).skipped  # same files, same reading
+        _source_project(tmp_path, [{"name": "job", "kind": "exact"}],
+                        {"extra.job": "profession"}, None, rows)
+        project = load_project(path)
+        with reg.transaction() as cur:
+            report = ingest_source(cur, project.sources[0])
+            assert not report.skipped and report.updated == 1
+            assert cur.execute("SELECT extra FROM records").fetchall() == [
+                ('{"x_job": "tailleur"}',)]
+            assert ingest_source(cur, project.sources[0]).skipped
+    finally:
+        reg.close()

@@ -328,6 +328,17 @@ def name_roles(cur: duckdb.DuckDBPyConnection, sources: Sequence[SourceConfig]
     return NameRoles(given, family)
 
 
+def _extra_reading(src: SourceConfig) -> str | None:
+    """A hash of what decides a source's extra columns: the project's extra fields, the
+    source's ``extra.*`` mapping and its ``derive:``; ``None`` when it has neither."""
+    mapped = {f: c for f, c in src.columns.items() if f.startswith("extra.")}
+    if not mapped and not src.derive:
+        return None
+    derive = {f: (d.column, d.regex.pattern, d.group) for f, d in src.derive.items()}
+    text = repr((src.extra_fields, sorted(mapped.items()), sorted(derive.items())))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: bool = False,
                   now: dt.datetime | None = None,
                   progress: Callable[[str], None] | None = None,
@@ -351,7 +362,11 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     previous = {h for (h,) in query(cur, "SELECT sha256 FROM source_files WHERE source = ?",
                                     [src.name])}
     report.files = len(hashes)
-    if not force and previous == set(hashes.values()):
+    # Declaring, changing or deriving an extra field changes what the same files give:
+    # they are read again (a source without any reads as before, with no meta row).
+    reading = _extra_reading(src)
+    if (not force and previous == set(hashes.values())
+            and store.extra_reading(cur, src.name) == reading):
         report.skipped = True
         return report
 
@@ -409,6 +424,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         what = f"{w['field']}: {w['reason']}"
         report.warning_reasons[what] = report.warning_reasons.get(what, 0) + 1
 
+    store.set_extra_reading(cur, src.name, reading)
     cur.execute("DELETE FROM source_files WHERE source = ?", [src.name])
     cur.executemany("INSERT INTO source_files VALUES (?, ?, ?, ?, ?)",
                     [[src.name, str(p), h, rows_by_file[p], now] for p, h in hashes.items()])

@@ -99,6 +99,19 @@ def _set_meta(cur: Cursor, key: str, value: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def extra_reading(cur: Cursor, source: str) -> str | None:
+    """How a source's extra fields and derived columns were last read (``None``: none)."""
+    return _meta(cur, f"extra_reading:{source}")
+
+
+def set_extra_reading(cur: Cursor, source: str, value: str | None) -> None:
+    """Record :func:`extra_reading` (``None`` removes it)."""
+    if value is None:
+        cur.execute("DELETE FROM meta WHERE key = ?", [f"extra_reading:{source}"])
+    else:
+        _set_meta(cur, f"extra_reading:{source}", value)
+
+
 def add_source(cur: Cursor, name: str, kind: str, programme: str,
                config_path: str | None = None, *, replace: bool = True) -> None:
     """Record a source. ``replace=False`` keeps a row already there (enrolment does)."""
