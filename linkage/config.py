@@ -462,7 +462,7 @@ _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresh
                  "engine", "memory", "spark", "extra_fields"}
 
 _EXTRA_KEYS = {"name", "kind", "term_frequencies", "thresholds", "tolerances", "separator",
-               "prefixes", "format", "block"}
+               "prefixes", "format", "block", "max_weight"}
 #: Options each kind of extra field takes (besides name, kind and block).
 _EXTRA_OPTIONS = {"exact": {"term_frequencies"}, "name": {"term_frequencies", "thresholds"},
                   "fuzzy": {"term_frequencies", "thresholds"}, "date": {"tolerances", "format"},
@@ -512,7 +512,8 @@ def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
         if name in {f.name for f in out}:
             raise ConfigError(path, at + ".name", f"'{name}' is declared twice")
         kind = ek.str("kind", required=True, choices=extra_fields_.KINDS) or ""
-        wrong = sorted(set(entry) - {"name", "kind", "block"} - _EXTRA_OPTIONS[kind])
+        wrong = sorted(set(entry) - {"name", "kind", "block", "max_weight"}
+                       - _EXTRA_OPTIONS[kind])
         for opt in wrong[:1]:
             raise ConfigError(path, f"{at}.{opt}", f"not an option of kind {kind} (options: "
                               f"{', '.join(sorted(_EXTRA_OPTIONS[kind])) or 'none'})")
@@ -550,7 +551,9 @@ def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
             except ValueError as exc:
                 raise ConfigError(path, at + ".format", "expected a strptime format such as "
                                   "%Y-%m-%d") from exc
-        out.append(ExtraField(name=name, kind=kind, term_frequencies=tf,
+        max_weight = (ek.float("max_weight", 0.0, 0.0, 40.0) if "max_weight" in entry
+                      else None)
+        out.append(ExtraField(name=name, kind=kind, term_frequencies=tf, max_weight=max_weight,
                               thresholds=thresholds, tolerances=tolerances,
                               separator=separator, prefixes=prefixes, date_format=fmt,
                               block=block))

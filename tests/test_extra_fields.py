@@ -39,7 +39,7 @@ TWIN_B = {"id_beneficiaire": "XF-B", "nom_complet": "KANOUTE Zeinabou", "sexe": 
           "email": "kanoute.z@courriel.example"}
 
 EXTRA_FIELDS = [
-    {"name": "email", "kind": "tokens", "block": True},
+    {"name": "email", "kind": "tokens", "block": True, "max_weight": 9},
 ]
 
 
@@ -111,10 +111,14 @@ def test_declared_field_is_trained_like_the_built_in_ones(batch: Path) -> None:
                                email["different"])
     # u by random sampling: two random persons almost never share an address; m by EM:
     # most true pairs do.
-    assert same["m"] > 0.4 and same["u"] < 1e-3
+    assert same["m"] > 0.4 and same["u"] < 1e-2
     assert common["m"] > common["u"]
     assert different["m"] < 0.2 < different["u"]
     assert "email" in training.level_table(model)
+    # max_weight caps the agreement weight when training, as the household's cap does.
+    assert project.definition.weight_caps == {"household": 6.0, "email": 9.0}
+    # (uncapped, sampling put u near 1e-4: about 12 bits)
+    assert same["m"] / same["u"] == pytest.approx(2 ** 9)
     # The blocking key the project asked for exists and reached pairs.
     reg = Register.open(project.register, read_only=True)
     try:
@@ -286,6 +290,8 @@ def _source_project(tmp_path: Path, extra: object, columns: dict, derive: dict |
      "extra_fields[0].block", "expected true, false, or one or a list of"),
     ([{"name": "pc", "kind": "code", "prefixes": [0]}], {}, None, "project.yaml",
      "extra_fields[0].prefixes", "whole numbers of at least 1"),
+    ([{"name": "pc", "kind": "code", "max_weight": "high"}], {}, None, "project.yaml",
+     "extra_fields[0].max_weight", "expected a number between 0.0 and 40.0"),
     ({"name": "job"}, {}, None, "project.yaml", "extra_fields", "expected a list"),
     ([], {"extra.job": "profession"}, None, "roster.yaml", "columns.extra.job",
      "not declared in the project's extra_fields"),

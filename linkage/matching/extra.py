@@ -86,6 +86,9 @@ class ExtraField:
         date_format: date: the strptime format of the source's values.
         block: the blocking keys asked for, each ``"alone"`` (the field's value) or a
             name part (:data:`BLOCK_WITH`: the value with that name's key); ``()``: none.
+        max_weight: the agreement weight cap, in bits (``None``: none), applied when the
+            model is trained as the household comparison's is: a place-like field that
+            relatives and neighbours share says little about *which* person a record is.
     """
 
     name: str
@@ -97,6 +100,7 @@ class ExtraField:
     prefixes: tuple[int, ...] = ()
     date_format: str = "%Y-%m-%d"
     block: tuple[str, ...] = ()
+    max_weight: float | None = None
 
     @property
     def column(self) -> str:
@@ -303,6 +307,13 @@ class Definition:
     def columns(self) -> dict[str, str]:
         """Every extra column, with its DuckDB type."""
         return {c: t for f in self.extra for c, t in f.columns().items()}
+
+    @cached_property
+    def weight_caps(self) -> dict[str, float]:
+        """Agreement weight caps in bits, by comparison: the household's and the extra
+        fields' ``max_weight`` (training applies them)."""
+        return dict(builtin.HOUSEHOLD_EVIDENCE_CAP_BITS) | {
+            f.name: f.max_weight for f in self.extra if f.max_weight is not None}
 
     def comparison(self, name: str) -> Comparison:
         for comp in self.comparisons:

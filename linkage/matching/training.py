@@ -496,7 +496,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
             f"households: the EM sessions found too few pairs or matches ({blocks}); the "
             "register needs full birth dates on some records, or use a shipped model "
             "(`model:` in project.yaml)")
-    settings = cap_household_evidence(neutralise_untrained(settings))
+    caps = definition.weight_caps
+    settings = cap_household_evidence(neutralise_untrained(settings), caps)
     # Fail now, before the last EM, when the names carry no evidence.
     _check_given_name(Model(version=f"{prefix} (after the EM sessions)", settings=settings,
                             metadata={}))
@@ -505,7 +506,7 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     with _quiet_splink():
         settings, final = em_over_blocked_pairs(con, settings, table=table,
                                                 max_pairs=final_max_pairs)
-    settings = cap_household_evidence(settings)
+    settings = cap_household_evidence(settings, caps)
     progress(f"  ... {final['blocked_pairs']:,} blocked pairs on {final['records_sampled']:,} "
              f"records, {final['iterations']} iterations: "
              f"{final['expected_matches_in_blocking']:,.0f} expected matches; blocking recall "
