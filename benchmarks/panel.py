@@ -333,8 +333,8 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
             case.notes.append(_fake_labels_note(splink_data, case.truth))
         else:
             case.notes.append("columns: first_name, surname, gender -> sex, dob (%Y-%m-%d), "
-                              "birth_place -> region; extra fields: postcode_fake (code, "
-                              "blocked on with each name), occupation (exact); full_name "
+                              "extra fields: postcode_fake (code, blocked on with each "
+                              "name), occupation and birth_place (exact); full_name "
                               "unused")
     return case
 
