@@ -147,9 +147,9 @@ class SparkEngine:
         keys = definition.blocking_keys  # the built-in ones and the extra fields'
         self._columns = list(records.column_names)
         self.spark.createDataFrame(records).createOrReplaceTempView("linkage_records")
-        keys = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
-                          for name, cols in keys.items())
-        raw = self.spark.sql(f"SELECT *, {keys} FROM linkage_records")
+        key_cols = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
+                              for name, cols in keys.items())
+        raw = self.spark.sql(f"SELECT *, {key_cols} FROM linkage_records")
         raw = self._materialise(raw, "linkage_raw_keys")
         # The oversized blocks, all keys in one pass: they are few, so they come to the
         # driver and go back as one small broadcast table.
