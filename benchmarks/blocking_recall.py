@@ -37,7 +37,6 @@ import yaml
 from linkage.batch.pipeline import active_records
 from linkage.config import load_project
 from linkage.engines import duckdb_sql as engine
-from linkage.matching.model import BLOCKING_KEYS
 from linkage.register.database import Register
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +59,19 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
     project = load_project(project_path)
     reg = Register.open(project.register, read_only=True)
     cur = reg.cursor()
-    records = active_records(cur)
+    # The project's keys: the built-in ones and those its extra fields ask for.
+    keys = project.definition.blocking_keys
+    records = active_records(cur, project.definition)
     reg.close()
     con = engine.new_scratch()
     con.execute("SET enable_progress_bar = false")
-    report = engine.prepare_input(con, records, project.max_block_size)
+    report = engine.prepare_input(con, records, project.max_block_size, keys=keys)
     con.execute(
         "CREATE TABLE truth AS SELECT source || ':' || record_key AS uid, person_id "
         "FROM read_csv(?, all_varchar = true) WHERE bad = 'false'", [str(truth_path)])
-    reached = " OR ".join(f"coalesce(l.bk_{k} = r.bk_{k}, false)" for k in BLOCKING_KEYS)
+    reached = " OR ".join(f"coalesce(l.bk_{k} = r.bk_{k}, false)" for k in keys)
     per_key = ", ".join(f"sum(CASE WHEN l.bk_{k} = r.bk_{k} THEN 1 ELSE 0 END)"
-                        for k in BLOCKING_KEYS)
+                        for k in keys)
     con.execute(f"""
         CREATE TEMP TABLE true_pairs AS
         WITH pairs AS (SELECT a.uid AS ua, b.uid AS ub FROM truth a JOIN truth b
@@ -88,7 +89,7 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
                            "recall": within / total if total else 1.0,
                            "block_cap": report.max_block_size,
                            "capped_records_by_key": report.capped_records_by_rule}
-    for name, n in zip(BLOCKING_KEYS, row[2:], strict=True):
+    for name, n in zip(keys, row[2:], strict=True):
         out[f"pairs_{name}"] = int(n or 0)
     if misses:
         shown = ["given_std", "family_std", "father_std", "grandfather_std", "sex",
@@ -232,9 +233,10 @@ def _print(name: str, res: dict[str, Any]) -> None:
           + (f"; comparisons {cmp:,} ({cmp / max(res['records'], 1):.1f} per record)"
              if cmp is not None else ""))
     by_key = res.get("comparisons_by_key", {})
-    w = max(len(k) for k in BLOCKING_KEYS)
+    keys = [k[len("pairs_"):] for k in res if k.startswith("pairs_")]
+    w = max(len(k) for k in keys)
     print(f"  {'key':<{w}} {'true pairs':>10} {'comparisons':>12} {'capped recs':>11}")
-    for k in BLOCKING_KEYS:
+    for k in keys:
         c = by_key.get(k)
         print(f"  {k:<{w}} {res[f'pairs_{k}']:>10,} {'' if c is None else f'{c:,}':>12} "
               f"{res['capped_records_by_key'].get(k, 0):>11,}")

@@ -20,7 +20,8 @@ subprocesses. Variants, each a row:
 * public data: ``trained`` (the committed configuration, no ``model:``: the run trains
   its own model); for FEBRL, which has ``soc_sec_id`` mapped to ``national_id``, also
   ``no ID`` (that mapping removed); and, where there is no ID, a row with
-  ``model: models/sahel.json`` (the shipped model), since training needs national IDs;
+  ``model: models/sahel.json`` (the shipped model, on the canonical columns: the
+  project's extra fields are left out, as the shipped model was trained without them);
 * sahel / horn: the shipped model of the profile (as generated) and ``trained`` on the
   register itself.
 
@@ -226,10 +227,27 @@ def _variant(case_dir: Path, slug: str, template: Path, data_dir: Path, *,
             doc.get("columns", {}).pop("national_id", None)
             (vdir / "sources" / src.name).write_text(
                 yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if model is not None:
+        # A shipped model was trained without the project's extra fields: run it on the
+        # canonical columns only (its rows measure the shipped model, as before).
+        for src in sorted((vdir / "sources").glob("*.yaml")):
+            doc = yaml.safe_load(src.read_text(encoding="utf-8"))
+            cols = doc.get("columns", {})
+            derive = doc.get("derive", {})
+            extra = [k for k in (*cols, *derive) if str(k).startswith("extra.")]
+            if extra:
+                for k in extra:
+                    cols.pop(k, None)
+                    derive.pop(k, None)
+                if not derive:
+                    doc.pop("derive", None)
+                src.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+                               encoding="utf-8")
     if model is not None or remove_model:
         doc = yaml.safe_load((template / "project.yaml").read_text(encoding="utf-8"))
         doc.pop("model", None)
         if model is not None:
+            doc.pop("extra_fields", None)
             doc["model"] = str(model.resolve())
         (vdir / "project.yaml").write_text(
             yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
@@ -285,10 +303,16 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
              _variant(case_dir, "ours-noid-sahel", template, data, drop_national_id=True,
                       model=sahel), "model: models/sahel.json"),
         ]
-        case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
-                          "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
-                          "region, suburb -> commune, postcode -> village (squeezed); "
-                          "street and address unused")
+        if dataset == "febrl3":
+            case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
+                              "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
+                              "region, suburb -> commune; extra fields: postcode (code), "
+                              "street_number (exact), address_1 (fuzzy); address_2 unused")
+        else:
+            case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
+                              "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
+                              "region, suburb -> commune, postcode -> village (squeezed); "
+                              "street and address unused")
         if dataset in ("febrl1", "febrl2"):
             case.notes.append("reference: Splink documents no example for FEBRL 1 or 2; "
                               "its febrl3 set-up is used unchanged")
@@ -305,12 +329,13 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
         ]
         if dataset == "fake_1000":
             case.notes.append("columns: first_name, surname, dob (%Y-%m-%d), city -> "
-                              "commune (squeezed); email unused (no canonical field)")
+                              "commune (squeezed); extra field: email (fuzzy, blocked on)")
             case.notes.append(_fake_labels_note(splink_data, case.truth))
         else:
             case.notes.append("columns: first_name, surname, gender -> sex, dob (%Y-%m-%d), "
-                              "birth_place -> region, postcode_fake -> village (squeezed); "
-                              "occupation and full_name unused")
+                              "extra fields: postcode_fake (code, blocked on with each "
+                              "name), occupation and birth_place (exact); full_name "
+                              "unused")
     return case
 
 

@@ -146,7 +146,8 @@ def train(project_path: Path, use_labels: bool) -> None:
             ingest_all(cur, project, progress=progress)
             eng = open_engine("duckdb")
             try:
-                eng.load(active_records(cur), project.max_block_size)
+                eng.load(active_records(cur, project.definition), project.max_block_size,
+                         project.definition)
                 model = load_or_train_model(cur, eng, project, progress, retrain=True,
                                             use_labels=use_labels)
             finally:

@@ -27,6 +27,8 @@ import yaml
 
 from linkage.canonical import RAW_FIELDS
 from linkage.errors import ConfigError
+from linkage.matching import extra as extra_fields_
+from linkage.matching.extra import Definition, ExtraField
 from linkage.standardise.dates import MIN_YEAR
 
 FORMATS = ("csv", "parquet", "jsonl")
@@ -202,6 +204,27 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class Derive:
+    """A field taken from part of a source column: ``regex``'s group ``group`` of ``column``.
+
+    A value the expression does not match blanks the field with a field warning.
+    """
+
+    column: str
+    regex: re.Pattern[str]
+    group: int = 1
+
+    def of(self, value: str | None) -> tuple[str | None, bool]:
+        """(the derived value, whether ``value`` matched); a blank value matches nothing."""
+        if value is None:
+            return None, True
+        m = self.regex.search(value)
+        if m is None:
+            return None, False
+        return (m.group(self.group) or None), True
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One source: a programme roster or a civil-registry extract."""
 
@@ -223,11 +246,16 @@ class SourceConfig:
     sex_codes: dict[str, list[str]] | None = None
     country_code: str = ""
     min_birth_year: int = MIN_YEAR  # the project's setting
+    #: The project's extra fields (columns may map ``extra.<name>`` to a column).
+    extra_fields: tuple[ExtraField, ...] = ()
+    #: field -> how it is derived from part of another column (``derive:``).
+    derive: dict[str, Derive] = field(default_factory=dict)
 
     @property
     def source_columns(self) -> list[str]:
         """The columns this source must have: the key and every mapped column."""
-        cols = [self.record_key, *self.columns.values()]
+        cols = [self.record_key, *self.columns.values(),
+                *(d.column for d in self.derive.values())]
         if self.age_reference_column:
             cols.append(self.age_reference_column)
         return list(dict.fromkeys(cols))
@@ -256,6 +284,13 @@ class ProjectConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     encryption: EncryptionConfig | None = None  # the register encrypted at rest
+    #: ``extra_fields:``: columns beyond the canonical person, and how each compares.
+    extra_fields: tuple[ExtraField, ...] = ()
+
+    @property
+    def definition(self) -> Definition:
+        """The project's matching definition: the built-in one plus its extra fields."""
+        return Definition(self.extra_fields)
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:
@@ -341,14 +376,54 @@ class _Keys:
 
 _SOURCE_KEYS = {"name", "kind", "programme", "path", "format", "delimiter", "encoding",
                 "record_key", "columns", "name_order", "birth_date_format",
-                "age_reference_date", "age_reference_column", "sex_codes", "country_code"}
+                "age_reference_date", "age_reference_column", "sex_codes", "country_code",
+                "derive"}
+
+
+def _field_name(path: Path, key: str, field_name: Any, extra: tuple[ExtraField, ...]) -> str:
+    """A canonical field or ``extra.<declared name>``, or a ConfigError at ``key``."""
+    declared = [f.raw_field for f in extra]
+    if isinstance(field_name, str) and field_name.startswith(extra_fields_.RAW_PREFIX):
+        if field_name not in declared:
+            raise ConfigError(path, key, "extra field not declared in the project's "
+                              f"extra_fields (declared: {', '.join(declared) or 'none'})")
+    elif field_name not in RAW_FIELDS:
+        raise ConfigError(path, key, f"unknown canonical field (allowed: {', '.join(RAW_FIELDS)}"
+                          ", or extra.<name> of the project's extra_fields)")
+    return field_name
+
+
+def _derive(path: Path, raw: dict[str, Any], columns: dict[str, str],
+            extra: tuple[ExtraField, ...]) -> dict[str, Derive]:
+    out = {}
+    for field_name, spec in raw.items():
+        key = f"derive.{field_name}"
+        _field_name(path, key, field_name, extra)
+        if field_name in columns:
+            raise ConfigError(path, key, f"also mapped in columns.{field_name}: map it once")
+        if not isinstance(spec, dict):
+            raise ConfigError(path, key, "expected a mapping with from, regex and group")
+        dk = _Keys(path, spec, {"from", "regex", "group"}, prefix=key + ".")
+        column = dk.str("from", required=True) or ""
+        pattern = dk.str("regex", required=True) or ""
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(path, key + ".regex", f"not a regular expression ({exc})") from exc
+        group = dk.int("group", 1, 0)
+        if group > regex.groups:
+            raise ConfigError(path, key + ".group", f"the regex has {regex.groups} group(s)")
+        out[field_name] = Derive(column, regex, group)
+    return out
 
 
 def load_source(path: Path | str, *, default_country_code: str = "",
-                min_birth_year: int = MIN_YEAR) -> SourceConfig:
+                min_birth_year: int = MIN_YEAR,
+                extra_fields: tuple[ExtraField, ...] = ()) -> SourceConfig:
     """Read and validate one source file.
 
-    ``default_country_code`` and ``min_birth_year`` come from the project file.
+    ``default_country_code``, ``min_birth_year`` and ``extra_fields`` come from the
+    project file.
 
     Raises:
         ConfigError: naming the file and the offending key.
@@ -376,13 +451,13 @@ def load_source(path: Path | str, *, default_country_code: str = "",
     columns_raw = k.mapping("columns", required=True)
     columns: dict[str, str] = {}
     for field_name, column in columns_raw.items():
-        if field_name not in RAW_FIELDS:
-            raise ConfigError(path, f"columns.{field_name}",
-                              f"unknown canonical field (allowed: {', '.join(RAW_FIELDS)})")
+        _field_name(path, f"columns.{field_name}", field_name, extra_fields)
         if not isinstance(column, str) or not column:
             raise ConfigError(path, f"columns.{field_name}", "expected a column name")
         columns[field_name] = column
-    has_name = any(f in columns for f in ("given_name", "family_name", "full_name", "father_name"))
+    derive = _derive(path, k.mapping("derive"), columns, extra_fields)
+    has_name = any(f in columns or f in derive
+                   for f in ("given_name", "family_name", "full_name", "father_name"))
     if not has_name:
         raise ConfigError(path, "columns", "map at least one name field "
                           "(given_name, family_name, father_name or full_name)")
@@ -439,12 +514,15 @@ def load_source(path: Path | str, *, default_country_code: str = "",
         sex_codes=sex_codes,
         country_code=k.str("country_code", default_country_code) or default_country_code,
         min_birth_year=min_birth_year,
+        extra_fields=extra_fields,
+        derive=derive,
     )
 
 
 _PROJECT_KEYS = {"name", "register", "model", "country_code", "sources", "thresholds",
                  "max_block_size", "min_birth_year", "serve", "clustering", "ambiguity", "guards",
-                 "engine", "memory", "spark", "encryption"}
+                 "engine", "memory", "spark", "encryption",
+                 "extra_fields"}
 
 
 def _names_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
@@ -511,6 +589,104 @@ def _encryption(path: Path, data: dict[str, Any]) -> EncryptionConfig | None:
     return EncryptionConfig(project=path, key_file=path.parent / key_file if key_file else None,
                             key_env=key_env, builtin_crypto=builtin)
 
+_EXTRA_KEYS = {"name", "kind", "term_frequencies", "thresholds", "tolerances", "separator",
+               "prefixes", "format", "block", "max_weight"}
+#: Options each kind of extra field takes (besides name, kind and block).
+_EXTRA_OPTIONS = {"exact": {"term_frequencies"}, "name": {"term_frequencies", "thresholds"},
+                  "fuzzy": {"term_frequencies", "thresholds"}, "date": {"tolerances", "format"},
+                  "numeric": {"tolerances"}, "code": {"term_frequencies", "separator", "prefixes"},
+                  "tokens": {"separator"}}
+
+
+def _numbers(path: Path, key: str, value: Any, lo: float, hi: float | None, *,
+             whole: bool = False, order: str = "") -> tuple[Any, ...]:
+    """A non-empty list of numbers in [lo, hi], strictly decreasing or increasing."""
+    kind = "whole numbers" if whole else "numbers"
+    bad = ConfigError(path, key, f"expected a list of {kind} of at least {lo}"
+                      + (f" and at most {hi}" if hi is not None else "")
+                      + (f", {order}" if order else ""))
+    if not isinstance(value, list) or not value:
+        raise bad
+    for v in value:
+        if (isinstance(v, bool) or not isinstance(v, int if whole else (int, float))
+                or v < lo or (hi is not None and v > hi)):
+            raise bad
+    pairs = list(zip(value, value[1:], strict=False))
+    if (order == "highest first" and any(a <= b for a, b in pairs)) or (
+            order == "smallest first" and any(a >= b for a, b in pairs)):
+        raise bad
+    return tuple(int(v) if whole else float(v) for v in value)
+
+
+def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
+    """``extra_fields:`` of the project file, validated (errors name file and key)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(path, "extra_fields", "expected a list of fields (name, kind, ...)")
+    out: list[ExtraField] = []
+    reserved = set(RAW_FIELDS) | {c.name for c in Definition().comparisons}
+    for i, entry in enumerate(raw):
+        at = f"extra_fields[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(path, at, "expected a mapping with name and kind")
+        ek = _Keys(path, entry, _EXTRA_KEYS, prefix=at + ".")
+        name = ek.str("name", required=True) or ""
+        if not extra_fields_._NAME.match(name):
+            raise ConfigError(path, at + ".name", "use lower-case letters, digits and single "
+                              "'_', starting with a letter")
+        if name in reserved:
+            raise ConfigError(path, at + ".name", f"'{name}' is a built-in field or comparison")
+        if name in {f.name for f in out}:
+            raise ConfigError(path, at + ".name", f"'{name}' is declared twice")
+        kind = ek.str("kind", required=True, choices=extra_fields_.KINDS) or ""
+        wrong = sorted(set(entry) - {"name", "kind", "block", "max_weight"}
+                       - _EXTRA_OPTIONS[kind])
+        for opt in wrong[:1]:
+            raise ConfigError(path, f"{at}.{opt}", f"not an option of kind {kind} (options: "
+                              f"{', '.join(sorted(_EXTRA_OPTIONS[kind])) or 'none'})")
+        tf = entry.get("term_frequencies", False)
+        if not isinstance(tf, bool):
+            raise ConfigError(path, at + ".term_frequencies", "expected true or false")
+        raw_block = entry.get("block", False)
+        blocks = (["alone"] if raw_block is True else [] if raw_block is False
+                  else [raw_block] if isinstance(raw_block, str) else raw_block)
+        if (not isinstance(blocks, list) or len(set(map(str, blocks))) != len(blocks)
+                or any(b not in extra_fields_.BLOCK_WITH for b in blocks)):
+            raise ConfigError(path, at + ".block", "expected true, false, or one or a list of "
+                              f"{', '.join(extra_fields_.BLOCK_WITH)}")
+        block = tuple(blocks)
+        thresholds = (_numbers(path, at + ".thresholds", entry["thresholds"], 0.0, 1.0,
+                               order="highest first") if "thresholds" in entry else ())
+        tolerances = (_numbers(path, at + ".tolerances", entry["tolerances"], 0.0, None,
+                               order="smallest first") if "tolerances" in entry else ())
+        if kind == "numeric" and not tolerances:
+            raise ConfigError(path, at + ".tolerances", "required with kind numeric (e.g. "
+                              "[1, 5]: within 1, within 5)")
+        separator = entry.get("separator")  # may be a space: not ek.str, which strips
+        if separator is not None and (not isinstance(separator, str) or not separator):
+            raise ConfigError(path, at + ".separator", "expected a non-empty string")
+        if kind == "code":
+            prefixes = (_numbers(path, at + ".prefixes", entry["prefixes"], 1, None,
+                                 whole=True, order="highest first")
+                        if "prefixes" in entry else (1,) if separator else (3,))
+        else:
+            prefixes = ()
+        fmt = ek.str("format", "%Y-%m-%d") or "%Y-%m-%d"
+        if kind == "date":
+            try:
+                dt.datetime.strptime(dt.date(1975, 3, 14).strftime(fmt), fmt)
+            except ValueError as exc:
+                raise ConfigError(path, at + ".format", "expected a strptime format such as "
+                                  "%Y-%m-%d") from exc
+        max_weight = (ek.float("max_weight", 0.0, 0.0, 40.0) if "max_weight" in entry
+                      else None)
+        out.append(ExtraField(name=name, kind=kind, term_frequencies=tf, max_weight=max_weight,
+                              thresholds=thresholds, tolerances=tolerances,
+                              separator=separator, prefixes=prefixes, date_format=fmt,
+                              block=block))
+    return tuple(out)
+
 
 def load_project(path: Path | str) -> ProjectConfig:
     """Read and validate a project file and every source file it lists.
@@ -530,12 +706,13 @@ def load_project(path: Path | str) -> ProjectConfig:
     sources_raw = k.data.get("sources")
     if not isinstance(sources_raw, list) or not sources_raw:
         raise ConfigError(path, "sources", "expected a non-empty list of source files")
+    extra = _extra_fields(path, k.data.get("extra_fields"))
     sources = []
     for i, entry in enumerate(sources_raw):
         if not isinstance(entry, str):
             raise ConfigError(path, f"sources[{i}]", "expected a path to a source file")
         sources.append(load_source(base / entry, default_country_code=country,
-                                   min_birth_year=min_birth_year))
+                                   min_birth_year=min_birth_year, extra_fields=extra))
     names = [s.name for s in sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -627,4 +804,5 @@ def load_project(path: Path | str) -> ProjectConfig:
         engine=k.str("engine", ENGINE_NAMES[0], choices=ENGINE_NAMES) or ENGINE_NAMES[0],
         memory=memory,
         spark=spark,
+        extra_fields=extra,
     )

@@ -92,3 +92,18 @@ def test_quick_panel(tmp_path: Path) -> None:
     assert ref["true_pairs"] == 2031 and ref["score"]["pairwise_f1"] > 0.4
     table = (tmp_path / "panel.md").read_text(encoding="utf-8")
     assert "Splink quick start" in table and "ours: shipped sahel model" in table
+
+
+@needs_splink_data
+def test_the_shipped_model_rows_leave_the_extra_fields_out(tmp_path: Path) -> None:
+    """fake_1000 declares an e-mail extra field; the shipped model knows none, so its row
+    runs on the canonical columns (the trained row keeps the committed files)."""
+    from linkage.config import load_project
+
+    case = panel._prepare_public("fake_1000", tmp_path, SPLINK_DATA)
+    (_, trained, _), (_, shipped, _) = case.variants
+    assert trained.read_bytes() == (panel.CONFIGS / "fake_1000" / "project.yaml").read_bytes()
+    assert [f.name for f in load_project(trained).extra_fields] == ["email"]
+    project = load_project(shipped)
+    assert project.extra_fields == () and project.model == ROOT / "models" / "sahel.json"
+    assert "extra.email" not in project.sources[0].columns

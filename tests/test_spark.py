@@ -201,3 +201,20 @@ def test_incremental_night_on_spark_publishes_what_a_full_run_does(
     reg_full = load_project(base / "full" / "project.yaml").register
     assert persons(reg_inc) == persons(reg_full)
     assert ids_and_events(reg_inc) == ids_and_events(reg_full)
+
+
+def test_extra_fields_compile_for_spark_and_agree_with_duckdb(spark: Any) -> None:
+    """A project's extra comparisons (one of every kind) compiled for Splink's Spark
+    backend give DuckDB's levels and weights (tests/test_extra_parity.py's cases)."""
+    from test_extra_parity import _gammas, extra_cases
+
+    model, both, expected = extra_cases()
+    spark_sql = str(model.settings_for("spark"))
+    assert "array_intersect" in spark_sql and "list_intersect" not in spark_sql
+    api = SparkAPI(spark_session=spark, break_lineage_method="persist")
+    got = _gammas(api, model, "spark", both.drop(["person_id"]),
+                  lambda q: [tuple(r) for r in spark.sql(q).collect()])
+    assert got.keys() == expected.keys()
+    for pair, vector in expected.items():
+        assert got[pair][:-1] == vector[:-1], pair
+        assert got[pair][-1] == pytest.approx(vector[-1], abs=1e-9)

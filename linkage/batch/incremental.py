@@ -79,7 +79,7 @@ import pyarrow.parquet as pq
 
 from linkage.engines import Engine, common
 from linkage.engines.common import AFFECTED, NEAR
-from linkage.matching.definition import BLOCKING_KEYS, KEY_CAPS, definition_sha256
+from linkage.matching.definition import BLOCKING_KEYS, KEY_CAPS
 from linkage.matching.model import Model
 
 #: How far below the review threshold (in match weight, bits) every run keeps pairs.
@@ -137,9 +137,10 @@ def near_threshold(review: float) -> float:
 
 def fingerprint(project: Any, model: Model, engine: str) -> dict[str, Any]:
     """What must not change between two runs for the second to be incremental."""
-    keys = hashlib.sha256(repr((sorted(BLOCKING_KEYS.items()), sorted(KEY_CAPS.items())))
-                          .encode()).hexdigest()
-    return {"version": STATE_VERSION, "model": model.sha256, "definition": definition_sha256(),
+    definition = project.definition  # the built-in one and the project's extra fields
+    keys = hashlib.sha256(repr((sorted(definition.blocking_keys.items()),
+                                sorted(KEY_CAPS.items()))).encode()).hexdigest()
+    return {"version": STATE_VERSION, "model": model.sha256, "definition": definition.sha256,
             "blocking_keys": keys, "max_block_size": project.max_block_size,
             "review": project.thresholds.review, "margin_bits": MARGIN_BITS, "engine": engine}
 
@@ -248,6 +249,10 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
         return Plan("full", "--full given")
     if retrain:
         return Plan("full", "the model was retrained")
+    if set(project.definition.blocking_keys) != set(BLOCKING_KEYS):
+        # The restricted pairs and carried-over counts are generated per built-in key.
+        return Plan("full", "the project blocks on extra fields: incremental runs do not "
+                            "cover extra-field blocking keys yet")
     if engine not in INCREMENTAL_ENGINES:
         return Plan("full", f"incremental runs are verified on {', '.join(INCREMENTAL_ENGINES)} "
                             f"only, not yet on {engine}")

@@ -32,6 +32,7 @@ from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
 from linkage.ingest.read import IngestReport, ingest_source, name_roles, reads_name_order
+from linkage.matching.extra import BUILTIN, Definition, columns_sql
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError, unused_fields
 from linkage.register.database import Register, query
 from linkage.review.queue import queue_after_run
@@ -87,9 +88,16 @@ def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force:
     return [by_name[src.name] for src in project.sources]
 
 
-def active_records(cur: duckdb.DuckDBPyConnection) -> Any:
-    """Active records with their standardised columns, as an Arrow table."""
+def active_records(cur: duckdb.DuckDBPyConnection, definition: Definition = BUILTIN) -> Any:
+    """Active records with their standardised columns, as an Arrow table.
+
+    With the project's ``definition``, also its extra fields' columns (from
+    ``records.extra``).
+    """
     cols = ", ".join(["uid", "source", *STANDARD_COLUMNS])
+    extra = columns_sql(definition.extra)
+    if extra:
+        cols += ", " + extra
     return cur.sql(f"SELECT {cols} FROM records WHERE status = 'active' ORDER BY uid"
                    ).to_arrow_table()
 
@@ -102,12 +110,14 @@ def load_or_train_model(cur: duckdb.DuckDBPyConnection, eng: Engine, project: Pr
     path = project.model or project.path.parent / "models" / "model.json"
     if path.exists() and not retrain:
         model = Model.load(path)
+        model.check_project(project.definition, str(path))
         progress(f"model {model.version} from {path}")
     else:
         seed_model = None
         if path.exists():  # retraining: EM starts from the model in use
             try:
                 seed_model = Model.load(path)
+                seed_model.check_project(project.definition, str(path))
             except ModelError as exc:  # another matching definition: start afresh
                 progress(f"  not starting from {path}: {exc}")
         from linkage.matching.labels import from_register
@@ -186,7 +196,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             reports = ingest_all(cur, project, force=force_ingest, progress=progress)
             if not accept_changes:  # records and rows: judged now, before predicting
                 guards.check(project.guards, base, reports, run_id=run_id)
-            records = active_records(cur)
+            records = active_records(cur, project.definition)
             progress(f"{records.num_rows:,} active records; preparing blocking keys "
                      f"(block cap {project.max_block_size:,})")
             engine_name = engine or project.engine
@@ -194,7 +204,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
             eng = open_engine(engine_name,
                               **engine_options(project, engine_name, memory_limit, spark))
             try:
-                blocking = eng.load(records, project.max_block_size)
+                blocking = eng.load(records, project.max_block_size, project.definition)
                 del records
                 model = load_or_train_model(cur, eng, project, progress, retrain=retrain)
                 run_model = model.for_register(blocking.records)

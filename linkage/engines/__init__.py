@@ -36,8 +36,12 @@ class Engine(Protocol):
     #: The Splink dialect its SQL is compiled for ("duckdb", "spark").
     dialect: str
 
-    def load(self, records: pa.Table, max_block_size: int) -> Any:
-        """Load the records with capped blocking keys; returns a blocking report."""
+    def load(self, records: pa.Table, max_block_size: int, definition: Any = None) -> Any:
+        """Load the records with capped blocking keys; returns a blocking report.
+
+        ``definition``: the project's :class:`linkage.matching.extra.Definition` (its
+        blocking keys now; its comparisons when training).
+        """
 
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Any:
         """Train a model on the loaded records (see :mod:`linkage.matching.training`)."""

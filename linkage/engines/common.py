@@ -7,6 +7,7 @@ other keys still predicts with today's capped ``bk_*`` columns
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +40,14 @@ RESTRICTION = f"(l.{AFFECTED} OR r.{AFFECTED} OR l.{NEAR} = r.{NEAR})"
 
 
 def with_engine_blocking(settings: dict[str, Any], dialect: str,
-                         restricted: bool = False) -> dict[str, Any]:
+                         restricted: bool = False, keys: Iterable[str] | None = None
+                         ) -> dict[str, Any]:
     """Trained settings with one blocking rule per capped key column, in ``dialect``.
 
     ``restricted``: each rule also needs :data:`RESTRICTION` (an incremental run).
+    ``keys``: the project's blocking keys (its definition's), the built-in ones if None.
     """
-    rules = [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
+    rules = [block_on(f"bk_{k}") for k in (BLOCKING_KEYS if keys is None else keys)]
     if restricted:
         rules = [And(r, CustomRule(RESTRICTION)) for r in rules]
     return dict(settings, blocking_rules_to_generate_predictions=[
@@ -104,7 +107,8 @@ def restricted_pairs_sql(table: str, near_pairs: str) -> str:
     return "\nUNION ALL\n".join([*touching, near])
 
 
-def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:
+def comparisons_from_blocked_pairs(counts: Any, keys: Iterable[str] | None = None
+                                   ) -> dict[str, int]:
     """Per rule, from ``(match_key, count)`` rows of Splink's blocked pairs.
 
     Splink generates each pair once, under the first rule that blocks it (later rules
@@ -112,7 +116,8 @@ def comparisons_from_blocked_pairs(counts: Any) -> dict[str, int]:
     marginal counts as its blocking analysis, read off the pairs predict scores anyway.
     """
     by_key = {int(k): int(n) for k, n in counts}
-    return {name: by_key.get(i, 0) for i, name in enumerate(BLOCKING_KEYS)}
+    return {name: by_key.get(i, 0)
+            for i, name in enumerate(BLOCKING_KEYS if keys is None else keys)}
 
 
 def tf_columns(settings: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
@@ -144,13 +149,15 @@ def tf_sql(table: str, column: str) -> str:
             f"FROM {table} WHERE {column} IS NOT NULL GROUP BY {column}")
 
 
-def count_comparisons(linker: Linker, report: BlockingReport) -> BlockingReport:
+def count_comparisons(linker: Linker, report: BlockingReport,
+                      keys: Iterable[str] | None = None) -> BlockingReport:
     """Fill in the per-rule comparison counts with Splink's blocking analysis."""
-    rules = [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
+    keys = list(BLOCKING_KEYS if keys is None else keys)
+    rules = [block_on(f"bk_{k}") for k in keys]
     records = linker.blocking_analysis.count_comparisons_from_blocking_rules(
         rules, record_sample_proportion=1.0)
     # Marginal counts: the pairs each rule adds that no earlier rule generated.
     report.comparisons_by_rule = {
         name: int(rec["marginal_comparison_count"])
-        for name, rec in zip(BLOCKING_KEYS, records, strict=True)}
+        for name, rec in zip(keys, records, strict=True)}
     return report

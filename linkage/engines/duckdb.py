@@ -21,6 +21,7 @@ from linkage.engines.common import (
     row_hash_sql,
     tf_sql,
 )
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import Model
 from linkage.matching.splink_internals import drop_blocked_pairs
 
@@ -39,12 +40,17 @@ class DuckDBEngine:
         self.restricted_pairs = 0
         self._predictions: Any = None
         self._restricted = False
+        self.definition = BUILTIN
 
-    def load(self, records: pa.Table, max_block_size: int) -> engine.BlockingReport:
-        return engine.prepare_input(self.con, records, max_block_size)
+    def load(self, records: pa.Table, max_block_size: int,
+             definition: Definition = BUILTIN) -> engine.BlockingReport:
+        self.definition = definition  # the project's: its blocking keys, then its training
+        return engine.prepare_input(self.con, records, max_block_size,
+                                    keys=definition.blocking_keys)
 
     def train(self, *, progress: Progress, prefix: str, **options: Any) -> Model:
-        return engine.train(self.con, progress=progress, prefix=prefix, **options)
+        return engine.train(self.con, progress=progress, prefix=prefix,
+                            definition=self.definition, **options)
 
     def row_hashes(self) -> pa.Table:
         cols = [c for c, in self.con.execute(
@@ -71,7 +77,8 @@ class DuckDBEngine:
         self._restricted = True
 
     def use_model(self, model: Model) -> None:
-        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect))
+        self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
+                                          keys=self.definition.blocking_keys)
         if self._restricted:
             self.restricted_pairs = engine.register_restricted_pairs(self.con, self._linker)
 
@@ -85,7 +92,7 @@ class DuckDBEngine:
         pairs = self._linker.inference.compute_blocked_pairs_for_predict()
         report.comparisons_by_rule = comparisons_from_blocked_pairs(
             self.con.execute(f"SELECT match_key, count(*) FROM {pairs.physical_name} "
-                             "GROUP BY match_key").fetchall())
+                             "GROUP BY match_key").fetchall(), self.definition.blocking_keys)
         return report
 
     def predict(self, review_threshold: float) -> int:

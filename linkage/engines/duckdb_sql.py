@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from linkage.engines.common import (  # noqa: F401
     restricted_pairs_sql,
     with_engine_blocking,
 )
-from linkage.matching.definition import key_cap, key_sql
+from linkage.matching.definition import KeyPart, key_cap, key_sql
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
@@ -98,21 +99,25 @@ def new_scratch(memory_limit: str | None = None, threads: int | None = None,
 
 
 def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_size: int,
-                  table: str = "linkage_input") -> BlockingReport:
+                  table: str = "linkage_input",
+                  keys: Mapping[str, Sequence[KeyPart]] | None = None) -> BlockingReport:
     """Load records (arrow) into ``table`` with capped blocking-key columns.
+
+    ``keys``: the project's blocking keys (its definition's); the built-in ones if None.
 
     Returns the blocking report with the records whose block was capped, per rule (the
     comparison counts are filled in by :func:`count_comparisons`).
     """
+    keys = BLOCKING_KEYS if keys is None else keys
     con.register("linkage_records_arrow", records)
-    keys = ",\n".join(f"{key_sql(cols)} AS bk_{name}" for name, cols in BLOCKING_KEYS.items())
+    key_cols = ",\n".join(f"{key_sql(cols)} AS bk_{name}" for name, cols in keys.items())
     con.execute(f"CREATE OR REPLACE TEMP TABLE linkage_raw_keys AS "
-                f"SELECT *, {keys} FROM linkage_records_arrow")
+                f"SELECT *, {key_cols} FROM linkage_records_arrow")
     con.unregister("linkage_records_arrow")
     # Oversized keys are few: find them with one GROUP BY per key (much cheaper than a
     # window over a million rows), then null them with an anti-join-like lookup.
     capped_counts: dict[str, int] = {}
-    for name in BLOCKING_KEYS:
+    for name in keys:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE linkage_big_{name} AS
             SELECT bk_{name} AS k, count(*) AS n FROM linkage_raw_keys
@@ -122,21 +127,22 @@ def prepare_input(con: duckdb.DuckDBPyConnection, records: pa.Table, max_block_s
         capped_counts[name] = int(n)
     capped = ",\n".join(
         f"CASE WHEN bk_{name} IN (SELECT k FROM linkage_big_{name}) THEN NULL "
-        f"ELSE bk_{name} END AS bk_{name}" for name in BLOCKING_KEYS)
+        f"ELSE bk_{name} END AS bk_{name}" for name in keys)
     con.execute(f"CREATE OR REPLACE TABLE {table} AS "
                 f"SELECT {', '.join(records.column_names)}, {capped} FROM linkage_raw_keys")
-    for name in BLOCKING_KEYS:
+    for name in keys:
         con.execute(f"DROP TABLE linkage_big_{name}")
     con.execute("DROP TABLE linkage_raw_keys")
     return BlockingReport(max_block_size, records.num_rows, {}, capped_counts)
 
 
 def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "linkage_input",
-                restricted: bool = False) -> Linker:
+                restricted: bool = False, keys: Iterable[str] | None = None) -> Linker:
     """A linker over ``table``; blocking on today's capped keys (``restricted``: only the
-    pairs an incremental run scores, see :mod:`linkage.batch.incremental`)."""
+    pairs an incremental run scores, see :mod:`linkage.batch.incremental`; ``keys``: the
+    project's, the built-in ones if None)."""
     if isinstance(settings, dict):
-        settings = with_engine_blocking(settings, "duckdb", restricted)
+        settings = with_engine_blocking(settings, "duckdb", restricted, keys)
     db_api = DuckDBAPI(con)
     sdf = db_api.register(table, table_name=f"{table}_splink")
     return Linker(sdf, settings, log_level=logging.WARNING)
@@ -165,7 +171,7 @@ def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,
           max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
           seed_model: Model | None = None, use_national_ids: bool = False,
-          labels: Any = None) -> Model:
+          labels: Any = None, definition: Definition = BUILTIN) -> Model:
     """Train a model on the prepared input table, with or without national IDs.
 
     u by random sampling; m by EM sessions households cannot fill; the birth date and
@@ -176,7 +182,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
 
     return training.train(con, table=table, seed=seed, max_pairs=max_pairs,
                           progress=progress, prefix=prefix, seed_model=seed_model,
-                          use_national_ids=use_national_ids, labels=labels)
+                          use_national_ids=use_national_ids, labels=labels,
+                          definition=definition)
 
 
 def neutralise_untrained(settings: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,8 @@ from linkage.engines.common import (
     with_engine_blocking,
 )
 from linkage.errors import EngineUnavailable
-from linkage.matching.definition import BLOCKING_KEYS, key_cap, key_sql
+from linkage.matching.definition import key_cap, key_sql
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import Model
 
 log = logging.getLogger(__name__)
@@ -136,41 +137,45 @@ class SparkEngine:
         self._linker: Any = None
         self._predictions: Any = None
         self._restricted = False
+        self.definition = BUILTIN
 
     # ------------------------------------------------------------------ input
 
-    def load(self, records: pa.Table, max_block_size: int) -> BlockingReport:
+    def load(self, records: pa.Table, max_block_size: int,
+             definition: Definition = BUILTIN) -> BlockingReport:
         """Records to Spark, blocking keys in Spark SQL, blocks over the cap nulled."""
+        self.definition = definition
+        keys = definition.blocking_keys  # the built-in ones and the extra fields'
         self._columns = list(records.column_names)
         self.spark.createDataFrame(records).createOrReplaceTempView("linkage_records")
-        keys = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
-                          for name, cols in BLOCKING_KEYS.items())
-        raw = self.spark.sql(f"SELECT *, {keys} FROM linkage_records")
+        key_cols = ",\n".join(f"{key_sql(cols, 'spark')} AS bk_{name}"
+                              for name, cols in keys.items())
+        raw = self.spark.sql(f"SELECT *, {key_cols} FROM linkage_records")
         raw = self._materialise(raw, "linkage_raw_keys")
         # The oversized blocks, all keys in one pass: they are few, so they come to the
         # driver and go back as one small broadcast table.
         # Each key's cap (definition.key_cap: a single name is capped lower) is applied
         # as a third stacked column, so one GROUP BY serves them all.
         stacked = ", ".join(f"'{name}', bk_{name}, {int(key_cap(name, max_block_size))}"
-                            for name in BLOCKING_KEYS)
+                            for name in keys)
         big = self.spark.sql(f"""
             SELECT name, k, count(*) AS n FROM (
-              SELECT stack({len(BLOCKING_KEYS)}, {stacked}) AS (name, k, cap)
+              SELECT stack({len(keys)}, {stacked}) AS (name, k, cap)
               FROM linkage_raw_keys)
             WHERE k IS NOT NULL GROUP BY name, k, cap HAVING count(*) > cap
         """).collect()
-        capped = dict.fromkeys(BLOCKING_KEYS, 0)
+        capped = dict.fromkeys(keys, 0)
         for row in big:
             capped[row["name"]] += int(row["n"])
         self.spark.createDataFrame([(r["name"], r["k"]) for r in big], "name string, k string"
                                    ).createOrReplaceTempView("linkage_big")
         joins = "\n".join(
             f"LEFT JOIN (SELECT k FROM linkage_big WHERE name = '{name}') big_{name} "
-            f"ON r.bk_{name} = big_{name}.k" for name in BLOCKING_KEYS)
-        hint = ", ".join(f"big_{name}" for name in BLOCKING_KEYS)
+            f"ON r.bk_{name} = big_{name}.k" for name in keys)
+        hint = ", ".join(f"big_{name}" for name in keys)
         cols = ", ".join(f"r.{c}" for c in self._columns)
         nulled = ", ".join(f"CASE WHEN big_{name}.k IS NULL THEN r.bk_{name} END AS bk_{name}"
-                           for name in BLOCKING_KEYS)
+                           for name in keys)
         df = self.spark.sql(f"SELECT /*+ BROADCAST({hint}) */ {cols}, {nulled} "
                             f"FROM linkage_raw_keys r {joins}")
         self._input = self._materialise(df, _INPUT)
@@ -213,7 +218,8 @@ class SparkEngine:
             con.register("linkage_spark_input", self.input_arrow())
             con.execute("CREATE TABLE linkage_input AS SELECT * FROM linkage_spark_input")
             con.unregister("linkage_spark_input")
-            return duckdb_sql.train(con, progress=progress, prefix=prefix, **options)
+            return duckdb_sql.train(con, progress=progress, prefix=prefix,
+                                    definition=self.definition, **options)
         finally:
             con.close()
 
@@ -241,14 +247,15 @@ class SparkEngine:
         from splink import Linker
 
         settings = with_engine_blocking(model.settings_for(self.dialect), self.dialect,
-                                        restricted=self._restricted)
+                                        restricted=self._restricted,
+                                        keys=self.definition.blocking_keys)
         sdf = self.api.register(_INPUT, table_name=f"{_INPUT}_splink")
         self._linker = Linker(sdf, settings, log_level=logging.WARNING)
 
     # ------------------------------------------------------------------ scoring
 
     def count_comparisons(self, report: BlockingReport) -> BlockingReport:
-        return count_comparisons(self._linker, report)
+        return count_comparisons(self._linker, report, self.definition.blocking_keys)
 
     def predict(self, review_threshold: float) -> int:
         self._predictions = self._linker.inference.predict(

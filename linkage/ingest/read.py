@@ -33,6 +33,7 @@ import pyarrow as pa
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import SourceConfig
 from linkage.errors import IngestError
+from linkage.matching.extra import extra_json
 from linkage.register import store
 from linkage.register.database import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
@@ -201,7 +202,8 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         source=src.name, birth_date_format=src.birth_date_format,
         age_reference_date=src.age_reference_date, country_code=src.country_code,
         sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year,
-        name_roles=roles if reorders else None)
+        name_roles=roles if reorders else None,
+        extra_fields=src.extra_fields)
     standardisers: dict = {}  # one per age reference date: set up once, not per row
     found: list[FieldWarning] = []  # this row's field warnings
     for row_number, values, reason, raw_text in READERS[src.format](src, path):
@@ -232,6 +234,11 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             continue
         raw = {f: _clean(values.get(col)) for f, col in mapping.items()}
         found.clear()
+        for f, derive in src.derive.items():
+            whole = _clean(values.get(derive.column))
+            raw[f], matched = derive.of(whole)
+            if not matched:
+                found.append(FieldWarning(f, whole, "does not match the derive regex"))
         ref = src.age_reference_date
         if src.age_reference_column:
             ref_raw = _clean(values.get(src.age_reference_column))
@@ -264,8 +271,10 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         records["record_hash"].append(store.record_hash(raw_json))
         for col in STANDARD_COLUMNS:
             records[col].append(std.get(col))
+        records["extra"].append(extra_json(src.extra_fields, std))
         for w in found:
             column = (src.age_reference_column if w.field == "age_reference_date"
+                      else src.derive[w.field].column if w.field in src.derive
                       else mapping.get(w.field))
             warnings.append(dict(source=src.name, file=str(path), file_sha256=file_sha,
                                  row_number=row_number, record_key=key, field=w.field,
@@ -319,6 +328,17 @@ def name_roles(cur: duckdb.DuckDBPyConnection, sources: Sequence[SourceConfig]
     return NameRoles(given, family)
 
 
+def _extra_reading(src: SourceConfig) -> str | None:
+    """A hash of what decides a source's extra columns: the project's extra fields, the
+    source's ``extra.*`` mapping and its ``derive:``; ``None`` when it has neither."""
+    mapped = {f: c for f, c in src.columns.items() if f.startswith("extra.")}
+    if not mapped and not src.derive:
+        return None
+    derive = {f: (d.column, d.regex.pattern, d.group) for f, d in src.derive.items()}
+    text = repr((src.extra_fields, sorted(mapped.items()), sorted(derive.items())))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: bool = False,
                   now: dt.datetime | None = None,
                   progress: Callable[[str], None] | None = None,
@@ -342,12 +362,16 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
     previous = {h for (h,) in query(cur, "SELECT sha256 FROM source_files WHERE source = ?",
                                     [src.name])}
     report.files = len(hashes)
-    if not force and previous == set(hashes.values()):
+    # Declaring, changing or deriving an extra field changes what the same files give:
+    # they are read again (a source without any reads as before, with no meta row).
+    reading = _extra_reading(src)
+    if (not force and previous == set(hashes.values())
+            and store.extra_reading(cur, src.name) == reading):
         report.skipped = True
         return report
 
     records: dict[str, list] = {c: [] for c in ("uid", "record_key", "file", "row_number", "raw",
-                                                 "record_hash", *STANDARD_COLUMNS)}
+                                                 "record_hash", *STANDARD_COLUMNS, "extra")}
     rejects: list[dict] = []
     warnings: list[dict] = []
     seen: dict[str, tuple[str, int]] = {}
@@ -400,6 +424,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         what = f"{w['field']}: {w['reason']}"
         report.warning_reasons[what] = report.warning_reasons.get(what, 0) + 1
 
+    store.set_extra_reading(cur, src.name, reading)
     cur.execute("DELETE FROM source_files WHERE source = ?", [src.name])
     cur.executemany("INSERT INTO source_files VALUES (?, ?, ?, ?, ?)",
                     [[src.name, str(p), h, rows_by_file[p], now] for p, h in hashes.items()])

@@ -341,3 +341,67 @@ class AnyOf(Expr):
     def columns(self) -> set[str]:
         return set().union(*(p.columns() for p in self.parts))
 
+
+
+#: Columns ending so are numbers (extra fields' dates as days, numeric values): real
+#: time holds them as float arrays, NaN for NULL (see :func:`is_number_column`).
+NUMBER_SUFFIX = "__num"
+
+
+def is_number_column(col: str) -> bool:
+    """A floating-point column (compared by :class:`NumberGap`), not a coded string."""
+    return col.endswith(NUMBER_SUFFIX)
+
+
+@dataclass(frozen=True)
+class NumberGap(Expr):
+    """``abs(col_l - col_r) <= tolerance`` on a number column (:data:`NUMBER_SUFFIX`).
+
+    Real time holds such a column as floats with NaN for NULL: any comparison with NaN
+    is false, as SQL's NULL is unknown.
+    """
+
+    col: str
+    tolerance: float
+
+    def __post_init__(self) -> None:
+        if not is_number_column(self.col):
+            raise ValueError(f"NumberGap needs a number column (…{NUMBER_SUFFIX}), "
+                             f"not {self.col!r}")
+
+    def sql(self, dialect: Dialect) -> str:
+        c = _col(self.col)
+        return f"abs({c}_l - {c}_r) <= {float(self.tolerance)!r}"
+
+    def evaluate(self, pairs: Pairs) -> np.ndarray:
+        lv = np.asarray(pairs.left(self.col), np.float64)
+        with np.errstate(invalid="ignore"):
+            return _full(pairs, np.abs(pairs.right(self.col) - lv) <= float(self.tolerance))
+
+    def columns(self) -> set[str]:
+        return {self.col}
+
+
+@lru_cache(maxsize=1 << 18)
+def shares_token(a: str, b: str) -> bool:
+    """Two space-separated token lists have a token in common."""
+    return not set(a.split(" ")).isdisjoint(b.split(" "))
+
+
+@dataclass(frozen=True)
+class SharesToken(Expr):
+    """The two sides' space-separated token lists (e-mail addresses ...) share a token."""
+
+    col: str
+
+    def sql(self, dialect: Dialect) -> str:
+        c = _col(self.col)
+        if getattr(dialect, "sql_dialect_str", "duckdb") == "spark":
+            return f"size(array_intersect(split({c}_l, ' '), split({c}_r, ' '))) > 0"
+        return f"len(list_intersect(string_split({c}_l, ' '), string_split({c}_r, ' '))) > 0"
+
+    def evaluate(self, pairs: Pairs) -> np.ndarray:
+        return pairs.by_value(self.col, self.col, shares_token)
+
+    def columns(self) -> set[str]:
+        return {self.col}

@@ -29,9 +29,9 @@ from linkage.matching.definition import (
     BLOCKING_KEYS,
     HOUSEHOLD_EVIDENCE_CAP_BITS,
     MUST_AGREE_LEVELS,
-    comparison,
     definition_sha256,
 )
+from linkage.matching.extra import Definition, ExtraField
 from linkage.matching.splink_settings import build_settings, settings_dict, with_parameters
 
 __all__ = ["BLOCKING_KEYS", "HOUSEHOLD_EVIDENCE_CAP_BITS", "MODEL_FORMAT", "SHIPPED_MODELS_DIR",
@@ -53,15 +53,26 @@ class Model:
     settings: dict[str, Any]
     metadata: dict[str, Any]
     definition: str = field(default_factory=definition_sha256)
+    #: The project's extra fields it was trained with (their comparisons follow the
+    #: built-in ones; :attr:`definition` hashes both).
+    extra: tuple[ExtraField, ...] = ()
+
+    @property
+    def matching(self) -> Definition:
+        """The matching definition this model scores with: built-in plus its extra fields."""
+        return Definition(self.extra)
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> str:
-        return json.dumps({"format": MODEL_FORMAT, "version": self.version,
-                           "definition_sha256": self.definition, "metadata": self.metadata,
-                           "splink_settings": self.settings}, indent=2, sort_keys=True)
+        data = {"format": MODEL_FORMAT, "version": self.version,
+                "definition_sha256": self.definition, "metadata": self.metadata,
+                "splink_settings": self.settings}
+        if self.extra:  # absent without extra fields: such files read as they always did
+            data["extra_fields"] = [f.to_json() for f in self.extra]
+        return json.dumps(data, indent=2, sort_keys=True)
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
@@ -92,9 +103,13 @@ class Model:
             raise ModelError(f"{where}: not a model file (invalid JSON)") from exc
         if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
             raise ModelError(f"{where}: format: expected '{MODEL_FORMAT}'")
+        try:
+            extra = tuple(ExtraField.from_json(f) for f in data.get("extra_fields") or ())
+        except (TypeError, AttributeError) as exc:
+            raise ModelError(f"{where}: extra_fields: not a list of extra fields") from exc
         model = cls(version=data["version"], settings=data["splink_settings"],
                     metadata=data.get("metadata", {}),
-                    definition=data.get("definition_sha256") or "none recorded")
+                    definition=data.get("definition_sha256") or "none recorded", extra=extra)
         model.check_definition(where)
         return model
 
@@ -108,13 +123,14 @@ class Model:
             ModelError: naming the model, both hashes or the first comparison that differs.
         """
         where = f"{where}: " if where else ""
-        if self.definition != definition_sha256():
+        ours = self.matching
+        if self.definition != ours.sha256:
             raise ModelError(
                 f"{where}model {self.version} was trained on matching definition "
-                f"{self.definition[:12]}, this version of linkage has {definition_sha256()[:12]} "
+                f"{self.definition[:12]}, this version of linkage has {ours.sha256[:12]} "
                 "(linkage/matching/definition.py changed): retrain it with `linkage train` "
                 "or `linkage run --retrain`")
-        expected = settings_dict()["comparisons"]
+        expected = settings_dict(definition=ours)["comparisons"]
         actual = self.settings.get("comparisons", [])
         if [c["output_column_name"] for c in actual] != [
                 c["output_column_name"] for c in expected]:
@@ -127,9 +143,24 @@ class Model:
                                  f"{exp['output_column_name']!r} has levels that differ from "
                                  "linkage/matching/definition.py; retrain it")
 
+    def check_project(self, definition: Definition, where: str = "") -> None:
+        """Fail unless the model was trained with the project's extra fields.
+
+        Raises:
+            ModelError: naming both lists of extra fields.
+        """
+        if self.definition != definition.sha256:
+            where = f"{where}: " if where else ""
+            raise ModelError(
+                f"{where}model {self.version} was trained with extra fields "
+                f"{self.matching.describe()}, the project declares {definition.describe()} "
+                "(extra_fields: in the project file): retrain it with `linkage train` or "
+                "`linkage run --retrain`")
+
     def settings_for(self, dialect: str) -> dict[str, Any]:
         """The trained settings with their SQL compiled for a Splink backend."""
-        return self.settings if dialect == "duckdb" else with_parameters(self.settings, dialect)
+        return (self.settings if dialect == "duckdb"
+                else with_parameters(self.settings, dialect, self.matching))
 
     @property
     def prior(self) -> float | None:
@@ -158,15 +189,17 @@ class Model:
         scaled = min(0.5, prior * (trained - 1) / (n_records - 1))
         return Model(self.version, dict(self.settings,
                                         probability_two_random_records_match=scaled),
-                     self.metadata, self.definition)
+                     self.metadata, self.definition, self.extra)
 
     def level_parameters(self) -> dict[str, list[dict[str, Any]]]:
         """m and u of each comparison level, by comparison name (null levels omitted)."""
         out: dict[str, list[dict[str, Any]]] = {}
+        matching = self.matching
         for comp in self.settings["comparisons"]:
             levels = []
             try:  # the definition's words, in level order (the file's may be SQL)
-                words = [lvl.label for lvl in comparison(comp["output_column_name"]).levels]
+                words = [lvl.label
+                         for lvl in matching.comparison(comp["output_column_name"]).levels]
             except KeyError:
                 words = []
             for i, lvl in enumerate(comp["comparison_levels"]):
@@ -202,7 +235,7 @@ def unused_fields(model: Model, filled: dict[str, float], *, min_share: float = 
     out = []
     for name in neutral_comparisons(model):
         try:
-            first = comparison(name).levels[0].condition
+            first = model.matching.comparison(name).levels[0].condition
         except KeyError:
             continue
         cols = sorted(first.columns()) if first is not None else []

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
@@ -31,6 +31,9 @@ from linkage.matching.definition import (
     Level,
 )
 from linkage.matching.levels import Expr
+
+if TYPE_CHECKING:
+    from linkage.matching.extra import Definition
 
 
 class DefinedLevel(ComparisonLevelCreator):
@@ -68,37 +71,45 @@ def _comparison(comp: Comparison) -> cl.CustomComparison:
                                comparison_description=comp.description)
 
 
-def blocking_rules() -> list[Any]:
+def blocking_rules(definition: Definition | None = None) -> list[Any]:
     """One Splink blocking rule per blocking key column ``bk_<name>``."""
-    return [block_on(f"bk_{k}") for k in BLOCKING_KEYS]
+    keys = BLOCKING_KEYS if definition is None else definition.blocking_keys
+    return [block_on(f"bk_{k}") for k in keys]
 
 
-def build_settings() -> SettingsCreator:
-    """Splink settings over the standardised columns (engine-independent, untrained)."""
+def build_settings(definition: Definition | None = None) -> SettingsCreator:
+    """Splink settings over the standardised columns (engine-independent, untrained).
+
+    ``definition``: a project's (built-in comparisons and its extra fields); the built-in
+    one when ``None``.
+    """
+    comparisons = COMPARISONS if definition is None else definition.comparisons
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name=UNIQUE_ID_COLUMN,
         probability_two_random_records_match=DEFAULT_PRIOR,
-        comparisons=[_comparison(c) for c in COMPARISONS],
-        blocking_rules_to_generate_predictions=blocking_rules(),
+        comparisons=[_comparison(c) for c in comparisons],
+        blocking_rules_to_generate_predictions=blocking_rules(definition),
         retain_intermediate_calculation_columns=False,
         additional_columns_to_retain=["source"],
     )
 
 
-def settings_dict(dialect: str = "duckdb") -> dict[str, Any]:
+def settings_dict(dialect: str = "duckdb", definition: Definition | None = None
+                  ) -> dict[str, Any]:
     """The untrained settings as Splink's JSON-able dict, SQL in ``dialect``."""
-    return build_settings().get_settings(dialect).as_dict()
+    return build_settings(definition).get_settings(dialect).as_dict()
 
 
-def with_parameters(trained: dict[str, Any], dialect: str) -> dict[str, Any]:
+def with_parameters(trained: dict[str, Any], dialect: str,
+                    definition: Definition | None = None) -> dict[str, Any]:
     """Trained settings (any dialect's SQL) recompiled for ``dialect``, parameters kept.
 
     The SQL comes from the definition, the m/u values, the prior and the term-frequency
     weights from ``trained``; both must have the same comparisons and levels (which the
     model's definition hash guarantees, see :meth:`linkage.matching.model.Model.check_definition`).
     """
-    fresh = settings_dict(dialect)
+    fresh = settings_dict(dialect, definition)
     params = ("m_probability", "u_probability", "tf_adjustment_weight", "tf_minimum_u_value")
     for new_c, old_c in zip(fresh["comparisons"], trained["comparisons"], strict=True):
         for new_l, old_l in zip(new_c["comparison_levels"], old_c["comparison_levels"],

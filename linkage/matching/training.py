@@ -64,8 +64,8 @@ from splink import DuckDBAPI, Linker, block_on
 
 from linkage.engines.duckdb_sql import cap_household_evidence, neutralise_untrained
 from linkage.matching import labels as labelled
+from linkage.matching.extra import BUILTIN, Definition
 from linkage.matching.model import (
-    BLOCKING_KEYS,
     Model,
     ModelError,
     build_settings,
@@ -165,8 +165,16 @@ def _m_floor(floor: float = M_FLOOR) -> Iterator[None]:
         splink_em.populate_m_u_from_lookup = original
 
 
-def _fresh_settings() -> dict[str, Any]:
-    return build_settings().get_settings("duckdb").as_dict()
+def _fresh_settings(definition: Definition = BUILTIN) -> dict[str, Any]:
+    return build_settings(definition).get_settings("duckdb").as_dict()
+
+
+def _keys(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The blocking keys ``table`` was prepared with (its ``bk_*`` columns): the built-in
+    ones and those the project's extra fields ask for."""
+    return [c[3:] for (c,) in con.execute(
+        f"SELECT column_name FROM (DESCRIBE {table}) WHERE starts_with(column_name, 'bk_')"
+    ).fetchall()]
 
 
 def _seed_settings(settings: dict[str, Any], seed: Model | None) -> str:
@@ -189,7 +197,7 @@ def _seed_settings(settings: dict[str, Any], seed: Model | None) -> str:
 def _linker(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], table: str,
             rules: Sequence[Any] | None = None) -> Linker:
     """A Splink linker on ``table``; prediction blocking: ours (``None``) or ``rules``."""
-    rules = ([block_on(f"bk_{k}") for k in BLOCKING_KEYS] if rules is None else rules)
+    rules = ([block_on(f"bk_{k}") for k in _keys(con, table)] if rules is None else rules)
     settings = dict(settings, blocking_rules_to_generate_predictions=[
         r.get_blocking_rule("duckdb").as_dict() for r in rules])
     sdf = DuckDBAPI(con).register(table, table_name=f"{table}_splink")
@@ -298,7 +306,7 @@ def _sample_table(con: duckdb.DuckDBPyConnection, table: str, max_pairs: float
     blocks' pairs) and the share of matching pairs: the prior estimated on the sample is
     the register's.
     """
-    bound = sum(_block_pairs(con, table, [f"bk_{k}"]) for k in BLOCKING_KEYS)
+    bound = sum(_block_pairs(con, table, [f"bk_{k}"]) for k in _keys(con, table))
     keep = min(1.0, math.sqrt(max_pairs / bound)) if bound else 1.0
     out = "linkage_train_sample"
     where = "TRUE" if keep >= 1 else f"hash(uid) % 1000000 < {int(1e6 * keep)}"
@@ -321,7 +329,7 @@ def _scored_pairs(con: duckdb.DuckDBPyConnection, settings: dict[str, Any], tabl
     s["retain_matching_columns"] = True  # Splink writes gamma_ columns only then
     linker = _linker(con, s, table, rules)
     df = linker.inference.predict()
-    in_b = " OR ".join(f"l.bk_{k} = r.bk_{k}" for k in BLOCKING_KEYS)
+    in_b = " OR ".join(f"l.bk_{k} = r.bk_{k}" for k in _keys(con, table))
     out = con.execute(f"""
         SELECT p.match_weight AS w, p.gamma_{free} AS g, coalesce({in_b}, FALSE) AS in_b
         FROM {df.physical_name} p JOIN {table} l ON l.uid = p.uid_l
@@ -418,7 +426,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
           max_pairs: float = 2e6, progress: Progress = _noop, prefix: str = "model",
           seed_model: Model | None = None, use_national_ids: bool = False,
           em_max_pairs: float = 1e6, final_max_pairs: float = 1e6,
-          labels: labelled.Labels | None = None) -> Model:
+          labels: labelled.Labels | None = None,
+          definition: Definition = BUILTIN) -> Model:
     """Train a model on the prepared input table, with or without national IDs.
 
     Args:
@@ -435,6 +444,9 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
             record sample when the register blocks more).
         labels: reviewers' labelled pairs: m re-estimated from them at the end
             (:mod:`linkage.matching.labels`).
+        definition: the project's matching definition: its extra fields' comparisons are
+            trained as the built-in ones are (u by sampling, m in the EM sessions, which
+            leave them free).
 
     Raises:
         ModelError: training found nothing to learn from, or the result is implausible.
@@ -443,7 +455,7 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     n = _count(con, f"SELECT count(*) FROM {table}")
     n_nid = _count(con, f"SELECT count(*) FROM (SELECT national_id FROM {table} "
                         "WHERE national_id IS NOT NULL GROUP BY national_id HAVING count(*) > 1)")
-    settings = _fresh_settings()
+    settings = _fresh_settings(definition)
     seeded = _seed_settings(settings, seed_model)
     progress(f"training on {n:,} records ({n_nid:,} national IDs shared by 2+ records); "
              f"EM starts from {seeded}")
@@ -488,7 +500,8 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
             f"households: the EM sessions found too few pairs or matches ({blocks}); the "
             "register needs full birth dates on some records, or use a shipped model "
             "(`model:` in project.yaml)")
-    settings = cap_household_evidence(neutralise_untrained(settings))
+    caps = definition.weight_caps
+    settings = cap_household_evidence(neutralise_untrained(settings), caps)
     # Fail now, before the last EM, when the names carry no evidence.
     _check_given_name(Model(version=f"{prefix} (after the EM sessions)", settings=settings,
                             metadata={}))
@@ -497,14 +510,15 @@ def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed:
     with _quiet_splink():
         settings, final = em_over_blocked_pairs(con, settings, table=table,
                                                 max_pairs=final_max_pairs)
-    settings = cap_household_evidence(settings)
+    settings = cap_household_evidence(settings, caps)
     progress(f"  ... {final['blocked_pairs']:,} blocked pairs on {final['records_sampled']:,} "
              f"records, {final['iterations']} iterations: "
              f"{final['expected_matches_in_blocking']:,.0f} expected matches; blocking recall "
              f"{final['estimated_blocking_recall']:.1%} (share of the matches among "
              f"{final['capture_pairs']:,} pairs agreeing on {final['recall_capture']} that "
              f"the blocking reaches); prior {final['prior']:.3g}")
-    model = Model(version=new_version(prefix), settings=settings, metadata={
+    model = Model(version=new_version(prefix), settings=settings, definition=definition.sha256,
+                  extra=definition.extra, metadata={
         "records": n, "national_id_groups": n_nid, "u_max_pairs": max_pairs, "seed": seed,
         "method": ("household-safe EM: u by random sampling; m by EM sessions blocked on "
                    + ", ".join(f"[{r['blocking']}]" for r in done)

@@ -211,13 +211,19 @@ class Realtime:
         except KeyError:
             pass
         raw = {k: v for k, v in person.raw.items() if v is not None and str(v).strip()}
+        declared = {f.raw_field for f in self.project.extra_fields}
+        unknown = sorted(k for k in raw if k.startswith("extra.") and k not in declared)
+        if unknown:
+            raise InvalidRequest([(f"person.{unknown[0]}", "not an extra field of this project "
+                                   f"(declared: {', '.join(sorted(declared)) or 'none'})")])
         if "age" in raw and person.age_reference_date is None:
             raise InvalidRequest([("person.age.reference_date", "required with an age")])
         options = StandardiseOptions(
             source=source, birth_date_format="%Y-%m-%d",
             age_reference_date=person.age_reference_date, country_code=country,
             sex_codes=None, name_order=person.name_order,
-            min_birth_year=self.project.min_birth_year)
+            min_birth_year=self.project.min_birth_year,
+            extra_fields=self.project.extra_fields)
         try:
             # No warnings list: strict, a bad field is an error naming it (batch ingest is
             # lenient and blanks the field instead).

@@ -61,6 +61,7 @@ import numpy as np
 from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
+from linkage.matching.extra import extra_json
 from linkage.realtime.index import Index, probability
 from linkage.register import store
 from linkage.register.database import Register, query
@@ -560,6 +561,8 @@ class Enroller:
                 "record_hash": [i.record_hash for i in items]}
             for c in STANDARD_COLUMNS:
                 columns[c] = [i.row.get(c) for i in items]
+            extra = self.index.definition.extra
+            columns["extra"] = [extra_json(extra, i.row) for i in items]
             store.upsert_records(cur, store.records_table(columns), now=txn.now)
         ids = self._ids
         store.publish_persons(cur, store.PersonChanges(

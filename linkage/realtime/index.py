@@ -46,8 +46,9 @@ import pyarrow.compute as pc
 
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.errors import NotReady
-from linkage.matching.definition import BLOCKING_KEYS, COMPARISONS, key_cap, key_of, key_sql
-from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE
+from linkage.matching.definition import key_cap, key_of, key_sql
+from linkage.matching.extra import columns_sql
+from linkage.matching.levels import ABSENT_CODE, INT_COLUMNS, NULL_CODE, is_number_column
 from linkage.matching.model import Model
 from linkage.matching.splink_internals import LevelWeights, scorecard
 from linkage.register.store import COPY_COLUMNS, copy_key, copy_key_sql
@@ -337,16 +338,24 @@ class Index:
         #: the model as trained: its prior is rescaled to the register (:meth:`resize`)
         self.model = model
         self.max_block_size = max_block_size
+        #: The model's matching definition: the built-in one and its extra fields.
+        self.definition = definition = model.matching
+        #: Blocking keys: the built-in ones and those the extra fields ask for.
+        self.keys = definition.blocking_keys
         #: Per key: the largest block it keeps (:func:`key_cap`).
-        self.caps = {k: key_cap(k, max_block_size) for k in BLOCKING_KEYS}
+        self.caps = {k: key_cap(k, max_block_size) for k in self.keys}
+        #: Dictionary-encoded columns; extra fields' number columns are floats (NaN: NULL).
+        extra = list(definition.columns)
+        self.str_columns = (*STR_COLUMNS, *(c for c in extra if not is_number_column(c)))
+        self.num_columns = tuple(c for c in extra if is_number_column(c))
         card = scorecard(model.settings)
         self.prior_weight = card.prior_weight
         self.sized_for: int | None = None  # the register size of prior_weight
         conditions = {c.name: [lvl.condition.evaluate for lvl in c.levels[:-1]]
-                      for c in COMPARISONS}
+                      for c in definition.comparisons}
         # Labels are the definition's words, never the model file's: Splink labels a
         # level without label_for_charts (older or hand-made model files) with its SQL.
-        labels = {c.name: [lvl.label for lvl in c.levels] for c in COMPARISONS}
+        labels = {c.name: [lvl.label for lvl in c.levels] for c in definition.comparisons}
         self.comparisons = [_Comparison(name, tuple(
                                 dataclasses.replace(lvl, label=label)
                                 for lvl, label in zip(levels, labels[name], strict=True)),
@@ -354,9 +363,10 @@ class Index:
                             for name, levels in card.comparisons]
         self.n = 0
         cap = max(capacity, 16)
-        self.vocab: dict[str, _Vocab] = {c: _Vocab([]) for c in STR_COLUMNS}
+        self.vocab: dict[str, _Vocab] = {c: _Vocab([]) for c in self.str_columns}
         self.cols: dict[str, np.ndarray] = {c: np.full(cap, _NULL, np.int32)
-                                            for c in (*STR_COLUMNS, *INT_COLUMNS)}
+                                            for c in (*self.str_columns, *INT_COLUMNS)}
+        self.cols.update({c: np.full(cap, np.nan) for c in self.num_columns})
         self.person = np.full(cap, _NULL, np.int32)
         self.alive = np.zeros(cap, bool)
         # Exact copies: each row's copy key (0: none), source and household codes.
@@ -373,7 +383,7 @@ class Index:
         self.persons = _Vocab([])
         #: person -> its golden record (JSON, as stored in ``person_golden``)
         self.golden: dict[str, str] = {}
-        self.blocks: dict[str, dict[str, list[int]]] = {k: {} for k in BLOCKING_KEYS}
+        self.blocks: dict[str, dict[str, list[int]]] = {k: {} for k in self.keys}
         self.tf_columns = sorted({lvl.tf_column for c in self.comparisons for lvl in c.levels
                                   if lvl.tf_column})
         self.tf_counts: dict[str, np.ndarray] = {c: np.zeros(cap, np.float64)
@@ -393,6 +403,9 @@ class Index:
               ) -> Index:
         """Index every active record that has a published person."""
         cols = ", ".join(f"r.{c}" for c in STANDARD_COLUMNS)
+        extra = columns_sql(model.matching.extra, "r")
+        if extra:
+            cols += ", " + extra
         table = _arrow(cur, f"SELECT r.uid, p.person_id, {cols} FROM records r JOIN "
                             "person_records p USING (uid) WHERE r.status = 'active' ORDER BY r.uid")
         index = cls.from_arrow(table, model, max_block_size=max_block_size)
@@ -423,7 +436,7 @@ class Index:
         index.n = n
         index.uids = table.column("uid").to_pylist()
         index.uid_index = {u: i for i, u in enumerate(index.uids)}
-        for name in (*STR_COLUMNS, "person_id"):
+        for name in (*index.str_columns, "person_id"):
             enc = pc.dictionary_encode(table.column(name)).combine_chunks()
             values = enc.dictionary.to_pylist()
             codes = enc.indices.fill_null(_NULL).to_numpy(zero_copy_only=False).astype(np.int32)
@@ -436,6 +449,9 @@ class Index:
                 index.cols[name][:n] = codes
         for name in INT_COLUMNS:
             arr = table.column(name).cast(pa.int32()).fill_null(_NULL)
+            index.cols[name][:n] = arr.to_numpy(zero_copy_only=False)
+        for name in index.num_columns:
+            arr = table.column(name).cast(pa.float64()).fill_null(np.nan)
             index.cols[name][:n] = arr.to_numpy(zero_copy_only=False)
         index.alive[:n] = True
         sources = pc.list_element(pc.split_pattern(table.column("uid"), ":", max_splits=1), 0)
@@ -465,7 +481,7 @@ class Index:
             keyed = table.select([c for c in table.column_names if c != "person_id"])
             keyed = keyed.append_column("idx", pa.array(np.arange(table.num_rows, dtype=np.int64)))
             con.register("idx_input", keyed)
-            for name, cols in BLOCKING_KEYS.items():
+            for name, cols in self.keys.items():
                 # Ascending lists: link_group finds a row's place in a block by bisection.
                 rows = _arrow(con, f"SELECT bk, list(idx ORDER BY idx) FROM (SELECT "
                                    f"{key_sql(cols)} AS bk, idx FROM idx_input) "
@@ -490,18 +506,17 @@ class Index:
             return
         new = max(size, cap * 2)
         for c in self.cols:
-            self.cols[c] = _grow(self.cols[c], new, _NULL)
+            self.cols[c] = _grow(self.cols[c], new, np.nan if c in self.num_columns else _NULL)
         self.person = _grow(self.person, new, _NULL)
         self.alive = _grow(self.alive, new, False)
         self.copy_key = _grow(self.copy_key, new, 0)
         self.source = _grow(self.source, new, _NULL)
         self.household = _grow(self.household, new, _NULL)
 
-    @staticmethod
-    def block_keys(row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def block_keys(self, row: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(blocking key name, key) of a standardised row, NULL keys left out."""
         out = []
-        for name, cols in BLOCKING_KEYS.items():
+        for name, cols in self.keys.items():
             k = key_of(row, cols)
             if k is not None:
                 out.append((name, k))
@@ -526,7 +541,7 @@ class Index:
                 self._kill(old)
             i = self.n
             self._ensure(i + 1)
-            for c in STR_COLUMNS:
+            for c in self.str_columns:
                 code = self.vocab[c].code(row.get(c), add=True)
                 self.cols[c][i] = code
                 if c in self.tf_counts and code >= 0:
@@ -546,6 +561,9 @@ class Index:
                 self._copies.add(ck, i)
             if self.cols["national_id"][i] >= 0:
                 self._nid.add(int(self.cols["national_id"][i]), i)
+            for c in self.num_columns:
+                v = row.get(c)
+                self.cols[c][i] = np.nan if v is None else float(v)
             if pending:
                 self.person[i] = _NULL
                 self._pending.add(i)
@@ -636,10 +654,13 @@ class Index:
     # ------------------------------------------------------------------ scoring
 
     def _encode(self, row: Mapping[str, Any]) -> dict[str, int]:
-        codes = {c: self.vocab[c].code(row.get(c)) for c in STR_COLUMNS}
+        codes = {c: self.vocab[c].code(row.get(c)) for c in self.str_columns}
         for c in INT_COLUMNS:
             v = row.get(c)
             codes[c] = _NULL if v is None else int(v)
+        for c in self.num_columns:
+            v = row.get(c)
+            codes[c] = np.nan if v is None else float(v)
         return codes
 
     def column(self, col: str) -> np.ndarray:
@@ -840,12 +861,15 @@ class Index:
     def row(self, i: int) -> dict[str, Any]:
         """The standardised columns of index row ``i``, decoded."""
         out: dict[str, Any] = {}
-        for c in STR_COLUMNS:
+        for c in self.str_columns:
             code = int(self.cols[c][i])
             out[c] = None if code < 0 else self.vocab[c].values[code]
         for c in INT_COLUMNS:
             v = int(self.cols[c][i])
             out[c] = None if v == _NULL else v
+        for c in self.num_columns:
+            v = float(self.cols[c][i])
+            out[c] = None if math.isnan(v) else v
         return out
 
     def explain(self, uid_l: str, uid_r: str) -> PairExplanation:
@@ -967,10 +991,17 @@ def load_model(project: Any, cur: duckdb.DuckDBPyConnection) -> Model:
         "WHERE r.status = 'published' ORDER BY r.finished_at DESC LIMIT 1").fetchall()
     try:
         if not rows:
-            return Model.load(project.model or project.path.parent / "models" / "model.json")
+            path = project.model or project.path.parent / "models" / "model.json"
+            model = Model.load(path)
+            model.check_project(project.definition, str(path))
+            return model
         version, text, path, sha = rows[0]
         if text:
-            return Model.from_json(text, f"model {version} of the last published run")
+            model = Model.from_json(text, f"model {version} of the last published run")
+            # Queries are standardised with the project's extra fields: the model must
+            # score those, not others.
+            model.check_project(project.definition, f"model {version} of the last published run")
+            return model
         # A register written before model_json: the file the run used, if unchanged.
         model = Model.load(path)
         if model.version != version or model.sha256 != sha:

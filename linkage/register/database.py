@@ -101,8 +101,11 @@ CREATE TABLE IF NOT EXISTS records (
     first_seen TIMESTAMP,
     updated_at TIMESTAMP,
     retired_at TIMESTAMP,
-    {_STD_COLS_SQL}
+    {_STD_COLS_SQL},
+    extra VARCHAR                     -- standardised extra fields, JSON (x_<name>: value)
 );
+-- Registers written before extra fields gain the column (NULL: no extra values).
+ALTER TABLE records ADD COLUMN IF NOT EXISTS extra VARCHAR;
 CREATE TABLE IF NOT EXISTS rejects (
     source VARCHAR NOT NULL,
     file VARCHAR NOT NULL,

@@ -101,6 +101,19 @@ def _set_meta(cur: Cursor, key: str, value: str) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+def extra_reading(cur: Cursor, source: str) -> str | None:
+    """How a source's extra fields and derived columns were last read (``None``: none)."""
+    return _meta(cur, f"extra_reading:{source}")
+
+
+def set_extra_reading(cur: Cursor, source: str, value: str | None) -> None:
+    """Record :func:`extra_reading` (``None`` removes it)."""
+    if value is None:
+        cur.execute("DELETE FROM meta WHERE key = ?", [f"extra_reading:{source}"])
+    else:
+        _set_meta(cur, f"extra_reading:{source}", value)
+
+
 def add_source(cur: Cursor, name: str, kind: str, programme: str,
                config_path: str | None = None, *, replace: bool = True) -> None:
     """Record a source. ``replace=False`` keeps a row already there (enrolment does)."""
@@ -122,7 +135,9 @@ RECORD_COLUMNS = ("uid", "source", "record_key", "file", "row_number", "raw", "r
 _ARROW_TYPES = {"VARCHAR": pa.string(), "INTEGER": pa.int32()}
 RECORDS_SCHEMA = pa.schema(
     [pa.field(c, pa.int64() if c == "row_number" else pa.string()) for c in RECORD_COLUMNS]
-    + [pa.field(c, _ARROW_TYPES[t]) for c, t in STANDARD_COLUMNS.items()])
+    + [pa.field(c, _ARROW_TYPES[t]) for c, t in STANDARD_COLUMNS.items()]
+    # The project's extra fields, standardised, as JSON (linkage.matching.extra.extra_json).
+    + [pa.field("extra", pa.string())])
 
 
 def record_json(values: Mapping[str, Any]) -> str:
@@ -223,7 +238,7 @@ def upsert_records(cur: Cursor, rows: pa.Table, *, now: dt.datetime | None = Non
             records missing from them are retired, except those enrolled over the API.
     """
     now = now or _now()
-    std = list(STANDARD_COLUMNS)
+    std = [*STANDARD_COLUMNS, "extra"]
     cols = ", ".join(std)
     # A row also counts as updated when the same raw values now standardise differently
     # (a forced re-read after min_birth_year changed): records match the latest reading.

@@ -176,7 +176,7 @@ class RecordView:
 
 
 def record_views(cur: Cursor, uids: list[str]) -> list[RecordView]:
-    cols = ", ".join(f"r.{c}" for c in STANDARD_COLUMNS)
+    cols = ", ".join(f"r.{c}" for c in (*STANDARD_COLUMNS, "extra"))
     rows = query(cur, f"""
         SELECT r.uid, r.source, r.record_key, s.programme, s.kind, r.status, p.person_id,
                r.raw, r.file, r.row_number, {cols}
@@ -185,7 +185,9 @@ def record_views(cur: Cursor, uids: list[str]) -> list[RecordView]:
         WHERE r.uid IN (SELECT unnest(?::VARCHAR[]))""", [uids])
     by_uid = {}
     for r in rows:
-        std = dict(zip(STANDARD_COLUMNS, r[10:], strict=True))
+        std = dict(zip(STANDARD_COLUMNS, r[10:-1], strict=True))
+        # The project's extra fields (x_<name> columns) are shown beside the built-in ones.
+        std.update(json.loads(r[-1]) if r[-1] else {})
         by_uid[r[0]] = RecordView(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
                                   json.loads(r[7]) if r[7] else {}, std, r[8], r[9])
     return [by_uid[u] for u in uids if u in by_uid]

@@ -140,6 +140,9 @@ def person_input(p: pb.PersonDetails, path: str = "person") -> PersonInput:
     raw["village"] = _s(p.location.village)
     raw["household_id"] = _s(p.household_id)
     raw["mother_name"] = _s(p.mother_name)
+    # The project's extra fields, by name; Realtime.standardise refuses undeclared ones.
+    for name, value in sorted(p.extra.items()):
+        raw[f"extra.{name}"] = _s(value)
     if problems:
         raise InvalidRequest(problems)
     return PersonInput({k: v for k, v in raw.items() if v is not None}, order, ref)

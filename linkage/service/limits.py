@@ -124,7 +124,16 @@ def string_problems(message: Any, limits: ServiceLimits, path: str = ""
     for fd, value in message.ListFields():
         name = f"{path}.{fd.name}" if path else fd.name
         repeated = fd.is_repeated
-        if fd.type == fd.TYPE_MESSAGE:
+        if fd.type == fd.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
+            # A map<string, string> (PersonDetails.extra): its keys and values are strings.
+            for k, v in value.items():
+                for where, text in ((name, k), (f"{name}[{k!r}]", v)):
+                    if isinstance(text, str) and len(text) > limit:
+                        out.append((where, f"too long: at most {limit} characters"))
+                    elif isinstance(text, str) and _CONTROL.search(text):
+                        out.append((where, "must not contain control characters (NUL, tab, "
+                                           "line breaks, ...)"))
+        elif fd.type == fd.TYPE_MESSAGE:
             if repeated:
                 for i, v in enumerate(value):
                     out += string_problems(v, limits, f"{name}[{i}]")

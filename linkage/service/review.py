@@ -98,7 +98,9 @@ def evidence(view: ItemView) -> pb.ReviewItemEvidence:
             record=convert.record_ref(r.uid), programme=r.programme or "",
             source_kind=r.source_kind or "", person_id=r.person_id or "", status=r.status,
             raw={k: "" if v is None else str(v) for k, v in r.raw.items()},
-            standardised={k: str(v) for k, v in r.standardised.items() if v is not None})
+            standardised={k: str(v) for k, v in r.standardised.items() if v is not None},
+            extra={k[2:]: str(v) for k, v in r.standardised.items()
+                   if v is not None and k.startswith("x_") and "__" not in k})
             for r in view.records],
         pairs=[explanation(ex, batch(ex)) for ex in view.pairs],
         persons=[pb.PersonHistory(person_id=p, events=[convert.event(e) for e in evs])

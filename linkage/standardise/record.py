@@ -205,12 +205,15 @@ class StandardiseOptions:
     #: The register's name roles: a full name with no case marker is read in the other
     #: order when its tokens say so (:class:`~linkage.standardise.names.NameRoles`).
     name_roles: NameRoles | None = None
+    #: The project's extra fields (:class:`linkage.matching.extra.ExtraField`): raw fields
+    #: ``extra.<name>`` become their ``x_<name>`` columns.
+    extra_fields: tuple[Any, ...] = ()
 
     def _key(self) -> tuple:
         """A hashable form (sex codes frozen) for caching standardisers."""
         return (self.source, self.birth_date_format, self.age_reference_date,
                 self.country_code, _freeze_codes(self.sex_codes), self.name_order, self.today,
-                self.min_birth_year, self.name_roles)
+                self.min_birth_year, self.name_roles, self.extra_fields)
 
 
 def _options(options: StandardiseOptions | None, kwargs: dict[str, Any]) -> StandardiseOptions:
@@ -262,6 +265,10 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
     age_ref = opts.age_reference_date
     min_year = opts.min_birth_year
     roles = opts.name_roles
+    extra_fields = opts.extra_fields
+    if extra_fields:
+        # Imported here: linkage.matching imports this package's errors module.
+        from linkage.matching.extra import standardise_extra
 
     def age_birth(age_raw: str | None, warnings: list[FieldWarning] | None) -> tuple:
         if _blank(age_raw):
@@ -334,7 +341,7 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
             if reason:
                 warnings.append(FieldWarning("phone", phone_raw, reason))
         household = get("household_id")
-        return {
+        out = {
             "given_std": given_std,
             "given_first": given_first,
             "given_key": given_key,
@@ -360,6 +367,9 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
             "village": _place(get("village")),
             "household_id": None if _blank(household) else prefix + household.strip(),
         }
+        if extra_fields:
+            out.update(standardise_extra(extra_fields, raw, warnings))
+        return out
 
     return run
 
@@ -424,7 +434,7 @@ def standardise(
 
 @lru_cache(maxsize=256)
 def _cached_standardiser(key: tuple) -> Standardiser:
-    source, fmt, ref, cc, codes, name_order, today, min_year, roles = key
+    source, fmt, ref, cc, codes, name_order, today, min_year, roles, extra = key
     return make_standardiser(
         source=source,
         birth_date_format=fmt,
@@ -435,4 +445,5 @@ def _cached_standardiser(key: tuple) -> Standardiser:
         today=today,
         min_birth_year=min_year,
         name_roles=roles,
+        extra_fields=extra,
     )

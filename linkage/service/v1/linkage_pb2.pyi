@@ -180,7 +180,14 @@ class Location(_message.Message):
     def __init__(self, region: _Optional[str] = ..., commune: _Optional[str] = ..., village: _Optional[str] = ...) -> None: ...
 
 class PersonDetails(_message.Message):
-    __slots__ = ("name", "sex", "birth_date", "age", "identifiers", "phone_number", "location", "household_id", "mother_name")
+    __slots__ = ("name", "sex", "birth_date", "age", "identifiers", "phone_number", "location", "household_id", "mother_name", "extra")
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     SEX_FIELD_NUMBER: _ClassVar[int]
     BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +197,7 @@ class PersonDetails(_message.Message):
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     HOUSEHOLD_ID_FIELD_NUMBER: _ClassVar[int]
     MOTHER_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     name: Name
     sex: Sex
     birth_date: BirthDate
@@ -199,7 +207,8 @@ class PersonDetails(_message.Message):
     location: Location
     household_id: str
     mother_name: str
-    def __init__(self, name: _Optional[_Union[Name, _Mapping]] = ..., sex: _Optional[_Union[Sex, str]] = ..., birth_date: _Optional[_Union[BirthDate, _Mapping]] = ..., age: _Optional[_Union[AgeAtDate, _Mapping]] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., phone_number: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., household_id: _Optional[str] = ..., mother_name: _Optional[str] = ...) -> None: ...
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[_Union[Name, _Mapping]] = ..., sex: _Optional[_Union[Sex, str]] = ..., birth_date: _Optional[_Union[BirthDate, _Mapping]] = ..., age: _Optional[_Union[AgeAtDate, _Mapping]] = ..., identifiers: _Optional[_Iterable[_Union[Identifier, _Mapping]]] = ..., phone_number: _Optional[str] = ..., location: _Optional[_Union[Location, _Mapping]] = ..., household_id: _Optional[str] = ..., mother_name: _Optional[str] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RecordRef(_message.Message):
     __slots__ = ("source", "record_key")
@@ -587,7 +596,7 @@ class GetReviewItemRequest(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., viewer: _Optional[str] = ...) -> None: ...
 
 class ReviewRecord(_message.Message):
-    __slots__ = ("record", "programme", "source_kind", "person_id", "status", "raw", "standardised")
+    __slots__ = ("record", "programme", "source_kind", "person_id", "status", "raw", "standardised", "extra")
     class RawEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -602,6 +611,13 @@ class ReviewRecord(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ExtraEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     RECORD_FIELD_NUMBER: _ClassVar[int]
     PROGRAMME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -609,6 +625,7 @@ class ReviewRecord(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     STANDARDISED_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_FIELD_NUMBER: _ClassVar[int]
     record: RecordRef
     programme: str
     source_kind: str
@@ -616,7 +633,8 @@ class ReviewRecord(_message.Message):
     status: str
     raw: _containers.ScalarMap[str, str]
     standardised: _containers.ScalarMap[str, str]
-    def __init__(self, record: _Optional[_Union[RecordRef, _Mapping]] = ..., programme: _Optional[str] = ..., source_kind: _Optional[str] = ..., person_id: _Optional[str] = ..., status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., standardised: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    extra: _containers.ScalarMap[str, str]
+    def __init__(self, record: _Optional[_Union[RecordRef, _Mapping]] = ..., programme: _Optional[str] = ..., source_kind: _Optional[str] = ..., person_id: _Optional[str] = ..., status: _Optional[str] = ..., raw: _Optional[_Mapping[str, str]] = ..., standardised: _Optional[_Mapping[str, str]] = ..., extra: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WaterfallStep(_message.Message):
     __slots__ = ("comparison", "level", "level_label", "match_weight", "tf_adjustment")
