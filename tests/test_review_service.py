@@ -106,7 +106,9 @@ def test_get_item_shows_the_evidence_and_records_the_view(served: Served) -> Non
     assert all(x.raw and x.standardised and x.person_id and x.programme for x in ev.records)
     (pair,) = ev.pairs
     n_comparisons = len(served.core.index.comparisons)
-    assert len(pair.steps) == n_comparisons
+    # One step per comparison, and the batch's ambiguity when it re-weighed the pair.
+    extra = sum(st.comparison == "ambiguity" for st in pair.steps)
+    assert extra <= 1 and len(pair.steps) == n_comparisons + extra
     total = pair.prior_weight + sum(s.match_weight for s in pair.steps)
     assert total == pytest.approx(pair.match_weight, abs=1e-6)
     assert pair.batch_match_probability == pytest.approx(it.match_probability, abs=1e-6)
@@ -213,7 +215,8 @@ def test_explain_any_pair(served: Served) -> None:
     ex = r.ExplainPair(pb.ExplainPairRequest(record_a=ref(a), record_b=ref(b)), timeout=10)
     assert not ex.compared
     assert ex.blocking_summary.startswith("never compared: no blocking key in common")
-    assert len(ex.steps) == len(served.core.index.comparisons)
+    assert len(ex.steps) - sum(st.comparison == "ambiguity" for st in ex.steps) == len(
+        served.core.index.comparisons)
     assert not ex.HasField("batch_match_probability")
     with pytest.raises(grpc.RpcError) as err:
         r.ExplainPair(pb.ExplainPairRequest(record_a=ref(a), record_b=pb.RecordRef(
