@@ -12,6 +12,7 @@ from pathlib import Path
 from linkage.batch.pipeline import active_records
 from linkage.config import load_project
 from linkage.engines import duckdb_sql
+from linkage.errors import NotFound
 from linkage.matching import labels as labelled
 from linkage.matching import training
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model
@@ -25,8 +26,9 @@ from tests.review_fixtures import Generated, read_truth
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _decide_by_truth(g: Generated, limit: int) -> tuple[int, int]:
-    """Decide up to ``limit`` pair items as the generator's truth says; (same, not same)."""
+def _decide_by_truth(g: Generated, limit: int, top_up: bool = False) -> tuple[int, int]:
+    """Decide up to ``limit`` pair items as the generator's truth says; (same, not same).
+    ``top_up``: open and label true pairs until there are enough to train from."""
     reg = Register.of(g.project)
     same = not_same = 0
     try:
@@ -36,6 +38,19 @@ def _decide_by_truth(g: Generated, limit: int) -> tuple[int, int]:
             ok = g.truth.get(it.uid_a) == g.truth.get(it.uid_b) is not None
             review.decide(it.item_id, "same" if ok else "not_same", reviewer="test")
             same, not_same = same + ok, not_same + (not ok)
+        # The band may hold few true pairs (ambiguity settles many): a reviewer also opens
+        # pairs seen elsewhere (`linkage review open`) and labels them.
+        by_person: dict[str, list[str]] = {}
+        for uid, pid in sorted(g.truth.items()):
+            by_person.setdefault(pid, []).append(uid)
+        pairs = [(u[0], u[1]) for u in by_person.values() if len(u) > 1]
+        for a, b in pairs[: max(0, labelled.MIN_LABELLED_PAIRS + 5 - same) if top_up else 0]:
+            try:
+                item = review.open_pair(a, b, reviewer="test")
+            except NotFound:  # a record the batch did not keep (a deliberately bad row)
+                continue
+            review.decide(item, "same", reviewer="test")
+            same += 1
     finally:
         reg.close()
     return same, not_same
@@ -82,7 +97,7 @@ def _apply(g: Generated, labels: labelled.Labels) -> Model:
 
 
 def test_m_from_reviewers_labels(rv_project: Generated) -> None:
-    same, not_same = _decide_by_truth(rv_project, 120)
+    same, not_same = _decide_by_truth(rv_project, 500, top_up=True)
     assert same >= labelled.MIN_LABELLED_PAIRS and not_same > 0
     found = _labels(rv_project)
     assert len(found.positive) == same and found.negative >= not_same

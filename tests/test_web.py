@@ -96,7 +96,8 @@ def test_a_reviewer_decides_in_the_browser(site: Site) -> None:
                    == "en")
         assert driver.title == "Review queue"
         rows = driver.find_elements(By.CSS_SELECTOR, "#queue tr.item-row")
-        assert len(rows) == 50  # the first page
+        _, _, n_open = core.review.list(Filters(), page_size=1)
+        assert len(rows) == min(50, n_open) > 0  # the first page
         # Filter: persons only.
         driver.find_element(By.CSS_SELECTOR, "#f-kind option[value='person']").click()
         driver.find_element(By.CSS_SELECTOR, "#filters button").click()
