@@ -673,13 +673,7 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
             cannot_link=c.cannot_link)
     keep = links if rules.min_cohesion is not None else links.filter(
         pc.greater_equal(links.column("match_probability"), match_threshold))
-    left = pc.index_in(keep.column("uid_l"), value_set=uid_col)
-    right = pc.index_in(keep.column("uid_r"), value_set=uid_col)
-    known = pc.and_(pc.is_valid(left), pc.is_valid(right))
-    left = pc.filter(left, known).to_numpy().astype(np.int64)
-    right = pc.filter(right, known).to_numpy().astype(np.int64)
-    weight = pc.filter(keep.column("match_weight"), known).to_numpy().astype(np.float64)
-    prob = pc.filter(keep.column("match_probability"), known).to_numpy().astype(np.float64)
+    left, right, weight, prob = _indexed(keep, uid_col)
     over = prob >= match_threshold
     res = _run(uid_col.to_pylist(), records.column("source"), records.column("national_id"),
                records.column("household_id"), left[over], right[over], weight[over],
@@ -712,6 +706,19 @@ def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
     return [(g[0], u) for g in groups.column("uid_list").to_pylist() for u in g[1:]]
 
 
+def _indexed(links: pa.Table, uid_col: pa.Array
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(left, right, weight, probability) of the links whose two records are in
+    ``uid_col`` (sorted uids), as record indices into it."""
+    left = pc.index_in(links.column("uid_l"), value_set=uid_col)
+    right = pc.index_in(links.column("uid_r"), value_set=uid_col)
+    known = pc.and_(pc.is_valid(left), pc.is_valid(right))
+    return (pc.filter(left, known).to_numpy().astype(np.int64),
+            pc.filter(right, known).to_numpy().astype(np.int64),
+            pc.filter(links.column("match_weight"), known).to_numpy().astype(np.float64),
+            pc.filter(links.column("match_probability"), known).to_numpy().astype(np.float64))
+
+
 def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, *,
                     civil_sources: Iterable[str] = (), rules: Rules = DEFAULT_RULES
                     ) -> list[str]:
@@ -720,12 +727,7 @@ def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, 
     records = records.sort_by("uid")
     uid_col = records.column("uid").combine_chunks()
     keep = links.filter(pc.greater_equal(links.column("match_probability"), match_threshold))
-    left = pc.index_in(keep.column("uid_l"), value_set=uid_col)
-    right = pc.index_in(keep.column("uid_r"), value_set=uid_col)
-    known = pc.and_(pc.is_valid(left), pc.is_valid(right))
-    lo = pc.filter(left, known).to_numpy().astype(np.int64)
-    hi = pc.filter(right, known).to_numpy().astype(np.int64)
-    weight = pc.filter(keep.column("match_weight"), known).to_numpy().astype(np.float64)
+    lo, hi, weight, _ = _indexed(keep, uid_col)
     src, names = _codes(records.column("source"))
     civil_set = set(civil_sources)
     civil = np.array([s in civil_set for s in names], dtype=bool)
