@@ -55,3 +55,35 @@ def test_no_published_run_is_not_ready(tmp_path: Path) -> None:
     proc = _linkage("summary", "-p", "project.yaml", cwd=tmp_path)
     assert proc.returncode == 7, proc.stderr
     assert "no published run" in proc.stderr
+
+
+def test_every_package_the_code_imports_is_a_declared_dependency() -> None:
+    """The README's demo line installs the default dependencies only (`-e .`): a module
+    imported by linkage/ and brought in only by the test extras would break it."""
+    import ast
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    meta = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.split(r"[<>=\[ ;]", r, maxsplit=1)[0].lower() for r in reqs}
+
+    default = names(meta["dependencies"])
+    optional = names(meta["optional-dependencies"]["spark"])
+    distribution = {"yaml": "pyyaml", "google": "protobuf", "grpc": "grpcio",
+                    "grpc_health": "grpcio-health-checking",
+                    "grpc_reflection": "grpcio-reflection", "grpc_status": "grpcio-status"}
+    imported: set[str] = set()
+    for path in (root / "linkage").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "linkage"}
+    missing = {m for m in third_party
+               if distribution.get(m, m) not in default | optional}
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+    assert "pyspark" in third_party and "pyspark" in optional  # the Spark extra, lazily
