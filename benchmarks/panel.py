@@ -303,7 +303,7 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
              _variant(case_dir, "ours-noid-sahel", template, data, drop_national_id=True,
                       model=sahel), "model: models/sahel.json"),
         ]
-        if dataset == "febrl3":
+        if dataset in ("febrl3", "febrl4"):
             case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
                               "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
                               "region, suburb -> commune; extra fields: postcode (code), "
