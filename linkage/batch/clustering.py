@@ -743,19 +743,13 @@ def _with_nodes(records: pa.Table, links: pa.Table, rules: Rules) -> pa.Table:
     the same-source rule) share a label, for :func:`linkage.batch.ambiguity.adjust`."""
     records = records.sort_by("uid")
     uid_col = records.column("uid").combine_chunks()
-    left = pc.index_in(links.column("uid_l"), value_set=uid_col)
-    right = pc.index_in(links.column("uid_r"), value_set=uid_col)
+    lo, hi, weight, _ = _indexed(links, uid_col)
     src, _ = _codes(records.column("source"))
-    known = pc.and_(pc.is_valid(left), pc.is_valid(right)).to_numpy(zero_copy_only=False)
-    lo = pc.fill_null(left, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    hi = pc.fill_null(right, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    weight = links.column("match_weight").to_numpy(zero_copy_only=False)
-    strong = known & (src[lo] == src[hi]) & (
+    strong = (src[lo] == src[hi]) & (
         weight >= (rules.same_source_weight if rules.same_source_weight is not None else 0.0))
-    index = {u: i for i, u in enumerate(uid_col.to_pylist())}
-    copies = [(index[a], index[b]) for a, b in _exact_copies(records)]
-    cl = np.array([a for a, _ in copies], dtype=np.int64)
-    cr = np.array([b for _, b in copies], dtype=np.int64)
+    copies = _exact_copies(records)
+    cl, cr = (pc.index_in(pa.array([p[k] for p in copies], pa.string()), value_set=uid_col)
+              .to_numpy(zero_copy_only=False).astype(np.int64) for k in (0, 1))
     node = _components(records.num_rows, np.concatenate([lo[strong], cl]),
                        np.concatenate([hi[strong], cr]))
     return records.select(["uid", "source"]).append_column("node", pa.array(node))
