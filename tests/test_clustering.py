@@ -12,6 +12,7 @@ import pytest
 
 from linkage.batch.clustering import (
     DEFAULT_RULES,
+    STRONG_DIRECT_WEIGHT,
     Rules,
     _components,
     cluster_pairs,
@@ -240,13 +241,19 @@ def test_result_does_not_depend_on_input_order() -> None:
                            household_ids=[hh[i] for i in order], civil_sources=["s0"])
     assert first.clusters == second.clusters  # labels too: the smallest uid
     assert first.refused == second.refused
-    # no cluster holds a forbidden pair
+    # no cluster holds a forbidden pair: two civil-registry records or two members of one
+    # household only through their own strong direct link
+    direct = {frozenset((a, b)): x for a, b, x in pairs}
     for g in groups(first.clusters):
         members = [uids.index(u) for u in g]
         assert len({nids[i] for i in members if nids[i]}) <= 1
-        assert sum(1 for i in members if sources[i] == "s0") <= 1
-        kept_hh = [hh[i] for i in members if hh[i]]
-        assert len(kept_hh) == len(set(kept_hh))
+        for i in members:
+            for j in members:
+                if i < j and (sources[i] == sources[j] == "s0"
+                              or (hh[i] is not None and hh[i] == hh[j])):
+                    assert direct.get(frozenset((uids[i], uids[j])), -99) \
+                        >= STRONG_DIRECT_WEIGHT
+    assert first.refused.get("civil_registry", 0) and first.refused.get("household", 0)
 
 
 def test_arrow_entry_point_ignores_pairs_below_threshold_and_unknown_records() -> None:
@@ -263,8 +270,8 @@ def test_arrow_entry_point_ignores_pairs_below_threshold_and_unknown_records() -
 
 
 def test_default_rules_are_the_documented_ones() -> None:
-    assert DEFAULT_RULES.household_weight == math.inf
-    assert DEFAULT_RULES.civil_registry_weight == math.inf
+    assert DEFAULT_RULES.household_weight == STRONG_DIRECT_WEIGHT == 12.0
+    assert DEFAULT_RULES.civil_registry_weight == STRONG_DIRECT_WEIGHT
     assert DEFAULT_RULES.national_id_typos and DEFAULT_RULES.min_cohesion is None
 
 
