@@ -287,8 +287,28 @@ def test_split_full_name_rejects_unknown_order():
         ("Zahra AHMED HASSAN", ("zahra", "ahmed", "hassan")),
         ("AHMED HASSAN Zahra", ("zahra", "ahmed", "hassan")),
         ("MAXAMED CALI XASAN", ("maxamed", "cali", "xasan")),  # all upper: by position
-        ("AHMED Zahra Fatouma", ("ahmed", "zahra", "fatouma")),  # two Title-case: position
+        # the Title-case words are given names and come first, the UPPER-CASE ones follow
+        ("AHMED Zahra Fatouma", ("zahra", "fatouma", "ahmed")),
     ],
 )
 def test_split_patronymic(text, expected):
     assert split_patronymic(text) == expected
+
+
+def test_patronymic_chain_reads_positions_not_columns() -> None:
+    from linkage.standardise.names import NameRoles, chain_parts, patronymic_chain, translit_key
+
+    # two names in the first column, the grandfather's in the "father" column
+    assert chain_parts(patronymic_chain("Mohamed Moussa", "Mohamed")[0]) == (
+        "mohamed", "moussa", "mohamed")
+    # a case marker inside one column; two columns in different cases are no marker
+    assert patronymic_chain("CABDI Xaawo", "Ahmed")[0] == ("xaawo", "cabdi", "ahmed")
+    assert patronymic_chain("Xaawo", "CABDI")[0] == ("xaawo", "cabdi")
+    k = translit_key
+    roles = NameRoles({k("hibo"): 50, k("ahmed"): 40, k("elmi"): 40},
+                      {k("ahmed"): 45, k("elmi"): 45})
+    # a woman's given name after her father's and grandfather's: moved to the front
+    assert patronymic_chain("ELMI AHMED HIBO", roles=roles) == (("hibo", "elmi", "ahmed"), True)
+    # men's names are given and fathers' names alike: nothing moves
+    assert patronymic_chain("Elmi Ahmed", roles=roles) == (("elmi", "ahmed"), False)
+    assert patronymic_chain(None) == ((), False)

@@ -31,7 +31,7 @@ from linkage.engines import Engine, open_engine
 from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
-from linkage.ingest.read import IngestReport, ingest_source, name_roles, reads_name_order
+from linkage.ingest.read import IngestReport, ingest_source, name_roles, uses_name_roles
 from linkage.matching.extra import BUILTIN, Definition, columns_sql
 from linkage.matching.model import SHIPPED_MODELS_DIR, Model, ModelError, unused_fields
 from linkage.register.database import Register, query
@@ -68,19 +68,20 @@ def _utcnow() -> dt.datetime:
 
 def ingest_all(cur: duckdb.DuckDBPyConnection, project: ProjectConfig, *, force: bool = False,
                progress: Progress) -> list[IngestReport]:
-    """Ingest every source, those with separate given and family name columns first: a
-    full-name column is then read with the register's name roles, learned from them
+    """Ingest every source, those that teach the register's name roles first (separate
+    given and family columns; a patronymic civil registry): a full-name column, or a
+    patronymic roster, is then read with the roles learned from them
     (:func:`linkage.ingest.read.name_roles`). Reports come back in the project's order."""
     by_name: dict[str, IngestReport] = {}
     roles: NameRoles | None = None
     learned = False
-    for src in sorted(project.sources, key=reads_name_order):
-        if reads_name_order(src) and not learned:
+    for src in sorted(project.sources, key=uses_name_roles):
+        if uses_name_roles(src) and not learned:
             roles, learned = name_roles(cur, project.sources), True
             if roles is not None:
-                progress(f"name roles from {len(roles):,} names in separate given and "
-                         "family columns: full names with no case marker may be read in "
-                         "the other order")
+                progress(f"name roles from {len(roles):,} names: full names with no case "
+                         "marker may be read in the other order, and a patronymic "
+                         "roster's given name found where it stands")
         progress(f"ingest {src.name} ({src.format}, {len(src.paths)} file(s))")
         report = ingest_source(cur, src, force=force, progress=progress, roles=roles)
         progress("  " + report.line())

@@ -37,7 +37,7 @@ from linkage.matching.extra import extra_json
 from linkage.register import store
 from linkage.register.database import query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
-from linkage.standardise.names import NameRoles, full_name_order
+from linkage.standardise.names import NameRoles, full_name_order, patronymic_chain
 
 
 @dataclass
@@ -67,8 +67,8 @@ class IngestReport:
                 f"{self.added:,} added, {self.updated:,} updated, {self.unchanged:,} unchanged, "
                 f"{self.retired:,} retired, {self.rejected:,} rejected, "
                 f"{self.warned:,} field warnings"
-                + (f"; {self.reordered:,} full names read in the other order (their names "
-                   "are far more common that way round in the register)"
+                + (f"; {self.reordered:,} names read in another order (their names are "
+                   "far more common that way round in the register)"
                    if self.reordered else ""))
 
 
@@ -194,7 +194,8 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
     Returns the number of rows read. ``progress`` hears a line every 200,000 rows.
     """
     rows = 0
-    reorders = roles is not None and reads_name_order(src)
+    patronymic = patronymic_names(src)
+    reorders = roles is not None and uses_name_roles(src)
     mapping = src.columns
     if warnings is None:
         warnings = []
@@ -202,7 +203,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         source=src.name, birth_date_format=src.birth_date_format,
         age_reference_date=src.age_reference_date, country_code=src.country_code,
         sex_codes=src.sex_codes, name_order=src.name_order, min_birth_year=src.min_birth_year,
-        name_roles=roles if reorders else None,
+        name_roles=roles if reorders else None, patronymic=patronymic,
         extra_fields=src.extra_fields)
     standardisers: dict = {}  # one per age reference date: set up once, not per row
     found: list[FieldWarning] = []  # this row's field warnings
@@ -259,9 +260,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             reject(exc.field, exc.reason)
             continue
         seen[key] = (str(path), row_number)
-        if (reorders and report is not None and raw.get("given_name") is None
-                and full_name_order(raw.get("full_name"), src.name_order, roles)
-                != src.name_order):
+        if reorders and report is not None and _reordered(src, raw, roles, patronymic):
             report.reordered += 1
         records["uid"].append(f"{src.name}:{key}")
         records["record_key"].append(key)
@@ -288,6 +287,39 @@ _WARNING_SCHEMA = pa.schema(
                "source_column", "raw_value", "reason")])
 
 
+def _reordered(src: SourceConfig, raw: dict[str, str | None], roles: NameRoles,
+               patronymic: bool) -> bool:
+    """The register's name roles changed how this row's names are read."""
+    if patronymic:
+        if raw.get("family_name") is not None:
+            return False
+        if raw.get("given_name") is None:
+            return patronymic_chain(raw.get("full_name"), roles=roles)[1]
+        return patronymic_chain(raw.get("given_name"), raw.get("father_name"),
+                                raw.get("grandfather_name"), roles)[1]
+    return (raw.get("given_name") is None
+            and full_name_order(raw.get("full_name"), src.name_order, roles) != src.name_order)
+
+
+def patronymic_names(src: SourceConfig) -> bool:
+    """The source stores patronymic names (given, father's and grandfather's given names,
+    no family name): it maps no ``family_name``, and a father's or grandfather's name or
+    a full name in ``given_father_grandfather`` order. Its names are read as one chain,
+    whatever column each came in (:func:`linkage.standardise.names.patronymic_chain`)."""
+    cols = src.columns
+    return "family_name" not in cols and (
+        "father_name" in cols or "grandfather_name" in cols
+        or ("full_name" in cols and src.name_order == "given_father_grandfather"))
+
+
+def uses_name_roles(src: SourceConfig) -> bool:
+    """The source's names are read with the register's name roles (:func:`name_roles`),
+    learned from the sources that do not: a full name in family/given order, or a
+    patronymic roster (a civil registry's names are read as they stand and teach the
+    roles)."""
+    return reads_name_order(src) or (patronymic_names(src) and src.kind != "civil_registry")
+
+
 def reads_name_order(src: SourceConfig) -> bool:
     """The source reads given and family names from one full-name column in a declared
     order (which :class:`NameRoles` may override row by row)."""
@@ -306,25 +338,34 @@ MIN_ROLE_RECORDS = 200
 
 def name_roles(cur: duckdb.DuckDBPyConnection, sources: Sequence[SourceConfig]
                ) -> NameRoles | None:
-    """How often each name is a given and a family name among the active records of the
-    sources with separate name columns; ``None`` with fewer than
-    :data:`MIN_ROLE_RECORDS` such records (nothing to learn from: declared orders stand).
+    """How often each name is a given name and how often a family name (a father's name,
+    for patronymic sources) among the active records of the given ``sources``; ``None``
+    with fewer than :data:`MIN_ROLE_RECORDS` such records (nothing to learn from:
+    declared orders and column positions stand).
 
-    Counted by transliteration key of the first given-name token and of one-token
-    family names (a compound family name says nothing about one token's role).
+    Family names are learned from the sources with separate given and family columns;
+    fathers' names from patronymic civil registries when no source has family names.
+    Counted by
+    transliteration key of the first given-name token and of one-token family (father's)
+    names (a compound name says nothing about one token's role).
     """
     names = sorted(s.name for s in sources if separate_names(s))
+    second = "family_key"
+    if not names:
+        names = sorted(s.name for s in sources
+                       if patronymic_names(s) and not uses_name_roles(s))
+        second = "father_key"
     if not names:
         return None
-    where = ("status = 'active' AND list_contains(?, source) AND given_key IS NOT NULL "
-             "AND family_key IS NOT NULL")
+    where = (f"status = 'active' AND list_contains(?, source) AND given_key IS NOT NULL "
+             f"AND {second} IS NOT NULL")
     ((n,),) = cur.execute(f"SELECT count(*) FROM records WHERE {where}", [names]).fetchall()
     if n < MIN_ROLE_RECORDS:
         return None
     given = dict(cur.execute(f"SELECT given_key, count(*) FROM records WHERE {where} "
                              "GROUP BY 1", [names]).fetchall())
-    family = dict(cur.execute(f"SELECT family_key, count(*) FROM records WHERE {where} AND "
-                              "NOT contains(family_key, ' ') GROUP BY 1", [names]).fetchall())
+    family = dict(cur.execute(f"SELECT {second}, count(*) FROM records WHERE {where} AND "
+                              f"NOT contains({second}, ' ') GROUP BY 1", [names]).fetchall())
     return NameRoles(given, family)
 
 

@@ -635,17 +635,67 @@ def split_full_name(text: str | None, order: str) -> tuple[str, str]:
     return " ".join(toks[:-1]), toks[-1]
 
 
-def _patronymic_case_split(text: str) -> tuple[str, str, str] | None:
-    """(given, father, grandfather) when exactly one word is not UPPER CASE; else None."""
+@lru_cache(maxsize=_CACHE_SIZE)
+def _column_tokens(text: str | None) -> tuple[str, ...]:
+    """The tokens of one patronymic name column, in reading order: when the column mixes
+    Title-case and UPPER-CASE words, the French-style form, the Title-case word(s) are the
+    given name and come first ("AHMED Zahra", "CABDI Xaawo": zahra ahmed, xaawo cabdi).
+
+    Only a mix inside one column is a marker: two columns typed in different cases say
+    nothing (a civil registry that writes the father's name in capitals)."""
+    if not text:
+        return ()
     words = text.split()
     flags = [_is_upper_word(w) for w in words]
-    if len(words) < 2 or flags.count(False) != 1:
-        return None
-    given_t = _tokens_tuple(words[flags.index(False)])
-    rest = _tokens_tuple(" ".join(w for w, f in zip(words, flags, strict=True) if f))
-    if len(given_t) != 1 or not rest:
-        return None
-    return given_t[0], rest[0], " ".join(rest[1:])
+    if any(flags) and not all(flags):
+        given = _tokens_tuple(" ".join(w for w, f in zip(words, flags, strict=True) if not f))
+        rest = _tokens_tuple(" ".join(w for w, f in zip(words, flags, strict=True) if f))
+        if given and rest:
+            return given + rest
+    return _tokens_tuple(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def patronymic_chain(given: str | None, father: str | None = None,
+                     grandfather: str | None = None, roles: NameRoles | None = None
+                     ) -> tuple[tuple[str, ...], bool]:
+    """A patronymic name as one chain of tokens (given, father's, grandfather's, ...) read
+    from the columns in order, and whether ``roles`` moved the given name to the front.
+
+    Rosters keep the three names in varying columns: "Mohamed Moussa" as the first name
+    and the grandfather's name as the "father's name", two names in one column and none
+    in the next. Positions in the chain, not the column a token came in, say which name
+    it is. In each column a case marker decides first (:func:`_column_tokens`). Then the
+    register's :class:`NameRoles` (given names against fathers' names): when another
+    token is at least :data:`NameRoles.SWAP_BITS` likelier a given name than the first
+    one, it is the given name ("ELMI XAAJO HIBO", a woman: hibo elmi xaajo). Men's
+    names are both given and fathers' names, so only clear cases move.
+
+    Examples:
+        >>> patronymic_chain("Mohamed Moussa", "Mohamed")
+        (('mohamed', 'moussa', 'mohamed'), False)
+        >>> patronymic_chain("CABDI Xaawo")
+        (('xaawo', 'cabdi'), False)
+    """
+    chain = _column_tokens(given) + _column_tokens(father) + _column_tokens(grandfather)
+    if roles is None or len(chain) < 2:
+        return chain, False
+    bits = [roles.bits(translit_key(t)) for t in chain]
+    best = max(range(len(chain)), key=lambda i: (bits[i], -i))
+    if best != 0 and bits[best] > 0 and bits[best] - bits[0] >= roles.SWAP_BITS:
+        return (chain[best], *chain[:best], *chain[best + 1:]), True
+    return chain, False
+
+
+KEY_CACHES.extend([_column_tokens, patronymic_chain])
+
+
+def chain_parts(chain: Sequence[str]) -> tuple[str, str, str]:
+    """(given, father, grandfather) of a :func:`patronymic_chain`: names beyond the
+    third (great-grandfather, clan) stay with the grandfather, so that no token is lost
+    from ``name_keys``."""
+    return (chain[0] if chain else "", chain[1] if len(chain) > 1 else "",
+            " ".join(chain[2:]))
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -655,8 +705,8 @@ def split_patronymic(text: str | None) -> tuple[str, str, str]:
     Names beyond the third (great-grandfather, clan) stay with the grandfather so that no
     token is lost from ``name_keys``. A French-style form writes the given name in Title
     case and the rest in UPPER CASE, in either order ("AHMED Zahra", "Zahra AHMED
-    HASSAN"): when exactly one word is not upper case, it is the given name and the upper
-    -case words, in order, are the father's and grandfather's names.
+    HASSAN"): the words not in upper case are the given name and the upper-case words,
+    in order, the father's and grandfather's names (:func:`patronymic_chain`).
 
     Examples:
         >>> split_patronymic("Maxamed Cali Xasan")
@@ -668,11 +718,4 @@ def split_patronymic(text: str | None) -> tuple[str, str, str]:
         >>> split_patronymic("Ali")
         ('ali', '', '')
     """
-    by_case = _patronymic_case_split(text) if text else None
-    if by_case is not None:
-        return by_case
-    toks = _tokens_tuple(text)
-    given = toks[0] if toks else ""
-    father = toks[1] if len(toks) > 1 else ""
-    grandfather = " ".join(toks[2:])
-    return given, father, grandfather
+    return chain_parts(patronymic_chain(text)[0])

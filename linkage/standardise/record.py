@@ -28,8 +28,10 @@ from linkage.standardise.names import (
     NAME_ORDERS,
     NameRoles,
     _tokens_tuple,
+    chain_parts,
     fold,
     full_name_order,
+    patronymic_chain,
     phonetic,
     split_full_name,
     split_patronymic,
@@ -88,6 +90,21 @@ def _blank(value: str | None) -> bool:
     return not value or value.isspace()
 
 
+def reads_patronymic(family: str | None, father: str | None, grandfather: str | None,
+                     name_order: str | None, patronymic: bool | None = None) -> bool:
+    """Whether a row's names are read as one patronymic chain (:func:`patronymic_chain`).
+
+    ``patronymic`` is the source's answer (:func:`linkage.ingest.read.patronymic_names`:
+    it maps no family name and a father's or grandfather's name, or a full name in
+    ``given_father_grandfather`` order); ``None`` (an API record) decides by the row: no
+    family name, and a father's or grandfather's name or that name order.
+    """
+    if patronymic is not None:
+        return patronymic and _blank(family)
+    return _blank(family) and (not _blank(father) or not _blank(grandfather)
+                               or name_order == "given_father_grandfather")
+
+
 def _split_names(
     given: str | None,
     family: str | None,
@@ -96,7 +113,16 @@ def _split_names(
     full: str | None,
     name_order: str | None,
     roles: NameRoles | None = None,
+    patronymic: bool | None = None,
 ) -> tuple[str | None, str | None, str | None, str | None]:
+    if reads_patronymic(family, father, grandfather, name_order, patronymic):
+        if _blank(given) and not _blank(full):
+            # A full name fills the parts a source did not give columns for.
+            g, f, gf = chain_parts(patronymic_chain(full, roles=roles)[0])
+            return (g, None, father if not _blank(father) else f,
+                    grandfather if not _blank(grandfather) else gf)
+        g, f, gf = chain_parts(patronymic_chain(given, father, grandfather, roles)[0])
+        return g or None, None, f or None, gf or None
     # Explicit columns win; a full name only fills the parts a source did not split.
     if _blank(given) and not _blank(full):
         if name_order is None:
@@ -122,6 +148,7 @@ def _names_block(
     full: str | None,
     name_order: str | None,
     roles: NameRoles | None = None,
+    patronymic: bool | None = None,
 ) -> tuple:
     """The eleven name columns (given_std ... name_keys) for one combination of raw names.
 
@@ -129,7 +156,7 @@ def _names_block(
     look-up is cheaper than eleven.
     """
     given, family, father, grandfather = _split_names(
-        given, family, father, grandfather, full, name_order, roles
+        given, family, father, grandfather, full, name_order, roles, patronymic
     )
     given_std, given_toks, given_keys = _part(given)
     family_std, _, family_keys = _part(family)
@@ -205,6 +232,10 @@ class StandardiseOptions:
     #: The register's name roles: a full name with no case marker is read in the other
     #: order when its tokens say so (:class:`~linkage.standardise.names.NameRoles`).
     name_roles: NameRoles | None = None
+    #: The source stores patronymic names (given, father's, grandfather's; no family
+    #: name), read as one chain whatever columns they came in (:func:`reads_patronymic`);
+    #: ``None``: decided per row (API records).
+    patronymic: bool | None = None
     #: The project's extra fields (:class:`linkage.matching.extra.ExtraField`): raw fields
     #: ``extra.<name>`` become their ``x_<name>`` columns.
     extra_fields: tuple[Any, ...] = ()
@@ -213,7 +244,7 @@ class StandardiseOptions:
         """A hashable form (sex codes frozen) for caching standardisers."""
         return (self.source, self.birth_date_format, self.age_reference_date,
                 self.country_code, _freeze_codes(self.sex_codes), self.name_order, self.today,
-                self.min_birth_year, self.name_roles, self.extra_fields)
+                self.min_birth_year, self.name_roles, self.patronymic, self.extra_fields)
 
 
 def _options(options: StandardiseOptions | None, kwargs: dict[str, Any]) -> StandardiseOptions:
@@ -265,6 +296,7 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
     age_ref = opts.age_reference_date
     min_year = opts.min_birth_year
     roles = opts.name_roles
+    patronymic = opts.patronymic
     extra_fields = opts.extra_fields
     if extra_fields:
         # Imported here: linkage.matching imports this package's errors module.
@@ -304,6 +336,7 @@ def make_standardiser(options: StandardiseOptions | None = None, /,
             get("full_name"),
             name_order,
             roles,
+            patronymic,
         )
         sex_raw = get("sex")
         try:
@@ -434,7 +467,7 @@ def standardise(
 
 @lru_cache(maxsize=256)
 def _cached_standardiser(key: tuple) -> Standardiser:
-    source, fmt, ref, cc, codes, name_order, today, min_year, roles, extra = key
+    source, fmt, ref, cc, codes, name_order, today, min_year, roles, patronymic, extra = key
     return make_standardiser(
         source=source,
         birth_date_format=fmt,
@@ -445,5 +478,6 @@ def _cached_standardiser(key: tuple) -> Standardiser:
         today=today,
         min_birth_year=min_year,
         name_roles=roles,
+        patronymic=patronymic,
         extra_fields=extra,
     )
