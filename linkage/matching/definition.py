@@ -80,18 +80,39 @@ def _missing(col: str, what: str) -> Level:
     return Level(f"{what} missing on either side", Null(col), null=True)
 
 
-def _name(name: str, what: str, std: str, key: str, similar: str | None = None) -> Comparison:
-    """A name part: exact, same transliteration key, similar spelling, found elsewhere."""
+def _swapped(a: str, b: str) -> Expr:
+    """``a`` on each side equal to ``b`` on the other (symmetric in the two records)."""
+    return AllOf(Exact(a, b), Exact(b, a))
+
+
+#: The given name and the family or father's name swapped between the two records, both
+#: ways: one clerk's columns the other way round ("HERSI | Moussa" against "Moussa
+#: Hersi"). Far rarer between strangers than one name found somewhere in the other.
+_GIVEN_SWAPPED = AnyOf(_swapped("given_key", "family_key"), _swapped("given_key", "father_key"))
+
+
+def _name(name: str, what: str, std: str, key: str, similar: str | None = None,
+          swap: Level | None = None) -> Comparison:
+    """A name part: exact, same transliteration key, similar spelling, swapped with the
+    given name, found elsewhere."""
     return Comparison(name, f"{what} ({std}, {key})", (
         _missing(key, what),
         Level("exact", Exact(std), tf_column=std),
         Level("same transliteration key", Exact(key), tf_column=key),
+        *((swap,) if swap is not None else ()),
         Level("jaro-winkler >= 0.9", JaroWinkler(similar or std, 0.9)),
         # Swapped name order ("TRAORE Moussa" read as given "traore") and names moved
         # between columns, in either direction.
         Level("found among other name tokens", AmongTokens(key, "name_keys")),
         Level("different", None),
     ))
+
+
+# A swap is one event seen by two comparisons: the given name's level weighs it (trained);
+# the family or father's name's level is neutral (m = u), so it is not counted twice.
+_SWAP_WEIGHED = Level("swapped with the family or father's name", _GIVEN_SWAPPED)
+_SWAP_NEUTRAL = Level("swapped with the given name (weighed by the given name)",
+                      _GIVEN_SWAPPED, m=0.01, u=0.01)
 
 
 _BOTH_DAY = Is("birth_precision", "day")
@@ -147,9 +168,10 @@ _HOUSEHOLD = Comparison("household", "phone, mother's name and place, counted on
 #: Every comparison of the model, in order.
 COMPARISONS: tuple[Comparison, ...] = (
     # The first given name is the strongest evidence that separates siblings.
-    _name("given_name", "given name", "given_std", "given_key", similar="given_first"),
-    _name("family_name", "family name", "family_std", "family_key"),
-    _name("father_name", "father's name", "father_std", "father_key"),
+    _name("given_name", "given name", "given_std", "given_key", similar="given_first",
+          swap=_SWAP_WEIGHED),
+    _name("family_name", "family name", "family_std", "family_key", swap=_SWAP_NEUTRAL),
+    _name("father_name", "father's name", "father_std", "father_key", swap=_SWAP_NEUTRAL),
     _name("grandfather_name", "grandfather's name", "grandfather_std", "grandfather_key"),
     _BIRTH_DATE,
     _SEX,

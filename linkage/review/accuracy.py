@@ -20,7 +20,9 @@ match; ``not_same`` and ``take_out`` = not a match; ``defer`` = no label). In st
 posterior ``Beta(k_h + s*m_h, n_h - k_h + s*(1 - m_h))``, where ``m_h`` is the model's mean
 probability in the stratum and ``s`` = :data:`PRIOR_STRENGTH` pseudo-labels: labels
 dominate as soon as there are a few, and a large stratum of near-certain non-matches with
-20 "not the same" labels is not credited with thousands of hidden matches. Then
+20 "not the same" labels is not credited with thousands of hidden matches. In a linked
+stratum the "not a match" side keeps at least :data:`MIN_PSEUDO` (Jeffreys' half label):
+a model's 0.9999 is not calibrated that far out. Then
 
     matches_h = k_h + (N_h - n_h) p_h    (the labelled pairs are known; a stratum
                                           labelled in full is exact)
@@ -56,6 +58,8 @@ EDGES = (0.0, 1e-3, 1e-2, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 0.999)
 RECORD_SAMPLE = 5000
 #: Pseudo-labels of the model-based prior in each stratum.
 PRIOR_STRENGTH = 2.0
+#: The least pseudo-labels of "not a match" in a linked stratum's prior (Jeffreys').
+MIN_PSEUDO = 0.5
 DRAWS = 4000
 LABEL = {"same": 1, "not_same": 0, "take_out": 0}
 
@@ -218,6 +222,13 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
             unlabelled.append(name)
         m = min(max(s["mean_probability"], 1e-6), 1 - 1e-6)
         a, b = k + PRIOR_STRENGTH * m, n - k + PRIOR_STRENGTH * (1 - m)
+        if s["linked"]:
+            # A linked stratum's false links keep at least Jeffreys' half pseudo-label: a
+            # model's 0.9999 is not calibrated that far out (its fields are not
+            # independent), and 20 labels with no error must leave room for a 1-2 % error
+            # rate. (Not for the strata left apart: their millions of pairs would then be
+            # credited with thousands of hidden matches.)
+            b = max(b, n - k + MIN_PSEUDO)
         # The labelled pairs are known; the posterior speaks for the rest of the stratum
         # (a stratum labelled in full is exact).
         rest = max(s["population"] - n, 0.0)
