@@ -120,12 +120,25 @@ _BOTH_DAY = Is("birth_precision", "day")
 # (01/01/YYYY), month precision or derived from an age.
 _IMPRECISE = Is("birth_precision", "day", side="either", negate=True)
 
+# A year derived from an age: the person's birthday may fall either side of the reference
+# date, and a roster's age is often an enumerator's estimate, so one or two years off is
+# what a true pair of an age and a date looks like. A stated year (year-only, 01/01/YYYY)
+# is the year someone wrote down: it should agree. Their levels are apart so that each is
+# weighed by what it is (pooled, the age's usual year off counted as a stated year's
+# rare one, and the other way round).
+_AGE = Is("birth_precision", "age", side="either")
+
 _BIRTH_DATE = Comparison("birth_date", "birth date with its precision", (
     _missing("birth_year", "birth year"),
     Level("exact date", AllOf(_BOTH_DAY, Exact("birth_date"))),
     Level("day and month swapped", AllOf(_BOTH_DAY, Exact("birth_year"),
                                          Exact("birth_month", "birth_day"),
                                          Exact("birth_day", "birth_month"))),
+    Level("same year, one year from an age", AllOf(_AGE, Exact("birth_year"))),
+    Level("year off by one, one year from an age", AllOf(_AGE, YearGap("birth_year", "=", 1))),
+    Level("year off by two, one year from an age", AllOf(_AGE, YearGap("birth_year", "=", 2))),
+    Level("years 3 to 5 apart, one year from an age",
+          AllOf(_AGE, YearGap("birth_year", "<=", 5))),
     Level("same year, one date imprecise", AllOf(_IMPRECISE, Exact("birth_year"))),
     Level("year off by one, one date imprecise", AllOf(_IMPRECISE, YearGap("birth_year", "=", 1))),
     Level("year off by two, one date imprecise", AllOf(_IMPRECISE, YearGap("birth_year", "=", 2))),

@@ -139,6 +139,8 @@ _PARTICLES: frozenset[str] = frozenset(
         "hadj", "hadji", "hadja", "hadjia", "hadjiya", "haj", "hajj", "haji", "hajji",
         "hajia", "hajiya", "elhadj", "elhadji", "elhaj", "elhadja", "alhadj", "alhadji",
         "alhaji", "alhaj", "alhajji", "elh",
+        # ... in Somali spelling (x for the h)
+        "xaaji", "xaaja", "xaji", "xajji", "xaj",
         # kinship particles (Tuareg, Moorish, Arabic, Swahili)
         "ag", "ould", "ult", "wuld", "ben", "bin", "bint", "binti", "ibn", "walad",
         # articles left alone by a hyphen or a space ("Mohamed El Moctar")
