@@ -92,15 +92,16 @@ _GIVEN_SWAPPED = AnyOf(_swapped("given_key", "family_key"), _swapped("given_key"
 
 
 def _name(name: str, what: str, std: str, key: str, similar: str | None = None,
-          swap: Level | None = None) -> Comparison:
+          swap: Level | None = None, shifted: Level | None = None) -> Comparison:
     """A name part: exact, same transliteration key, similar spelling, swapped with the
-    given name, found elsewhere."""
+    given name, shifted by a name left out, found elsewhere."""
     return Comparison(name, f"{what} ({std}, {key})", (
         _missing(key, what),
         Level("exact", Exact(std), tf_column=std),
         Level("same transliteration key", Exact(key), tf_column=key),
         *((swap,) if swap is not None else ()),
         Level("jaro-winkler >= 0.9", JaroWinkler(similar or std, 0.9)),
+        *((shifted,) if shifted is not None else ()),
         # Swapped name order ("TRAORE Moussa" read as given "traore") and names moved
         # between columns, in either direction.
         Level("found among other name tokens", AmongTokens(key, "name_keys")),
@@ -178,13 +179,22 @@ _HOUSEHOLD = Comparison("household", "phone, mother's name and place, counted on
     Level("different places", None),
 ))
 
+# A record of two names, given and X, where X is the other record's grandfather's name:
+# the father's name was left out ("Maryan Cabdalla" for Mariame Ismail Abdallah). Without
+# this level the pair reads as two different fathers.
+_FATHER_SHIFTED = Level(
+    "the other's grandfather's name (a name left out)",
+    AllOf(Null("grandfather_key"), AnyOf(Exact("father_key", "grandfather_key"),
+                                         Exact("grandfather_key", "father_key"))))
+
 #: Every comparison of the model, in order.
 COMPARISONS: tuple[Comparison, ...] = (
     # The first given name is the strongest evidence that separates siblings.
     _name("given_name", "given name", "given_std", "given_key", similar="given_first",
           swap=_SWAP_WEIGHED),
     _name("family_name", "family name", "family_std", "family_key", swap=_SWAP_NEUTRAL),
-    _name("father_name", "father's name", "father_std", "father_key", swap=_SWAP_NEUTRAL),
+    _name("father_name", "father's name", "father_std", "father_key", swap=_SWAP_NEUTRAL,
+          shifted=_FATHER_SHIFTED),
     _name("grandfather_name", "grandfather's name", "grandfather_std", "grandfather_key"),
     _BIRTH_DATE,
     _SEX,
