@@ -102,3 +102,20 @@ def test_patronymic_somali_spelling_matches(horn: Any) -> None:
                sex="M", birth_date="12/06/1984", village="Arta")
     assert probability(horn, a, b) >= MATCH
 
+
+
+def test_given_and_fathers_names_swapped_weigh_once(horn: Any) -> None:
+    """A roster with the two first names the other way round: the given name's swap level
+    weighs it, the father's name's twin level is neutral (not counted twice)."""
+    a = record("cr:5", given_name="Moussa", father_name="Hersi", grandfather_name="Djama",
+               sex="M", birth_date="12/06/1984", village="Arta")
+    swapped = record("pw:6", given_name="Hersi", father_name="Moussa", sex="M",
+                     birth_date="12/06/1984", village="Arta")
+    one_shared = record("pw:7", given_name="Hersi", father_name="Ibrahim", sex="M",
+                        birth_date="12/06/1984", village="Arta")
+    p_swapped, p_one = probability(horn, a, swapped), probability(horn, a, one_shared)
+    assert p_swapped >= MATCH > p_one
+    df = horn.inference.score_pairs([a], [swapped])
+    ((given, father),) = horn._db_api._con.execute(
+        f"SELECT mw_given_name, mw_father_name FROM {df.physical_name}").fetchall()
+    assert given > 3 and father == pytest.approx(0.0)  # match weights, in bits
