@@ -447,6 +447,15 @@ class Index:
         self._tf_levels = [[i for i, lvl in enumerate(comp.levels) if lvl.tf_column]
                            for comp in self.comparisons]
         self._pending: set[int] = set()  # enrolled rows not yet given a person
+        #: Called with (method name, arguments, keyword arguments) after each change (add,
+        #: assign, publish, remove), in the order made: how the copies in scoring
+        #: processes follow this index (:mod:`linkage.realtime.workers`).
+        self.mirrors: list[Callable[[str, tuple[Any, ...], dict[str, Any]], None]] = []
+
+    def _mirror(self, name: str, args: tuple[Any, ...],
+                kwargs: dict[str, Any] | None = None) -> None:
+        for send in self.mirrors:
+            send(name, args, kwargs or {})
 
     # ------------------------------------------------------------------ building
 
@@ -628,14 +637,19 @@ class Index:
             self.uid_index[uid] = i
             self.n = i + 1
             blocks = self.blocks
-            for name, k in (self.block_keys(row) if keys is None else keys):
+            keys = self.block_keys(row) if keys is None else keys
+            for name, k in keys:
                 blocks[name].setdefault(k, []).append(i)  # i is the largest: stays ascending
+            if self.mirrors:
+                self._mirror("add", (uid, person_id, dict(row), keys), {"pending": pending})
             return i
 
     def assign(self, i: int, person_id: str) -> None:
         """Give pending row ``i`` its person (it stays unsearchable until :meth:`publish`)."""
         self.person[i] = code = self.persons.code(person_id, add=True)
         self._members.add(code, i)
+        if self.mirrors:
+            self._mirror("assign", (i, person_id))
 
     def members(self, person: int) -> np.ndarray:
         """Rows given person code ``person`` (live, dead or pending: the caller filters)."""
@@ -660,6 +674,8 @@ class Index:
                     self._pending.discard(i)
                     self.alive[i] = True
             self.resize(int(self.alive[:self.n].sum()))
+            if self.mirrors:
+                self._mirror("publish", (list(rows),))
 
     def resize(self, records: int) -> None:
         """Rescale the prior to a register of ``records`` live records, as the batch
@@ -696,6 +712,8 @@ class Index:
             i = self.uid_index.pop(uid, None)
             if i is not None:
                 self._kill(i)
+            if self.mirrors:
+                self._mirror("remove", (uid,))
 
     def person_of(self, uid: str) -> str | None:
         i = self.uid_index.get(uid)
