@@ -3,7 +3,7 @@ on one or several serving processes.
 
 Usage:
     python -m benchmarks.bench_serve --records 100000 [--dir DIR] [--clients 50]
-        [--seconds 20] [--servers 1 2] [--subscribers 0 200]
+        [--seconds 20] [--servers 1 2] [--subscribers 0 200] [--resolve-processes 0 2]
 
 Steps (figures printed and written to ``DIR/bench_serve.json``):
 
@@ -19,6 +19,10 @@ Steps (figures printed and written to ``DIR/bench_serve.json``):
    client threads in 5 client processes for ``--seconds``, each sending Resolve calls
    round-robin over the servers, and health checks from one more thread;
 3. report Resolve calls/s, p50 / p99 / max latency, errors, and health p99.
+
+``--resolve-processes`` runs each configuration again with ``serve.resolve_processes``
+set (one register, Resolve scored in that many processes forked from the server:
+:mod:`linkage.realtime.workers`), from a copy of the project file beside it.
 
 Client processes share the machine's cores with the servers: on 2 cores the figures
 are what a client on the same machine sees, not the server's capacity alone.
@@ -65,6 +69,20 @@ def ensure_golden(project: Any) -> float | None:
         return took
     finally:
         reg.close()
+
+
+def with_resolve_processes(project_file: Path, processes: int) -> Path:
+    """The project file, or a copy beside it (same relative paths) that sets
+    ``serve.resolve_processes``."""
+    import yaml
+
+    if processes == 0:
+        return project_file
+    data = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    data.setdefault("serve", {})["resolve_processes"] = processes
+    out = project_file.with_name(f"project.rp{processes}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def client_main(ports: list[int], queries_file: Path, threads: int, seconds: float,
@@ -196,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--subscribers", type=int, nargs="+", default=[0, 200])
     ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--resolve-processes", type=int, nargs="+", default=[0],
+                    help="serve.resolve_processes of each run (0: scoring in the serving "
+                         "process)")
     args = ap.parse_args(argv)
     load_at_start = os.getloadavg()[0]  # the machine is shared: say how busy it was
     directory = args.dir or ROOT / f"bench_serve_{args.records // 1000}k"
@@ -205,19 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     queries_file = directory / "bench_serve_queries.pkl"
     queries_file.write_bytes(pickle.dumps(queries))
     results = []
-    for n in args.servers:
-        paths = [project.path]
+    for rp, n in [(rp, n) for rp in args.resolve_processes for n in args.servers]:
+        paths = [with_resolve_processes(project.path, rp)]
         for k in range(1, n):  # copies of the register: one process per file (DuckDB lock)
             copy = directory.parent / f"{directory.name}_replica{k}"
             if not copy.exists():
                 shutil.copytree(directory, copy, ignore=shutil.ignore_patterns(
                     "*.pkl", "bench_serve.json", "*.wal"))
-            paths.append(copy / "project.yaml")
+            paths.append(with_resolve_processes(copy / "project.yaml", rp))
         servers = [start_server(p) for p in paths]
         try:
             for subs in args.subscribers:
+                load_before = os.getloadavg()[0]
                 r = run_load([port for _, port in servers], queries_file, args.clients,
                              args.seconds, subs)
+                r["resolve_processes"] = rp
+                r["load_average_before"] = round(load_before, 1)
                 r["load_average_after"] = round(os.getloadavg()[0], 1)
                 print(json.dumps(r), flush=True)
                 results.append(r)

@@ -108,6 +108,7 @@ class _Worker:
         self._futures: dict[int, Future[Resolution]] = {}
         self._lock = threading.Lock()
         self.alive = True
+        self.answered = 0  # Resolves this scoring process answered
         # Fork with no change half made, and follow every change from that state on.
         with index._lock.write():
             self.process = ctx.Process(target=_serve_index, args=(index, child, self._conn),
@@ -163,6 +164,7 @@ class _Worker:
                 fut = self._futures.pop(rid, None)
             if fut is None:  # the caller gave up waiting
                 continue
+            self.answered += 1
             if ok:
                 fut.set_result(res)
             else:
@@ -215,6 +217,11 @@ class ResolvePool:
     @property
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process.pid is not None]
+
+    @property
+    def answered(self) -> int:
+        """Resolves answered by the scoring processes (not those scored in process)."""
+        return sum(w.answered for w in self.workers)
 
     @property
     def live(self) -> int:
