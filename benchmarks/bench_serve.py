@@ -18,7 +18,10 @@ Steps (figures printed and written to ``DIR/bench_serve.json``):
    followers (WatchChanges, follow = true) spread over them, then run ``--clients``
    client threads in 5 client processes for ``--seconds``, each sending Resolve calls
    round-robin over the servers, and health checks from one more thread;
-3. report Resolve calls/s, p50 / p99 / max latency, errors, and health p99.
+3. report Resolve calls/s, p50 / p99 / max latency, errors, health p99, and the CPU
+   time per call of the serving processes and of their scoring processes (from /proc:
+   on a shared machine, throughput is the share of the cores the run got, CPU per call
+   is what a call costs).
 
 ``--resolve-processes`` runs each configuration again with ``serve.resolve_processes``
 set (one register, Resolve scored in that many processes forked from the server:
@@ -69,6 +72,28 @@ def ensure_golden(project: Any) -> float | None:
         return took
     finally:
         reg.close()
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``pid`` and by its live children
+    (the scoring processes), from /proc: what a call costs the server whatever else
+    runs on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return own(pid), sum(own(k) for k in kids)
 
 
 def with_resolve_processes(project_file: Path, processes: int) -> Path:
@@ -238,8 +263,17 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for subs in args.subscribers:
                 load_before = os.getloadavg()[0]
+                cpu0 = [cpu_seconds(proc.pid) for proc, _ in servers]
                 r = run_load([port for _, port in servers], queries_file, args.clients,
                              args.seconds, subs)
+                cpu1 = [cpu_seconds(proc.pid) for proc, _ in servers]
+                # CPU per call, whatever the machine's load: the serving processes (the
+                # GIL-bound part) and the scoring processes they fork
+                calls = max(r["calls"], 1)
+                r["serving_cpu_ms_per_call"] = round(
+                    sum(b[0] - a[0] for a, b in zip(cpu0, cpu1, strict=True)) * 1000 / calls, 2)
+                r["scoring_cpu_ms_per_call"] = round(
+                    sum(b[1] - a[1] for a, b in zip(cpu0, cpu1, strict=True)) * 1000 / calls, 2)
                 r["resolve_processes"] = rp
                 r["load_average_before"] = round(load_before, 1)
                 r["load_average_after"] = round(os.getloadavg()[0], 1)
