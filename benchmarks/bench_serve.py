@@ -68,7 +68,7 @@ def ensure_golden(project: Any) -> float | None:
         with reg.transaction() as cur:
             changed = store.refresh_golden(cur, (), run_id="bench", full=True)
         took = time.monotonic() - t0
-        print(f"golden records of {changed:,} persons in {took:.1f} s", flush=True)
+        print(f"golden records of {len(changed):,} persons in {took:.1f} s", flush=True)
         return took
     finally:
         reg.close()
