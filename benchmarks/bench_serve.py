@@ -3,7 +3,7 @@ on one or several serving processes.
 
 Usage:
     python -m benchmarks.bench_serve --records 100000 [--dir DIR] [--clients 50]
-        [--seconds 20] [--servers 1 2] [--subscribers 0 200]
+        [--seconds 20] [--servers 1 2] [--subscribers 0 200] [--resolve-processes 0 2]
 
 Steps (figures printed and written to ``DIR/bench_serve.json``):
 
@@ -18,7 +18,14 @@ Steps (figures printed and written to ``DIR/bench_serve.json``):
    followers (WatchChanges, follow = true) spread over them, then run ``--clients``
    client threads in 5 client processes for ``--seconds``, each sending Resolve calls
    round-robin over the servers, and health checks from one more thread;
-3. report Resolve calls/s, p50 / p99 / max latency, errors, and health p99.
+3. report Resolve calls/s, p50 / p99 / max latency, errors, health p99, and the CPU
+   time per call of the serving processes and of their scoring processes (from /proc:
+   on a shared machine, throughput is the share of the cores the run got, CPU per call
+   is what a call costs).
+
+``--resolve-processes`` runs each configuration again with ``serve.resolve_processes``
+set (one register, Resolve scored in that many processes forked from the server:
+:mod:`linkage.realtime.workers`), from a copy of the project file beside it.
 
 Client processes share the machine's cores with the servers: on 2 cores the figures
 are what a client on the same machine sees, not the server's capacity alone.
@@ -61,10 +68,46 @@ def ensure_golden(project: Any) -> float | None:
         with reg.transaction() as cur:
             changed = store.refresh_golden(cur, (), run_id="bench", full=True)
         took = time.monotonic() - t0
-        print(f"golden records of {changed:,} persons in {took:.1f} s", flush=True)
+        print(f"golden records of {len(changed):,} persons in {took:.1f} s", flush=True)
         return took
     finally:
         reg.close()
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``pid`` and by its live children
+    (the scoring processes), from /proc: what a call costs the server whatever else
+    runs on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(k) for k in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return own(pid), sum(own(k) for k in kids)
+
+
+def with_resolve_processes(project_file: Path, processes: int) -> Path:
+    """The project file, or a copy beside it (same relative paths) that sets
+    ``serve.resolve_processes``."""
+    import yaml
+
+    if processes == 0:
+        return project_file
+    data = yaml.safe_load(project_file.read_text(encoding="utf-8"))
+    data.setdefault("serve", {})["resolve_processes"] = processes
+    out = project_file.with_name(f"project.rp{processes}.yaml")
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def client_main(ports: list[int], queries_file: Path, threads: int, seconds: float,
@@ -196,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--subscribers", type=int, nargs="+", default=[0, 200])
     ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--resolve-processes", type=int, nargs="+", default=[0],
+                    help="serve.resolve_processes of each run (0: scoring in the serving "
+                         "process)")
     args = ap.parse_args(argv)
     load_at_start = os.getloadavg()[0]  # the machine is shared: say how busy it was
     directory = args.dir or ROOT / f"bench_serve_{args.records // 1000}k"
@@ -205,19 +251,31 @@ def main(argv: list[str] | None = None) -> int:
     queries_file = directory / "bench_serve_queries.pkl"
     queries_file.write_bytes(pickle.dumps(queries))
     results = []
-    for n in args.servers:
-        paths = [project.path]
+    for rp, n in [(rp, n) for rp in args.resolve_processes for n in args.servers]:
+        paths = [with_resolve_processes(project.path, rp)]
         for k in range(1, n):  # copies of the register: one process per file (DuckDB lock)
             copy = directory.parent / f"{directory.name}_replica{k}"
             if not copy.exists():
                 shutil.copytree(directory, copy, ignore=shutil.ignore_patterns(
                     "*.pkl", "bench_serve.json", "*.wal"))
-            paths.append(copy / "project.yaml")
+            paths.append(with_resolve_processes(copy / "project.yaml", rp))
         servers = [start_server(p) for p in paths]
         try:
             for subs in args.subscribers:
+                load_before = os.getloadavg()[0]
+                cpu0 = [cpu_seconds(proc.pid) for proc, _ in servers]
                 r = run_load([port for _, port in servers], queries_file, args.clients,
                              args.seconds, subs)
+                cpu1 = [cpu_seconds(proc.pid) for proc, _ in servers]
+                # CPU per call, whatever the machine's load: the serving processes (the
+                # GIL-bound part) and the scoring processes they fork
+                calls = max(r["calls"], 1)
+                r["serving_cpu_ms_per_call"] = round(
+                    sum(b[0] - a[0] for a, b in zip(cpu0, cpu1, strict=True)) * 1000 / calls, 2)
+                r["scoring_cpu_ms_per_call"] = round(
+                    sum(b[1] - a[1] for a, b in zip(cpu0, cpu1, strict=True)) * 1000 / calls, 2)
+                r["resolve_processes"] = rp
+                r["load_average_before"] = round(load_before, 1)
                 r["load_average_after"] = round(os.getloadavg()[0], 1)
                 print(json.dumps(r), flush=True)
                 results.append(r)

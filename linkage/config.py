@@ -84,6 +84,9 @@ class ServeConfig:
     max_page_size: int = 1000
     unary_workers: int = 32
     max_streams: int = 256
+    #: serve.resolve_processes: Resolve is scored in this many processes forked from the
+    #: serving one and kept current by it (0: in the serving process; linkage.realtime.workers)
+    resolve_processes: int = 0
     #: serve.clients: under mutual TLS, client certificate identities and their roles
     clients: tuple[ClientCertificate, ...] = ()
 
@@ -728,7 +731,8 @@ def load_project(path: Path | str) -> ProjectConfig:
     sk = _Keys(path, k.mapping("serve"), {"shutdown_grace_seconds", "max_records_per_stream",
                                           "tls", "insecure", "snapshot_seconds",
                                           "max_persons_per_call", "max_page_size",
-                                          "unary_workers", "max_streams", "clients"},
+                                          "unary_workers", "max_streams", "clients",
+                                          "resolve_processes"},
                prefix="serve.")
     insecure = sk.data.get("insecure", False)
     if not isinstance(insecure, bool):
@@ -757,7 +761,8 @@ def load_project(path: Path | str) -> ProjectConfig:
                                     1, 10_000),
         max_page_size=sk.int("max_page_size", ServeConfig.max_page_size, 1, 10_000),
         unary_workers=sk.int("unary_workers", ServeConfig.unary_workers, 1, 1024),
-        max_streams=sk.int("max_streams", ServeConfig.max_streams, 1, 10_000))
+        max_streams=sk.int("max_streams", ServeConfig.max_streams, 1, 10_000),
+        resolve_processes=sk.int("resolve_processes", ServeConfig.resolve_processes, 0, 64))
     gk = _Keys(path, k.mapping("guards"), {"max_retired_share", "max_rejected_share",
                                            "max_changed_ids_share", "min_count"},
                prefix="guards.")

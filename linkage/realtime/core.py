@@ -29,6 +29,7 @@ from linkage.ids.golden import GoldenRecord
 from linkage.realtime import lookup, pages
 from linkage.realtime.enrol import QUEUED, EnrolItem, Enroller, EnrolResult
 from linkage.realtime.index import Index, Resolution, load_model
+from linkage.realtime.workers import ResolvePool
 from linkage.register.database import Register, query
 from linkage.register.snapshot import Snapshotter
 from linkage.review.core import Review
@@ -73,6 +74,9 @@ class RealtimeOptions:
     #: keep a read-only snapshot beside the register, refreshed after each publish and
     #: this often when it changed (None: no snapshot; see linkage.register.snapshot)
     snapshot_seconds: float | None = None
+    #: score Resolve in this many processes forked from the serving one (0: in process;
+    #: serve.resolve_processes; see linkage.realtime.workers)
+    resolve_processes: int = 0
 
 
 #: Identifier types of FindByIdentifier (national-ID synonyms as in person details).
@@ -121,6 +125,8 @@ class Realtime:
         # subscriber costs no register read (200 of them polling would be 400 reads/s).
         self._last_seq = self._read(lookup.last_seq)
         self._state = _State()
+        #: the scoring processes (None: Resolve scores in this process)
+        self.pool: ResolvePool | None = None
         self._load_index()
         self.enroller: Enroller | None = None
         if self._state.index is not None:
@@ -162,7 +168,13 @@ class Realtime:
             return
         finally:
             cur.close()
+        # Scoring processes are forked from the new index before anyone changes it; the
+        # old ones answer what they were sent, then stop.
+        old, self.pool = self.pool, (ResolvePool(index, self.options.resolve_processes)
+                                     if self.options.resolve_processes > 0 else None)
         self._state = _State(index, model.version)
+        if old is not None:
+            old.close()
         log.info("real-time index: %d records in %.1f s", index.n, time.monotonic() - t0)
 
     def _after_publish(self) -> None:
@@ -237,18 +249,26 @@ class Realtime:
     # ------------------------------------------------------------------ calls
 
     def resolve(self, person: PersonInput, *, max_candidates: int = 0,
-                min_probability: float | None = None) -> Resolution:
-        """Candidate persons for the details, best first. Nothing is stored."""
+                min_probability: float | None = None, timeout: float | None = None
+                ) -> Resolution:
+        """Candidate persons for the details, best first. Nothing is stored.
+
+        With scoring processes (``resolve_processes``), scored in one of them; ``timeout``
+        bounds the wait for its answer (:class:`TimeoutError`)."""
         if max_candidates < 0 or max_candidates > self.options.max_candidates:
             raise InvalidRequest([("max_candidates",
                                    f"must be between 0 and {self.options.max_candidates}")])
         if min_probability is not None and not 0.0 <= min_probability <= 1.0:
             raise InvalidRequest([("min_match_probability", "must be between 0 and 1")])
         row = self.standardise(person)
-        index = self.index
-        res = index.resolve(row, max_candidates=max_candidates or self.options.default_candidates,
-                            min_probability=(self.project.thresholds.review
-                                             if min_probability is None else min_probability))
+        index, pool = self.index, self.pool
+        wanted = max_candidates or self.options.default_candidates
+        floor = self.project.thresholds.review if min_probability is None else min_probability
+        if pool is not None and pool.index is index:
+            res = pool.resolve(row, max_candidates=wanted, min_probability=floor,
+                               timeout=timeout)
+        else:
+            res = index.resolve(row, max_candidates=wanted, min_probability=floor)
         for c in res.candidates:  # whom each candidate ID names, from memory
             text = index.golden.get(c.person_id)
             c.golden = GoldenRecord.from_json(text) if text else None
@@ -543,6 +563,8 @@ class Realtime:
             self.enroller.close(timeout)
         for close in self.closers:
             close()
+        if self.pool is not None:
+            self.pool.close(timeout=min(timeout, 2.0))
         if self.snapshots is not None:
             self.snapshots.close()
         if self._own:

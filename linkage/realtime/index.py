@@ -35,7 +35,8 @@ import dataclasses
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,7 +169,7 @@ class _Pairs:
     __slots__ = ("_l", "_r", "freq", "index", "lcodes", "li", "lk", "ri", "row")
 
     def __init__(self, index: Index, ri: np.ndarray, *, li: np.ndarray | None = None,
-                 row: Mapping[str, Any] | None = None, lcodes: dict[str, int] | None = None,
+                 row: Mapping[str, Any] | None = None, lcodes: Mapping[str, int] | None = None,
                  freq: _GroupFrequencies | None = None, lk: np.ndarray | None = None):
         self.index, self.ri, self.li, self.row, self.lcodes = index, ri, li, row, lcodes
         self.freq, self.lk = freq, lk  # lk: each pair's left record's place in its group
@@ -294,6 +295,56 @@ class _GroupFrequencies:
         return tf
 
 
+class _ReadWriteLock:
+    """Many readers (Resolve, look-ups) at once, or one writer (the enrolment thread).
+
+    One plain lock for readers too serialised every Resolve of a serving process: 50
+    request threads queued on it, and each hand-over cost a wake-up and a GIL switch
+    (a tenth of the GIL's time in a 50-client profile, issue 15). Readers here only
+    hold a short mutex to count themselves in and out. A waiting writer stops new
+    readers, so enrolment is never starved by a steady stream of Resolves.
+    """
+
+    __slots__ = ("_cond", "_readers", "_writer", "_writers_waiting")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
 class _Postings:
     """key -> index rows, for keys most records hold alone (copy keys, persons, IDs).
 
@@ -329,8 +380,9 @@ class _Postings:
 class Index:
     """Live records, blocking dicts and term frequencies; scores candidates in numpy.
 
-    Thread safety: :meth:`resolve` and :meth:`add` take the index's lock; one writer
-    (the enrolment thread) adds records while many readers resolve.
+    Thread safety: readers (:meth:`resolve`, :meth:`explain`, look-ups) share the
+    index's readers-writer lock; one writer (the enrolment thread) takes it alone to
+    add, publish or remove records while many readers resolve.
     """
 
     def __init__(self, model: Model, max_block_size: int, *, capacity: int = 1024):
@@ -389,12 +441,21 @@ class Index:
         self.tf_counts: dict[str, np.ndarray] = {c: np.zeros(cap, np.float64)
                                                  for c in self.tf_columns}
         self.tf_totals: dict[str, int] = dict.fromkeys(self.tf_columns, 0)
-        self._lock = threading.Lock()
+        self._lock = _ReadWriteLock()
         self._level_weights = [np.array([lvl.weight for lvl in comp.levels])
                                for comp in self.comparisons]
         self._tf_levels = [[i for i, lvl in enumerate(comp.levels) if lvl.tf_column]
                            for comp in self.comparisons]
         self._pending: set[int] = set()  # enrolled rows not yet given a person
+        #: Called with (method name, arguments, keyword arguments) after each change (add,
+        #: assign, publish, remove), in the order made: how the copies in scoring
+        #: processes follow this index (:mod:`linkage.realtime.workers`).
+        self.mirrors: list[Callable[[str, tuple[Any, ...], dict[str, Any]], None]] = []
+
+    def _mirror(self, name: str, args: tuple[Any, ...],
+                kwargs: dict[str, Any] | None = None) -> None:
+        for send in self.mirrors:
+            send(name, args, kwargs or {})
 
     # ------------------------------------------------------------------ building
 
@@ -535,7 +596,7 @@ class Index:
                 :meth:`link_group`, given a person by :meth:`assign` and made searchable
                 by :meth:`publish`.
         """
-        with self._lock:
+        with self._lock.write():
             old = self.uid_index.get(uid)
             if old is not None:
                 self._kill(old)
@@ -576,14 +637,19 @@ class Index:
             self.uid_index[uid] = i
             self.n = i + 1
             blocks = self.blocks
-            for name, k in (self.block_keys(row) if keys is None else keys):
+            keys = self.block_keys(row) if keys is None else keys
+            for name, k in keys:
                 blocks[name].setdefault(k, []).append(i)  # i is the largest: stays ascending
+            if self.mirrors:
+                self._mirror("add", (uid, person_id, dict(row), keys), {"pending": pending})
             return i
 
     def assign(self, i: int, person_id: str) -> None:
         """Give pending row ``i`` its person (it stays unsearchable until :meth:`publish`)."""
         self.person[i] = code = self.persons.code(person_id, add=True)
         self._members.add(code, i)
+        if self.mirrors:
+            self._mirror("assign", (i, person_id))
 
     def members(self, person: int) -> np.ndarray:
         """Rows given person code ``person`` (live, dead or pending: the caller filters)."""
@@ -592,7 +658,7 @@ class Index:
     def persons_with_national_id(self, national_id: str) -> list[str]:
         """The persons holding a live record with this (standardised) national ID, in
         person-ID order: FindByIdentifier without a scan of the register (issue 15)."""
-        with self._lock:
+        with self._lock.read():
             code = self.vocab["national_id"].codes.get(national_id)
             if code is None:
                 return []
@@ -602,12 +668,14 @@ class Index:
 
     def publish(self, rows: Sequence[int]) -> None:
         """Make pending rows searchable; the prior follows the register's new size."""
-        with self._lock:
+        with self._lock.write():
             for i in rows:
                 if i in self._pending:
                     self._pending.discard(i)
                     self.alive[i] = True
             self.resize(int(self.alive[:self.n].sum()))
+            if self.mirrors:
+                self._mirror("publish", (list(rows),))
 
     def resize(self, records: int) -> None:
         """Rescale the prior to a register of ``records`` live records, as the batch
@@ -640,10 +708,12 @@ class Index:
 
     def remove(self, uid: str) -> None:
         """Make a record unsearchable (it stays in the arrays, marked dead)."""
-        with self._lock:
+        with self._lock.write():
             i = self.uid_index.pop(uid, None)
             if i is not None:
                 self._kill(i)
+            if self.mirrors:
+                self._mirror("remove", (uid,))
 
     def person_of(self, uid: str) -> str | None:
         i = self.uid_index.get(uid)
@@ -675,9 +745,11 @@ class Index:
             same &= self.cols[c][rows] == codes[c]
         return same
 
-    def copies(self, row: Mapping[str, Any]) -> np.ndarray:
+    def copies(self, row: Mapping[str, Any], codes: Mapping[str, int] | None = None
+               ) -> np.ndarray:
         """Live records holding exactly ``row``'s standardised details (household aside):
-        exact copies, found whatever the blocks' caps."""
+        exact copies, found whatever the blocks' caps. ``codes``: ``row`` encoded
+        (:meth:`_encode`), when the caller has it already."""
         key = copy_key(row)
         if key is None:
             return np.empty(0, np.int64)
@@ -685,7 +757,9 @@ class Index:
         if len(rows) == 0:
             return rows
         rows = rows[self.alive[rows]]
-        return rows[self._same_details(rows, self._encode(row))]
+        if len(rows) == 0:
+            return rows
+        return rows[self._same_details(rows, self._encode(row) if codes is None else codes)]
 
     def copies_before(self, i: int, visible: np.ndarray) -> np.ndarray:
         """Rows before row ``i`` that hold exactly its details, among ``visible`` ones
@@ -713,16 +787,19 @@ class Index:
             same[at] = self._same_details(rows[at], codes)
         return same
 
-    def candidates(self, row: Mapping[str, Any]) -> np.ndarray:
+    def candidates(self, row: Mapping[str, Any], copies: np.ndarray | None = None
+                   ) -> np.ndarray:
         """Indices of live records sharing at least one (uncapped) block with ``row``,
-        and its exact copies whatever the caps."""
+        and its exact copies whatever the caps (``copies``: :meth:`copies` of ``row``,
+        when the caller has them already), ascending."""
         parts = []
         blocks, caps = self.blocks, self.caps
         for name, k in self.block_keys(row):
             block = blocks[name].get(k)
             if block and len(block) <= caps[name]:
                 parts.append(block)
-        copies = self.copies(row)
+        if copies is None:
+            copies = self.copies(row)
         if not parts:
             return copies
         seen: set[int] = set(copies.tolist())
@@ -793,15 +870,18 @@ class Index:
         total_w = self.prior_weight + weights.sum(axis=1) + tf_adj.sum(axis=1)
         return total_w, pos, weights + tf_adj, tf_adj
 
-    def score(self, row: Mapping[str, Any], c: np.ndarray
+    def score(self, row: Mapping[str, Any], c: np.ndarray,
+              codes: Mapping[str, int] | None = None
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Score candidates ``c`` against a query ``row``.
+        """Score candidates ``c`` against a query ``row`` (``codes``: ``row`` encoded, when
+        the caller has it already).
 
         Returns:
             (match weights, level positions [k x comparisons], evidence weights
             [k x comparisons] with the tf part in a fourth array [k x comparisons]).
         """
-        return self._score(_Pairs(self, c, row=row, lcodes=self._encode(row)))
+        return self._score(_Pairs(self, c, row=row, lcodes=self._encode(row)
+                                  if codes is None else codes))
 
     def score_pairs(self, li: np.ndarray, ri: np.ndarray) -> np.ndarray:
         """Match weights of the pairs (index row ``li[k]``, index row ``ri[k]``)."""
@@ -878,7 +958,7 @@ class Index:
         Raises:
             KeyError: naming a uid that is not in the index (no published person).
         """
-        with self._lock:
+        with self._lock.read():
             at = []
             for uid in (uid_l, uid_r):
                 i = self.uid_index.get(uid)
@@ -908,16 +988,19 @@ class Index:
             max_candidates: at most this many persons.
             min_probability: leave out persons whose best record scores below this.
         """
-        with self._lock:
-            c = self.candidates(row)
+        with self._lock.read():
+            # The query is encoded and its copies found once, for candidates and scores.
+            codes = self._encode(row)
+            copies = self.copies(row, codes)
+            c = self.candidates(row, copies)
             if len(c) == 0:
                 return Resolution([], 0)
-            w, pos, ev_w, tf_adj = self.score(row, c)
+            w, pos, ev_w, tf_adj = self.score(row, c, codes)
             persons = self.person[c]
             # An exact copy's person is always a candidate, whatever its score: with a
             # common name and a year-only date the copy may score below the floor, and
             # "no candidate" would be wrong (the batch joins copies of one row first).
-            copy_persons = set(persons[np.isin(c, self.copies(row))].tolist())
+            copy_persons = set(self.person[copies].tolist()) if len(copies) else set()
             order = np.argsort(-w, kind="stable")
             first_p, first_at, counts = np.unique(persons[order], return_index=True,
                                                   return_counts=True)

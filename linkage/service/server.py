@@ -553,7 +553,8 @@ def serve(project: ProjectConfig, *, host: str = "127.0.0.1", port: int = 50051,
     if options is None:
         options = RealtimeOptions(snapshot_seconds=project.serve.snapshot_seconds,
                                   max_persons_per_call=project.serve.max_persons_per_call,
-                                  max_page_size=project.serve.max_page_size)
+                                  max_page_size=project.serve.max_page_size,
+                                  resolve_processes=project.serve.resolve_processes)
     core = Realtime.open(project, options=options)
     # Clients identified by certificate: never open mode.
     tokens = TokenBook(core.register, allow_open=is_loopback(host) and not project.serve.clients)

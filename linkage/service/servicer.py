@@ -53,7 +53,8 @@ class LinkageServicer(pb_grpc.LinkageServiceServicer):
         res = self.core.resolve(
             person, max_candidates=request.max_candidates,
             min_probability=(request.min_match_probability
-                             if request.HasField("min_match_probability") else None))
+                             if request.HasField("min_match_probability") else None),
+            timeout=_timeout(context))
         return convert.resolve_response(res, model_version=self.core.model_version,
                                         match_threshold=self.core.project.thresholds.match)
 
