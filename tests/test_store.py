@@ -260,6 +260,22 @@ def test_publish_persons_is_the_test_builders_way_to_merge(reg: Register) -> Non
         assert lookup.live_ids(cur, b) == ("retired", [a])
 
 
+def test_a_full_golden_refresh_fills_in_persons_without_one(reg: Register,
+                                                            tmp_path: Path) -> None:
+    """A register whose persons have no golden record yet (made before golden records,
+    or whose refresh was skipped) gets them at the next publish's full refresh."""
+    with reg.transaction() as cur:
+        ingest_source(cur, load_source(roster(tmp_path, "1;Awa;Diarra;F;1990\n")), now=NOW)
+        persons.publish_clusters(cur, {"roster:1": "roster:1"}, run_id="r1", now=NOW)
+        cur.execute("DELETE FROM person_golden")
+    ((pid,),) = read(reg, "SELECT person_id FROM persons")
+    with reg.transaction() as cur:
+        changed = store.refresh_golden(cur, run_id="r2", now=NOW, full=True)
+    assert list(changed) == [pid]
+    ((golden,),) = read(reg, "SELECT golden FROM person_golden WHERE person_id = ?", [pid])
+    assert "awa" in golden.lower()
+
+
 # ----------------------------------------------------------------------------- constraints
 
 

@@ -790,9 +790,11 @@ def refresh_golden(cur: Cursor, persons: Collection[str] = (), *, run_id: str,
               (SELECT person_id FROM persons WHERE status = 'live') RETURNING person_id""")]
     else:
         dropped = []
-        targets.update(p for (p,) in query(cur, """
-            SELECT person_id FROM persons WHERE status = 'live'
-              AND person_id NOT IN (SELECT person_id FROM person_golden)"""))
+    # Live persons without a golden record (a register made before golden records
+    # existed, or a person whose refresh an earlier version skipped), in either mode.
+    targets.update(p for (p,) in query(cur, """
+        SELECT person_id FROM persons WHERE status = 'live'
+          AND person_id NOT IN (SELECT person_id FROM person_golden)"""))
     if not targets:
         return dict.fromkeys(dropped)
     ids = sorted(targets)
