@@ -40,20 +40,47 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def hand_model(version: str = "bench-model") -> Any:
+#: A year from an age weighs as the stated year of the same gap (its twin level).
+_AGE_TWINS = {
+    "same year, one year from an age": "same year, one date imprecise",
+    "year off by one, one year from an age": "year off by one, one date imprecise",
+    "year off by two, one year from an age": "year off by two, one date imprecise",
+    "years 3 to 5 apart, one year from an age": "years 1 to 5 apart",
+}
+
+
+def _level_mu(n: int) -> tuple[list[float], list[float]]:
+    # n non-null levels, best first: m falls, u rises; the last (ELSE) takes the rest; a
+    # comparison of more levels continues the sequences (m halving, u a little more).
+    m = [0.80, 0.10, 0.05, 0.03, 0.01, 0.005, 0.003]
+    u = [0.002, 0.004, 0.01, 0.03, 0.05, 0.08, 0.1]
+    while len(m) < n - 1:
+        m.append(m[-1] / 2)
+        u.append(u[-1] + 0.02)
+    m, u = m[: n - 1], u[: n - 1]
+    return m + [max(1e-4, 1 - sum(m))], u + [max(1e-4, 1 - sum(u))]
+
+
+def hand_model(version: str = "bench-model", prior: float = 1e-5) -> Any:
+    """The built-in settings with plausible hand-set m and u on every level (the
+    benchmarks' and the service tests' model: no training needed)."""
     from linkage.matching.model import Model, build_settings
 
     settings = build_settings().get_settings("duckdb").as_dict()
-    settings["probability_two_random_records_match"] = 1e-5
+    settings["probability_two_random_records_match"] = prior
     for comp in settings["comparisons"]:
         levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
-        n = len(levels)
-        m = [0.80, 0.10, 0.05, 0.03, 0.01, 0.005, 0.003][: n - 1]
-        u = [0.002, 0.004, 0.01, 0.03, 0.05, 0.08, 0.1][: n - 1]
-        m, u = m + [max(1e-4, 1 - sum(m))], u + [max(1e-4, 1 - sum(u))]
+        twins = {lvl["label_for_charts"]: lvl for lvl in levels}
+        aged = [lvl for lvl in levels if lvl["label_for_charts"] in _AGE_TWINS]
+        levels = [lvl for lvl in levels if lvl not in aged]
+        m, u = _level_mu(len(levels))
         for lvl, mi, ui in zip(levels, m, u, strict=True):
             lvl.setdefault("m_probability", mi)
             lvl["u_probability"] = ui
+        for lvl in aged:
+            twin = twins[_AGE_TWINS[lvl["label_for_charts"]]]
+            lvl["m_probability"] = twin["m_probability"]
+            lvl["u_probability"] = twin["u_probability"]
     return Model(version=version, settings=settings, metadata={"method": "hand-set (bench)"})
 
 

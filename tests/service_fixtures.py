@@ -25,10 +25,11 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+from benchmarks.bench_resolve import hand_model as bench_hand_model
 from linkage.config import ProjectConfig, load_project
 from linkage.ids.publish import publish_clusters
 from linkage.ingest.read import ingest_source
-from linkage.matching.model import Model, build_settings
+from linkage.matching.model import Model
 from linkage.register.database import Register
 from linkage.register.store import add_source
 
@@ -66,45 +67,9 @@ class SmallRegister:
     rows: dict[str, dict[str, str]]  # record uid -> raw CSV row
 
 
-def _level_mu(n: int) -> tuple[list[float], list[float]]:
-    # n non-null levels, best first: m falls, u rises; the last (ELSE) takes the rest.
-    # (a comparison of more levels continues the sequences: m halving, u a little more)
-    m = [0.80, 0.10, 0.05, 0.03, 0.01, 0.005, 0.003]
-    u = [0.002, 0.004, 0.01, 0.03, 0.05, 0.08, 0.1]
-    while len(m) < n - 1:
-        m.append(m[-1] / 2)
-        u.append(u[-1] + 0.02)
-    m, u = m[: n - 1], u[: n - 1]
-    return m + [max(1e-4, 1 - sum(m))], u + [max(1e-4, 1 - sum(u))]
-
-
-_AGE_TWINS = {
-    "same year, one year from an age": "same year, one date imprecise",
-    "year off by one, one year from an age": "year off by one, one date imprecise",
-    "year off by two, one year from an age": "year off by two, one date imprecise",
-    "years 3 to 5 apart, one year from an age": "years 1 to 5 apart",
-}
-
-
 def hand_model(version: str = "test-model") -> Model:
-    """build_settings() with plausible hand-set m and u on every level."""
-    settings = build_settings().get_settings("duckdb").as_dict()
-    settings["probability_two_random_records_match"] = 1e-3
-    for comp in settings["comparisons"]:
-        levels = [lvl for lvl in comp["comparison_levels"] if not lvl.get("is_null_level")]
-        # A year from an age weighs as the stated year of the same gap (its twin level).
-        twins = {lvl["label_for_charts"]: lvl for lvl in levels}
-        aged = [lvl for lvl in levels if lvl["label_for_charts"] in _AGE_TWINS]
-        levels = [lvl for lvl in levels if lvl not in aged]
-        m, u = _level_mu(len(levels))
-        for lvl, mi, ui in zip(levels, m, u, strict=True):
-            lvl.setdefault("m_probability", mi)
-            lvl["u_probability"] = ui
-        for lvl in aged:
-            twin = twins[_AGE_TWINS[lvl["label_for_charts"]]]
-            lvl["m_probability"] = twin["m_probability"]
-            lvl["u_probability"] = twin["u_probability"]
-    return Model(version=version, settings=settings, metadata={"method": "hand-set (tests)"})
+    """Plausible hand-set m and u on every level (the benchmarks' one), prior 1e-3."""
+    return bench_hand_model(version, prior=1e-3)
 
 
 def _person_rows(rng: random.Random, n: int) -> list[dict[str, str]]:
