@@ -104,8 +104,9 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
     if comparisons:
         from linkage.matching.splink_settings import build_settings
 
-        linker = engine.make_linker(con, build_settings())
-        report = engine.count_comparisons(linker, report)
+        # The project's keys, extra fields' included (as linkage run counts them).
+        linker = engine.make_linker(con, build_settings(), keys=keys)
+        report = engine.count_comparisons(linker, report, keys=keys)
         out["comparisons"] = report.total
         out["comparisons_by_key"] = report.comparisons_by_rule
     con.close()
