@@ -413,12 +413,17 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     "given3_family3": (first("given_key", 3), first("family_key", 3)),
     "given_end3_family_end3": (last("given_key", 3), last("family_key", 3)),
     "consonants_given_family": (consonants("given_key"), skeleton("family_key")),
-    # One typo AND a year off, no place: the same three, with a 4-year bucket (their
-    # place-free, year-free versions above are capped on common names).
-    "given3_family3_4y": (first("given_key", 3), first("family_key", 3), years(4, 2)),
+    # One typo AND a year one or two off, no place: the same three, with a 4-year bucket
+    # twice (their place-free, year-free versions above are capped on common names).
+    "given3_family3_4y": (first("given_key", 3), first("family_key", 3), years(4)),
+    "given3_family3_4y_shifted": (first("given_key", 3), first("family_key", 3),
+                                  years(4, 2)),
     "given_end3_family_end3_4y": (last("given_key", 3), last("family_key", 3), years(4)),
-    "skeleton_given_family_4y": (skeleton("given_key"), skeleton("family_key"),
-                                 years(4, 2)),
+    "given_end3_family_end3_4y_shifted": (last("given_key", 3), last("family_key", 3),
+                                          years(4, 2)),
+    "skeleton_given_family_4y": (skeleton("given_key"), skeleton("family_key"), years(4)),
+    "skeleton_given_family_4y_shifted": (skeleton("given_key"), skeleton("family_key"),
+                                         years(4, 2)),
     # The family name wrong or swapped: the given name with a place and a year bucket.
     "given_2y_commune": ("given_key", years(2, 1), "commune"),
     "family3_decade_commune": (first("family_key", 3), years(10), "commune"),
@@ -429,13 +434,17 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
                                         "village"),
     "given3_father_decade": (first("given_key", 3), "father_key", years(10, 5)),
     # ... and one typo with a year off, no place.
-    "given3_father3_4y": (first("given_key", 3), first("father_key", 3), years(4, 2)),
+    "given3_father3_4y_shifted": (first("given_key", 3), first("father_key", 3),
+                                  years(4, 2)),
     "given_end3_father_end3_4y": (last("given_key", 3), last("father_key", 3), years(4)),
     "skeleton_given_father_4y": (skeleton("given_key"), skeleton("father_key"), years(4)),
     # One name alone: only rare names (typos, uncommon names) stay under the cap, and
     # they are what a record with its other name, date and place missing still has.
     "given_alone": ("given_key",),
     "family_alone": ("family_key",),
+    # ... in any column: "Fulton" alone in the given-name column, "David Fulton" beside it.
+    "name_first_alone": (first_token("name_keys"),),
+    "name_last_alone": (last_token("name_keys"),),
     # Any one name with a fine place (a postcode, a village) or a commune, or with the
     # birth year: the other name missing, moved to another column or misspelt. Capped
     # low (KEY_CAPS): a common name with a commune or a year is a crowd.
@@ -456,6 +465,7 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
 #: typo, an uncommon name), and at a low cap its comparisons stay few however large the
 #: register.
 KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30,
+                            "name_first_alone": 30, "name_last_alone": 30,
                             "name_first_commune": 30, "name_last_commune": 30,
                             "name_first_year": 30, "name_last_year": 30}
 
