@@ -407,6 +407,12 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     # reached with a place (names_commune, given_2y_commune ...).
     "given_family_4y": (pair("given_key", "family_key"), years(4)),
     "given_family_4y_shifted": (pair("given_key", "family_key"), years(4, 2)),
+    # ... the same in 2-year buckets and the exact year: pairs the 4-year blocks hold
+    # already wherever they are under the cap (no comparison added: none at 20,000
+    # persons), and the ones they drop for common names in large registers (200,000).
+    "given_family_2y": (pair("given_key", "family_key"), years(2)),
+    "given_family_2y_shifted": (pair("given_key", "family_key"), years(2, 1)),
+    "given_family_year": (pair("given_key", "family_key"), "birth_year"),
     "given_father_4y": (pair("given_key", "father_key"), years(4)),
     "given_father_4y_shifted": (pair("given_key", "father_key"), years(4, 2)),
     # One typo in the given or the family name, no place, no year.
