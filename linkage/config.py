@@ -655,9 +655,11 @@ def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
         blocks = (["alone"] if raw_block is True else [] if raw_block is False
                   else [raw_block] if isinstance(raw_block, str) else raw_block)
         if (not isinstance(blocks, list) or len(set(map(str, blocks))) != len(blocks)
-                or any(b not in extra_fields_.BLOCK_WITH for b in blocks)):
+                or any(b not in extra_fields_.BLOCK_WITH
+                       and not str(b).startswith(extra_fields_.RAW_PREFIX) for b in blocks)):
             raise ConfigError(path, at + ".block", "expected true, false, or one or a list of "
-                              f"{', '.join(extra_fields_.BLOCK_WITH)}")
+                              f"{', '.join(extra_fields_.BLOCK_WITH)} or extra.<another "
+                              "extra field>")
         block = tuple(blocks)
         thresholds = (_numbers(path, at + ".thresholds", entry["thresholds"], 0.0, 1.0,
                                order="highest first") if "thresholds" in entry else ())
@@ -688,6 +690,15 @@ def _extra_fields(path: Path, raw: Any) -> tuple[ExtraField, ...]:
                               thresholds=thresholds, tolerances=tolerances,
                               separator=separator, prefixes=prefixes, date_format=fmt,
                               block=block))
+    # block: extra.<other> names another field of this list (declared before or after).
+    names = {f.name for f in out}
+    for i, f in enumerate(out):
+        for b in f.block:
+            other = b[len(extra_fields_.RAW_PREFIX):] if b.startswith(
+                extra_fields_.RAW_PREFIX) else None
+            if other is not None and (other not in names or other == f.name):
+                raise ConfigError(path, f"extra_fields[{i}].block", f"'{b}' names no other "
+                                  "extra field of this project")
     return tuple(out)
 
 

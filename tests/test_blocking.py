@@ -180,3 +180,93 @@ def test_a_rare_name_alone_is_reached_and_a_common_one_is_capped_lower() -> None
                              max_block_size=100)
     query = _row("q:1", given_name="Zz", family_name="Keïta")
     assert len(index.candidates(query)) == 0
+
+
+# ----------------------------------------------------------------------------- no place
+
+
+_TYPO_YEAR_KEYS = {f"{k}{s}" for k in ("given3_family3_4y", "given_end3_family_end3_4y",
+                                         "skeleton_given_family_4y") for s in ("", "_shifted")}
+
+
+def _crowd(given: str, family: str, n: int = 120) -> list[dict]:
+    """n namesakes over 60 years and no place: every place-free, year-free key of their
+    names is over the cap, every 4-year bucket of them under it."""
+    return [_row(f"cw:{i}", given_name=given, family_name=family,
+                 birth_date=str(1950 + i % 60), sex="M") for i in range(n)]
+
+
+@pytest.mark.parametrize("typo", ["Traoer", "Tiaore", "Traorre", "Rtaore"])
+@pytest.mark.parametrize("year", ["1978", "1979", "1981", "1982"])
+def test_a_common_name_with_a_typo_and_a_year_off_is_reached_without_a_place(
+        typo: str, year: str) -> None:
+    # Issue 11's typical miss: the civil registry has a commune, the nutrition roster
+    # only a village; the family name has one typo, the age-derived year is off.
+    a = _row("cr:1", given_name="Moussa", family_name="Traoré", birth_date="1980",
+             sex="M", commune="Kati")
+    b = _row("nu:1", given_name="Moussa", family_name=typo, birth_date=year, sex="M",
+             village="Kalifabougou")
+    keys = _batch_keys([*_background(), *_crowd("Moussa", "Traoré"), a, b], 100)
+    ka, kb = keys["cr:1"], keys["nu:1"]
+    reached = {k for k in BLOCKING_KEYS if ka[k] is not None and ka[k] == kb[k]}
+    assert reached & _TYPO_YEAR_KEYS, reached
+    # the place-free, year-free typo keys are capped on this name: the year bucket is
+    # what reaches the pair
+    assert ka["given3_family3"] is None and ka["consonants_given_family"] is None
+
+
+@pytest.mark.parametrize("year", ["1978", "1979", "1980", "1981", "1982"])
+def test_swapped_names_with_a_father_on_one_side_and_a_year_off_are_reached(year: str
+                                                                             ) -> None:
+    # "TRAORE Moussa" read given-first; the other record names the father too (so the
+    # sorted name keys differ) and has no place.
+    a = _row("cr:1", given_name="Moussa", family_name="Traoré", father_name="Bakary",
+             birth_date="1980", commune="Kati")
+    b = _row("ct:1", given_name="Traore", family_name="Moussa", birth_date=year)
+    reached = _reached(a, b)
+    assert {"given_family_4y", "given_family_4y_shifted"} & set(reached), reached
+
+
+def test_a_patronymic_pair_in_either_order_and_a_year_off_is_reached() -> None:
+    a = _row("cr:1", given_name="Hawa", father_name="Ahmed", grandfather_name="Hassan",
+             birth_date="1987")
+    b = _row("ct:1", given_name="Ahmed", father_name="Hawa", birth_date="1986")
+    assert {"given_father_4y", "given_father_4y_shifted"} & set(_reached(a, b))
+
+
+def test_a_name_in_the_other_column_without_date_or_place_is_reached() -> None:
+    # historical_50k: "Fulton" alone in the given-name column, "David Fulton" elsewhere,
+    # no birth date, no place: a rare name alone, in any column.
+    a = _row("a:1", given_name="Fulton")
+    b = _row("b:1", given_name="David", family_name="Fulton")
+    assert _reached(a, b) == ["name_last_alone"]
+
+
+def test_the_pair_part_sorts_two_columns_and_is_null_with_either() -> None:
+    from linkage.matching.definition import Part, key_sql, pair
+
+    part = pair("given_key", "family_key")
+    rows = [{"given_key": "traur", "family_key": "musa"},
+            {"given_key": "musa", "family_key": "traur"},
+            {"given_key": "musa", "family_key": "musa"},
+            {"given_key": "musa", "family_key": None},
+            {"given_key": None, "family_key": "musa"}]
+    con = duckdb.connect()
+    con.register("t", pa.Table.from_pylist(rows))
+    got = [r[0] for r in con.execute(f"SELECT {key_sql((part,))} FROM t").fetchall()]
+    con.close()
+    assert got == ["musa traur", "musa traur", "musa musa", None, None]
+    assert got == [key_of(r, (part,)) for r in rows]
+    with pytest.raises(ValueError):
+        Part("given_key", "pair")  # a pair needs its second column
+    with pytest.raises(ValueError):
+        Part("given_key", "first", 3, other="family_key")
+
+
+def test_new_keys_stay_capped_on_a_crowd() -> None:
+    """200 identical namesakes of one year: no key of theirs survives (their blocks are
+    crowds), however many keys a record has."""
+    crowd = [_row(f"ct:{i}", given_name="Mamadou", family_name="Traoré", birth_date="1980",
+                  sex="M") for i in range(200)]
+    keys = _batch_keys(crowd, max_block_size=100)
+    assert all(v is None for v in keys["ct:0"].values()), keys["ct:0"]

@@ -288,6 +288,10 @@ def _source_project(tmp_path: Path, extra: object, columns: dict, derive: dict |
      "extra_fields[0].thresholds", "not an option of kind exact"),
     ([{"name": "job", "kind": "exact", "block": "mother"}], {}, None, "project.yaml",
      "extra_fields[0].block", "expected true, false, or one or a list of"),
+    ([{"name": "job", "kind": "exact", "block": "extra.street"}], {}, None, "project.yaml",
+     "extra_fields[0].block", "'extra.street' names no other extra field"),
+    ([{"name": "job", "kind": "exact", "block": "extra.job"}], {}, None, "project.yaml",
+     "extra_fields[0].block", "names no other extra field"),
     ([{"name": "pc", "kind": "code", "prefixes": [0]}], {}, None, "project.yaml",
      "extra_fields[0].prefixes", "whole numbers of at least 1"),
     ([{"name": "pc", "kind": "code", "max_weight": "high"}], {}, None, "project.yaml",
@@ -336,6 +340,23 @@ def test_a_derived_column_and_extra_values_are_standardised_with_warnings(tmp_pa
     project = load_project(path)
     assert project.definition.blocking_keys["x_village_code_family_name"] == (
         "x_village_code", "family_key")
+    # block with another extra field, declared before or after this one
+    path = _source_project(
+        tmp_path, [{"name": "job", "kind": "exact", "block": ["extra.street", "birth_year"]},
+                   {"name": "street", "kind": "fuzzy", "block": "extra.job"}], {})
+    keys = load_project(path).definition.blocking_keys
+    assert keys["x_job_street"] == ("x_job", "x_street")
+    assert keys["x_street_job"] == ("x_street", "x_job")
+    assert keys["x_job_birth_year"] == ("x_job", "birth_year")
+    path = _source_project(
+        tmp_path, [{"name": "job", "kind": "exact", "term_frequencies": True},
+                   {"name": "years", "kind": "numeric", "tolerances": [1]},
+                   {"name": "village_code", "kind": "code", "separator": "-",
+                    "prefixes": [2, 1], "block": "family_name"}],
+        {"village": "code_village", "extra.job": "profession", "extra.years": "profession",
+         "extra.village_code": "code_village"},
+        {"commune": {"from": "code_village", "regex": r"^(\w+-C\d+)-V\d+$"}}, rows)
+    project = load_project(path)
     reg = Register.open(project.register)
     try:
         with reg.transaction() as cur:

@@ -158,3 +158,37 @@ def test_extra_blocking_keys_agree_between_sql_and_python(cases: tuple) -> None:
     for row, ks in zip(both.to_pylist(), got, strict=True):
         assert list(ks) == [key_of(row, cols) for cols in keys.values()]
     assert any(k[3] and " " not in k[3] for k in got)  # an e-mail key is one address
+
+
+def test_every_block_option_agrees_between_sql_and_python() -> None:
+    """``block:`` with a name token, the given initial, the birth year, a place or another
+    extra field: the keys SQL (the batch) and key_of (real time) compute are the same."""
+    from linkage.matching.extra import BLOCK_WITH
+
+    defn = Definition((ExtraField("birth_place", "exact", block=(*BLOCK_WITH, "extra.job")),
+                       ExtraField("job", "exact")))
+    keys = {k: v for k, v in defn.blocking_keys.items() if k.startswith("x_")}
+    assert set(keys) == {"x_birth_place", *(f"x_birth_place_{b}" for b in BLOCK_WITH
+                                            if b != "alone"), "x_birth_place_job"}
+    assert keys["x_birth_place_job"] == ("x_birth_place", "x_job")
+    rng = random.Random(7)
+    rows = []
+    for _ in range(200):
+        row: dict[str, Any] = dict.fromkeys(STANDARD_COLUMNS)
+        row.update(dict.fromkeys(defn.columns))
+        pick = lambda values: rng.choice([*values, None])  # noqa: E731
+        row.update(given_key=pick(["mamad", "fatm"]), family_key=pick(["traur"]),
+                   father_key=pick(["bakar"]), name_keys=pick(["fatm", "mamad traur"]),
+                   birth_year=pick([1980, 1981]), commune=pick(["kati"]),
+                   village=pick(["v1", "v2"]), x_birth_place=pick(["segou", "kayes"]),
+                   x_job=pick(["farmer"]))
+        rows.append(row)
+    con = duckdb.connect()
+    con.register("recs", pa.Table.from_pylist(rows))
+    sql = ", ".join(f"{key_sql(cols)} AS {name}" for name, cols in keys.items())
+    got = con.execute(f"SELECT {sql} FROM recs").fetchall()
+    con.close()
+    for row, ks in zip(rows, got, strict=True):
+        assert list(ks) == [key_of(row, cols) for cols in keys.values()]
+    for i in range(len(keys)):  # every key is sometimes set
+        assert any(ks[i] is not None for ks in got), list(keys)[i]

@@ -63,7 +63,9 @@ def test_febrl1_is_prepared_as_a_user_would(tmp_path: Path) -> None:
     (_, with_id, _), (_, no_id, _), (_, shipped, _) = case.variants
     assert with_id.read_bytes() == (panel.CONFIGS / "febrl1" / "project.yaml").read_bytes()
     src = yaml.safe_load((no_id.parent / "sources" / "febrl1.yaml").read_text())
-    assert "national_id" not in src["columns"] and src["columns"]["village"] == "postcode"
+    # The postcode is an extra field, as for FEBRL 3 and 4 (no longer squeezed into village).
+    assert "national_id" not in src["columns"] and "village" not in src["columns"]
+    assert src["columns"]["extra.postcode"] == "postcode"
     assert Path(yaml.safe_load(shipped.read_text())["model"]) == ROOT / "models" / "sahel.json"
     assert (with_id.parent / "data" / "febrl1.csv").is_file()  # through the data link
 

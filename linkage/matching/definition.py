@@ -243,19 +243,27 @@ class Part:
       (of ``name_keys``, sorted: order-free, and a second given name or a name moved
       between columns changes only one end);
     * ``"monthday"``: month and day of an ISO date (``birth_date`` is ISO only at day
-      precision): a typo in the year of a full date leaves them intact.
+      precision): a typo in the year of a full date leaves them intact;
+    * ``"pair"``: the column and ``other``, in sorted order, joined by a space: two names
+      swapped between the columns (given "Traore", family "Mamadou") still meet, and,
+      unlike ``name_keys``, a third name present on one side only changes nothing.
 
-    Every op returns NULL exactly when the column is NULL, except ``"consonants"``.
+    Every op returns NULL exactly when the column is NULL (``"pair"``: when either
+    column is), except ``"consonants"``.
     """
 
     column: str
     op: str
     n: int = 0
     shift: int = 0
+    other: str | None = None
 
     def __post_init__(self) -> None:
         if self.op not in _PART_OPS:
             raise ValueError(f"unknown key part op {self.op!r}; expected one of {_PART_OPS}")
+        if (self.op == "pair") != (self.other is not None):
+            raise ValueError("a key part takes a second column (other) exactly when its op "
+                             "is 'pair'")
 
     def sql(self, dialect: str = "duckdb") -> str:
         """The part in SQL for a Splink backend (``"duckdb"`` or ``"spark"``).
@@ -285,6 +293,10 @@ class Part:
             return f"split_part({c}, ' ', 1)"
         if self.op == "monthday":
             return f"substr({c}, 6, 5)"
+        if self.op == "pair":
+            # NULL when either is: || propagates NULL, and a NULL comparison takes ELSE.
+            o = self.other
+            return f"(CASE WHEN {c} <= {o} THEN {c} || ' ' || {o} ELSE {o} || ' ' || {c} END)"
         if spark:  # last_token
             return f"element_at(split({c}, ' '), -1)"
         return f"string_split({c}, ' ')[-1]"
@@ -305,14 +317,29 @@ class Part:
             return v.split(" ")[0]
         if self.op == "monthday":
             return v[5:10]
+        if self.op == "pair":
+            raise TypeError("a 'pair' part reads two columns: use Part.value(row)")
         return v.split(" ")[-1]  # last_token
+
+    def value(self, row: Mapping[str, Any]) -> Any:
+        """The part of one standardised row; ``None`` when it has none."""
+        v = row.get(self.column)
+        if v is None:
+            return None
+        if self.op == "pair":
+            w = row.get(self.other)  # type: ignore[arg-type]
+            if w is None:
+                return None
+            # Python compares str by code point, SQL VARCHAR by UTF-8 bytes: the same order.
+            return f"{v} {w}" if v <= w else f"{w} {v}"
+        return self.of(v)
 
 
 #: SQL dialects :meth:`Part.sql` and :func:`key_sql` write (Splink's names for them).
 KEY_DIALECTS = ("duckdb", "spark")
 
 _PART_OPS = ("first", "last", "skeleton", "consonants", "bucket", "first_token", "last_token",
-             "monthday")
+             "monthday", "pair")
 
 
 def first(col: str, n: int) -> Part:
@@ -348,19 +375,29 @@ def last_token(col: str) -> Part:
     return Part(col, "last_token")
 
 
+def pair(col: str, other: str) -> Part:
+    """Two columns in sorted order: the same two names in either column."""
+    return Part(col, "pair", other=other)
+
+
 KeyPart = str | Part
 
 #: Blocking keys: each is a list of standardised columns or derived :class:`Part` s,
 #: concatenated into one key column ``bk_<name>`` whose over-large blocks are nulled
 #: (see linkage.engines.duckdb_sql). Chosen by measured recall per comparison
-#: (benchmarks/RESULTS.md, "Blocking that survives typos"): a true pair needs one key it
-#: agrees on, so each key
-#: leaves out something a true pair may lack or get wrong: the place (nutrition rosters
-#: have a village and no commune; people move), the birth year (estimated ages are off by
-#: one to three years: years in 2-, 4- and 10-year buckets), one letter of a name
-#: (first / last 3 letters, consonant skeletons), the order of the name columns (sorted
-#: name keys and their first / last token). Coarse keys are capped on common names; a
-#: finer key with a place or a year bucket still reaches those records' pairs.
+#: (benchmarks/RESULTS.md, "Blocking that survives typos" and "Blocking keys without a
+#: place"): a true pair needs one key it agrees on, so each key leaves out something a
+#: true pair may lack or get wrong: the place (nutrition rosters have a village and no
+#: commune; people move), the birth year (estimated ages are off by one to three years:
+#: years in 2-, 4- and 10-year buckets, each width twice, shifted by half a width, so two
+#: years up to half a width apart always share one), one letter of a name (first / last 3
+#: letters, consonant skeletons), the order of the name columns (sorted name keys, their
+#: first / last token, sorted pairs of two name columns).
+#:
+#: Caps are adaptive by construction: a key with one more part (a year bucket, the sex, a
+#: place) splits the blocks of a coarser one, and its pairs are a subset of the coarser
+#: key's wherever that one is under the cap, so it adds comparisons only where the coarse
+#: block was too large to keep (common names).
 BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     # Identifiers.
     "nid": ("national_id",),
@@ -368,17 +405,41 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     "birth_date": ("birth_date",),  # a full date (day precision only, never 01/01)
     # All name keys, sorted: swapped columns meet, place or year missing on one side.
     "names_commune": ("name_keys", "commune"),
-    "names_4y_commune": ("name_keys", years(4), "commune"),
     "names_4y": ("name_keys", years(4, 2)),
     # The two ends of the sorted name keys, in any column order: a name added or dropped
     # that sorts between them (a second given name) leaves them intact.
     "name_ends": (first_token("name_keys"), last_token("name_keys")),
     "name_last_sex_4y_village": (last_token("name_keys"), "sex", years(4, 2), "village"),
     "name_first_sex_2y_village": (first_token("name_keys"), "sex", years(2, 1), "village"),
+    # Given and family (or father's) name in either column, no place, a year one or two
+    # off (a 4-year bucket twice, shifted by 2): unlike name_keys, a father's or second
+    # name on one side only changes nothing. The common names these blocks cap are
+    # reached with a place (names_commune, given_2y_commune ...).
+    "given_family_4y": (pair("given_key", "family_key"), years(4)),
+    "given_family_4y_shifted": (pair("given_key", "family_key"), years(4, 2)),
+    # ... the same in 2-year buckets and the exact year: pairs the 4-year blocks hold
+    # already wherever they are under the cap (no comparison added: none at 20,000
+    # persons), and the ones they drop for common names in large registers (200,000).
+    "given_family_2y": (pair("given_key", "family_key"), years(2)),
+    "given_family_2y_shifted": (pair("given_key", "family_key"), years(2, 1)),
+    "given_family_year": (pair("given_key", "family_key"), "birth_year"),
+    "given_father_4y": (pair("given_key", "father_key"), years(4)),
+    "given_father_4y_shifted": (pair("given_key", "father_key"), years(4, 2)),
     # One typo in the given or the family name, no place, no year.
     "given3_family3": (first("given_key", 3), first("family_key", 3)),
     "given_end3_family_end3": (last("given_key", 3), last("family_key", 3)),
     "consonants_given_family": (consonants("given_key"), skeleton("family_key")),
+    # One typo AND a year one or two off, no place: the same three, with a 4-year bucket
+    # twice (their place-free, year-free versions above are capped on common names).
+    "given3_family3_4y": (first("given_key", 3), first("family_key", 3), years(4)),
+    "given3_family3_4y_shifted": (first("given_key", 3), first("family_key", 3),
+                                  years(4, 2)),
+    "given_end3_family_end3_4y": (last("given_key", 3), last("family_key", 3), years(4)),
+    "given_end3_family_end3_4y_shifted": (last("given_key", 3), last("family_key", 3),
+                                          years(4, 2)),
+    "skeleton_given_family_4y": (skeleton("given_key"), skeleton("family_key"), years(4)),
+    "skeleton_given_family_4y_shifted": (skeleton("given_key"), skeleton("family_key"),
+                                         years(4, 2)),
     # The family name wrong or swapped: the given name with a place and a year bucket.
     "given_2y_commune": ("given_key", years(2, 1), "commune"),
     "family3_decade_commune": (first("family_key", 3), years(10), "commune"),
@@ -387,28 +448,42 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
                                              years(10), "commune"),
     "consonants_given_father_village": (consonants("given_key"), skeleton("father_key"),
                                         "village"),
-    "given3_father_4y_village": (first("given_key", 3), "father_key", years(4), "village"),
-    "given_end3_father_4y_commune": (last("given_key", 3), "father_key", years(4, 2),
-                                     "commune"),
     "given3_father_decade": (first("given_key", 3), "father_key", years(10, 5)),
+    # ... and one typo with a year off, no place.
+    "given3_father3_4y_shifted": (first("given_key", 3), first("father_key", 3),
+                                  years(4, 2)),
+    "given_end3_father_end3_4y": (last("given_key", 3), last("father_key", 3), years(4)),
+    "skeleton_given_father_4y": (skeleton("given_key"), skeleton("father_key"), years(4)),
     # One name alone: only rare names (typos, uncommon names) stay under the cap, and
     # they are what a record with its other name, date and place missing still has.
     "given_alone": ("given_key",),
     "family_alone": ("family_key",),
-    # Any one name with a fine place (a postcode, a village): the other name missing,
-    # moved to another column or misspelt.
+    # ... in any column: "Fulton" alone in the given-name column, "David Fulton" beside it.
+    "name_first_alone": (first_token("name_keys"),),
+    "name_last_alone": (last_token("name_keys"),),
+    # Any one name with a fine place (a postcode, a village) or a commune, or with the
+    # birth year: the other name missing, moved to another column or misspelt. Capped
+    # low (KEY_CAPS): a common name with a commune or a year is a crowd.
     "name_first_village": (first_token("name_keys"), "village"),
     "name_last_village": (last_token("name_keys"), "village"),
+    "name_first_commune": (first_token("name_keys"), "commune"),
+    "name_last_commune": (last_token("name_keys"), "commune"),
+    "name_first_year": (first_token("name_keys"), "birth_year"),
+    "name_last_year": (last_token("name_keys"), "birth_year"),
     # A full date whose year has a typo (1983 / 1973).
     "given_monthday": ("given_key", monthday("birth_date")),
     "family_monthday": ("family_key", monthday("birth_date")),
 }
 
 
-#: Keys with a lower block cap than the project's ``max_block_size``: a single name is
-#: worth comparing on only when it is rare (a typo, an uncommon name), and at a low cap
-#: its comparisons stay few however large the register.
-KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30}
+#: Keys with a lower block cap than the project's ``max_block_size``: a single name, or
+#: one name with only a commune or a year, is worth comparing on only when it is rare (a
+#: typo, an uncommon name), and at a low cap its comparisons stay few however large the
+#: register.
+KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30,
+                            "name_first_alone": 30, "name_last_alone": 30,
+                            "name_first_commune": 30, "name_last_commune": 30,
+                            "name_first_year": 30, "name_last_year": 30}
 
 
 def key_cap(name: str, max_block_size: int) -> int:
@@ -438,8 +513,7 @@ def key_of(row: Mapping[str, Any], cols: Sequence[KeyPart]) -> str | None:
     parts = []
     for c in cols:
         if isinstance(c, Part):
-            v = row.get(c.column)
-            v = None if v is None else c.of(v)
+            v = c.value(row)
         else:
             v = row.get(c)
         if v is None:

@@ -41,7 +41,7 @@ from functools import cached_property
 from typing import Any
 
 from linkage.matching import definition as builtin
-from linkage.matching.definition import Comparison, KeyPart, Level, first_token
+from linkage.matching.definition import Comparison, KeyPart, Level, first, first_token, last_token
 from linkage.matching.levels import (
     DamerauLevenshtein,
     Exact,
@@ -53,9 +53,15 @@ from linkage.matching.levels import (
 
 #: ``kind:`` values of an extra field.
 KINDS = ("exact", "name", "fuzzy", "date", "numeric", "code", "tokens")
-#: ``block:`` values: a key on the field alone, or with the key of a name part.
-BLOCK_WITH = {"alone": None, "given_name": "given_key", "family_name": "family_key",
-              "father_name": "father_key"}
+#: ``block:`` values: a key on the field alone, or with the key of a name part, either
+#: end of the sorted name keys (a name in either column), the given name's initial (a
+#: nickname or typo after it: Bob / Bobby), the birth year or a canonical place. Besides
+#: these, ``extra.<other>``: with another extra field (a street number with its street).
+BLOCK_WITH: dict[str, KeyPart | None] = {
+    "alone": None, "given_name": "given_key", "family_name": "family_key",
+    "father_name": "father_key", "name_first": first_token("name_keys"),
+    "name_last": last_token("name_keys"), "given_initial": first("given_key", 1),
+    "birth_year": "birth_year", "commune": "commune", "village": "village"}
 #: Prefix of the raw field a source maps an extra field to (``extra.email: courriel``).
 RAW_PREFIX = "extra."
 #: Default Jaro-Winkler thresholds of ``name`` and ``fuzzy`` fields (Splink's NameComparison).
@@ -84,8 +90,10 @@ class ExtraField:
         prefixes: code: one level per prefix, longest first: parts with a separator,
             else characters.
         date_format: date: the strptime format of the source's values.
-        block: the blocking keys asked for, each ``"alone"`` (the field's value) or a
-            name part (:data:`BLOCK_WITH`: the value with that name's key); ``()``: none.
+        block: the blocking keys asked for, each ``"alone"`` (the field's value), a part
+            of :data:`BLOCK_WITH` (the value with a name part's key, a name token, the
+            birth year or a place) or ``"extra.<other>"`` (with another extra field's
+            value); ``()``: none.
         max_weight: the agreement weight cap, in bits (``None``: none), applied when the
             model is trained as the household comparison's is: a place-like field that
             relatives and neighbours share says little about *which* person a record is.
@@ -163,9 +171,12 @@ class ExtraField:
                          else first_token(c) if self.kind == "tokens" else c)
         out: dict[str, tuple[KeyPart, ...]] = {}
         for b in self.block:
-            with_name = BLOCK_WITH[b]
-            out[c if with_name is None else f"{c}_{b}"] = (
-                (main,) if with_name is None else (main, with_name))
+            if b.startswith(RAW_PREFIX):  # another extra field, by its own column
+                out[f"{c}_{b[len(RAW_PREFIX):]}"] = (main, f"x_{b[len(RAW_PREFIX):]}")
+                continue
+            with_part = BLOCK_WITH[b]
+            out[c if with_part is None else f"{c}_{b}"] = (
+                (main,) if with_part is None else (main, with_part))
         return out
 
     # ------------------------------------------------------------------ values
