@@ -114,6 +114,17 @@ def set_extra_reading(cur: Cursor, source: str, value: str | None) -> None:
         _set_meta(cur, f"extra_reading:{source}", value)
 
 
+def standardise_reading(cur: Cursor, source: str) -> str | None:
+    """How a source's rows were last standardised
+    (:func:`linkage.ingest.read.standardise_reading`; ``None``: never recorded)."""
+    return _meta(cur, f"standardise_reading:{source}")
+
+
+def set_standardise_reading(cur: Cursor, source: str, value: str) -> None:
+    """Record :func:`standardise_reading`."""
+    _set_meta(cur, f"standardise_reading:{source}", value)
+
+
 def add_source(cur: Cursor, name: str, kind: str, programme: str,
                config_path: str | None = None, *, replace: bool = True) -> None:
     """Record a source. ``replace=False`` keeps a row already there (enrolment does)."""
