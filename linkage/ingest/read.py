@@ -250,9 +250,7 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             # The row as stored, read the same way: its standardised columns are the
             # stored ones (filled in by SQL), and standardising it again is skipped.
             seen[key] = (str(path), row_number)
-            if (reorders and report is not None and raw.get("given_name") is None
-                    and full_name_order(raw.get("full_name"), src.name_order, roles)
-                    != src.name_order):
+            if reorders and report is not None and _reordered(src, raw, roles, patronymic):
                 report.reordered += 1
             _append(records, src.name, key, path, row_number, raw_json, h, None, None)
             continue
@@ -321,13 +319,13 @@ def standardise_reading(src: SourceConfig, roles: NameRoles | None,
     under the same reading are not standardised again."""
     h = hashlib.sha256()
     derive = {f: (d.column, d.regex.pattern, d.group) for f, d in src.derive.items()}
-    h.update(repr((src.name, src.birth_date_format, src.age_reference_date,
+    h.update(repr((src.name, src.kind, src.birth_date_format, src.age_reference_date,
                    src.age_reference_column, src.country_code,
                    sorted((k, list(v)) for k, v in (src.sex_codes or {}).items()),
                    src.name_order, src.min_birth_year, src.extra_fields,
                    sorted(src.columns.items()), sorted(derive.items()), src.record_key,
                    (today or dt.date.today()).year)).encode())
-    if roles is not None and reads_name_order(src):
+    if roles is not None and uses_name_roles(src):
         h.update(repr((sorted(roles.given.items()), sorted(roles.family.items()))).encode())
     for root in _STANDARDISING_CODE:
         for f in sorted(root.rglob("*")) if root.is_dir() else [root]:
