@@ -10,7 +10,10 @@ On one generated Sahel register of about ``--records`` records (one roster holds
 Each run is ``linkage run --json`` in its own process. Wall time, and the peak resident
 memory of the whole process tree (sampled from /proc every 0.2 s: Spark's JVM is a
 child of the Python process, which ``ru_maxrss`` alone would miss), comparisons and
-the run's mode are printed as a Markdown table and saved as ``bench_scale.json``.
+the run's mode are printed as a Markdown table and saved as ``bench_scale.json``, with
+the seconds of each step of the full and incremental nights (from the runs' progress
+lines, :func:`steps`: on a shared machine compare steps of the same run, not wall times)
+and the load average before and after each run.
 
 Example:
     python -m benchmarks.bench_scale --records 100000 --dir /tmp/scale
@@ -70,6 +73,32 @@ _STAGES = (("ingest", "active records"), ("engine", "assigning persistent person
            ("ids_publish", "published"))
 
 
+#: Finer steps by the progress line that ends each (the summary's order); "ids" ends at
+#: the line after "assigning persistent person IDs" (its event counts).
+_STEPS = (("ingest", "active records"), ("load, keys, model", "] model "),
+          ("plan", "] mode:"), ("blocking counts", "blocking analysis:"),
+          ("predict", "] clustering"), ("clustering, links", "scored pairs at or above"),
+          ("incremental state", "assigning persistent person IDs"), ("persistent IDs", None),
+          ("review queue", "review queue:"), ("summary", "] publishing"),
+          ("publish", ": published"))
+
+
+def steps(stderr: str) -> dict[str, float]:
+    """Seconds per step of a run, from its progress lines (see :data:`_STEPS`)."""
+    lines = [(float(m.group(1)), m.group(2)) for m in map(_PROGRESS.match, stderr.splitlines())
+             if m]
+    out: dict[str, float] = {}
+    last, i = 0.0, 0
+    for name, marker in _STEPS:
+        for j in range(i, len(lines)):
+            if (marker in f"] {lines[j][1]}" if marker else
+                    j > 0 and "assigning persistent person IDs" in lines[j - 1][1]):
+                out[name] = round(lines[j][0] - last, 1)
+                last, i = lines[j][0], j + 1
+                break
+    return out
+
+
 def stages(stderr: str) -> dict[str, float]:
     """Seconds per stage from a run's progress lines: ingest; the engine's work (load,
     blocking, predict, clustering); persistent IDs and publishing."""
@@ -88,6 +117,7 @@ def measured_run(project: Path, *args: str, log: Path) -> dict[str, Any]:
     """``linkage run --json`` on ``project``: seconds, peak tree RSS, its summary."""
     cmd = [sys.executable, "-m", "linkage", "run", "-p", str(project), "--json", *args]
     peak = 0
+    load_before = os.getloadavg()[0]
     with log.with_suffix(".err").open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
@@ -109,8 +139,11 @@ def measured_run(project: Path, *args: str, log: Path) -> dict[str, Any]:
         tail = log.with_suffix(".err").read_text(errors="replace").splitlines()[-20:]
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n" + "\n".join(tail))
     summary = json.loads(out)
+    # The machine is shared: the 1-minute load average before and after says how loaded.
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak / 1024),
+            "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
             "stages": stages(log.with_suffix(".err").read_text(errors="replace")),
+            "steps": steps(log.with_suffix(".err").read_text(errors="replace")),
             "records": sum(s["records"] for s in summary["sources"].values()),
             "comparisons": summary["comparisons"], "persons": summary["persons"],
             "engine": summary.get("engine"), "mode": summary.get("mode")}
@@ -167,7 +200,8 @@ def bench(records: int, work: Path, *, spark: bool = True, log: Any = print) -> 
 
 def report(out: dict[str, Any]) -> str:
     rows = ["| run | records | wall s | ingest s | engine s | IDs + publish s | peak RSS MB "
-            "| comparisons | persons | mode |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
+            "| comparisons | persons | mode | load before / after |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"]
     for name in ("duckdb_full", "spark_full", "duckdb_full_night2", "duckdb_incremental_night2"):
         r = out.get(name)
         if r:
@@ -176,7 +210,7 @@ def report(out: dict[str, Any]) -> str:
             rows.append(f"| {name} | {r['records']:,} | {r['seconds']} | {st.get('ingest', '')} | "
                         f"{st.get('engine', '')} | {st.get('ids_publish', '')} | "
                         f"{r['peak_rss_mb']:,} | {r['comparisons']:,} | {r['persons']:,} "
-                        f"| {mode} |")
+                        f"| {mode} | {' / '.join(map(str, r.get('load_average', [])))} |")
     inc, full = out["duckdb_incremental_night2"], out["duckdb_full_night2"]
     rows.append("")
     if "spark_same_persons_as_duckdb" in out:
@@ -187,6 +221,14 @@ def report(out: dict[str, Any]) -> str:
                 f"{full['seconds']} s; same persons: {out['night2_same_persons']}")
     if inc.get("mode"):
         rows.append(f"incremental reason: {inc['mode'].get('reason')}")
+    names = [n for n in ("duckdb_full", "duckdb_full_night2", "duckdb_incremental_night2")
+             if out.get(n, {}).get("steps")]
+    if names:
+        rows += ["", "| step (s) | " + " | ".join(names) + " |",
+                 "|---|" + "--:|" * len(names)]
+        for step, _ in _STEPS:
+            rows.append(f"| {step} | " + " | ".join(
+                str(out[n]["steps"].get(step, "")) for n in names) + " |")
     return "\n".join(rows)
 
 

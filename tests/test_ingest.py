@@ -161,6 +161,61 @@ def test_updated_extract_adds_updates_and_retires(reg: Register, tmp_path: Path)
     assert got["4"][0] == "active"
 
 
+def _all_records(reg: Register) -> list[tuple]:
+    cur = reg.cursor()
+    rows = query(cur, "SELECT * EXCLUDE (first_seen, updated_at, retired_at) FROM records "
+                      "ORDER BY uid")
+    cur.close()
+    return rows
+
+
+def test_a_changed_extract_standardises_only_its_new_and_changed_rows(
+        reg: Register, tmp_path: Path) -> None:
+    data = tmp_path / "r.csv"
+    data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;31/02/19x5\n"
+                    "3;Oumar;Koné;M;1970\n", encoding="utf-8")
+    y = source_yaml(tmp_path, "r.csv")
+    ingest(reg, y)
+    # Mark what the first reading stored for rows 1 and 2: a row standardised again
+    # gets its real value back, a reused one keeps the mark.
+    with reg.transaction() as cur:
+        cur.execute("UPDATE records SET given_std = 'marked' WHERE record_key IN ('1', '2')")
+    data.write_text(HEADER + "1;Moussa;Traoré;M;1980\n2;Awa;Diarra;F;31/02/19x5\n"
+                    "3;Oumar;Koné;M;1971\n4;Seydou;Touré;M;1985\n", encoding="utf-8")
+    report = ingest(reg, y)
+    # Row 3 changed; row 2, standardised again, loses its mark: updated too.
+    assert (report.added, report.updated, report.unchanged) == (1, 2, 1)
+    got = records(reg)
+    assert got["1"][1] == "marked"  # unchanged row: its stored columns, not standardised
+    # Row 2 had a field warning: standardised again, and its warning stands for the
+    # new file (the summary counts the warnings of the current files).
+    assert got["2"][1] == "awa"
+    assert [w[:3] for w in warnings(reg) if w[0] == 2] == [(2, "2", "birth_date")] * 2
+    assert got["3"][1:] == ("oumar", "kone", "M", 1971, "year")
+    assert got["4"][1] == "seydou"
+    with reg.transaction() as cur:
+        cur.execute("UPDATE records SET given_std = 'moussa' WHERE record_key = '1'")
+    # Reused rows are what standardising every row gives: a fresh register agrees.
+    fresh = Register.open(tmp_path / "fresh.duckdb")
+    try:
+        with fresh.transaction() as cur:
+            ingest_source(cur, load_source(y))
+        assert _all_records(fresh) == _all_records(reg)
+    finally:
+        fresh.close()
+
+    # A setting that changes how rows standardise: every row is standardised again.
+    with reg.transaction() as cur:
+        cur.execute("UPDATE records SET given_std = 'marked' WHERE record_key = '1'")
+    data.write_text(data.read_text(encoding="utf-8") + "5;Awa;Sow;F;1999\n", encoding="utf-8")
+    with reg.transaction() as cur:
+        report = ingest_source(cur, load_source(y, min_birth_year=1975))
+    got = records(reg)
+    assert got["1"][1] == "moussa"
+    assert got["3"][4] is None  # 1971 is before min_birth_year now
+    assert report.updated == 2  # row 1 (its mark undone) and row 3
+
+
 def test_missing_key_column_names_file_and_column(reg: Register, tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text("ident;prenom;nom;sexe;date_naissance\n1;A;B;M;1980\n",
                                     encoding="utf-8")

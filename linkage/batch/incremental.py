@@ -41,7 +41,8 @@ What a full run recounts is carried over instead, exactly:
   unaffected records are last night's, under the same rule (their capped keys are in
   their hash). So this run's counts are last run's, minus last run's pairs touching a
   record that is no longer unaffected (counted on last run's keys, kept in the state),
-  plus this run's pairs touching an affected record (:func:`comparisons_touching`).
+  plus this run's pairs touching an affected record, counted off the pairs the run
+  generates to score them (:func:`comparisons`).
 * **Persistent IDs**: only the clusters that are not exactly one published person,
   with every record of the persons they touch, are reconciled
   (:func:`linkage.register.store.load_state_part`); reconciliation leaves every other
@@ -103,8 +104,9 @@ class Plan:
     affected: int = 0
     drift_bits: float = 0.0  # accumulated since the last full run, this run included
     details: dict[str, Any] = field(default_factory=dict)
-    #: The blocking report's counts, for an incremental run (a full run counts its pairs).
-    comparisons_by_rule: dict[str, int] | None = None
+    #: An incremental run's carried-over comparisons per rule, before tonight's pairs
+    #: touching the changes are added (:func:`comparisons`; a full run counts its pairs).
+    carried: dict[str, int] | None = None
     #: What this run did not redo, in words (the summary's ``skipped``).
     skipped: list[str] = field(default_factory=list)
     #: Work the plan did that :func:`collect` reuses: record hashes with keys, tf tables.
@@ -156,6 +158,13 @@ def _read_state(register: Path) -> tuple[dict[str, Any], Path] | None:
         return json.loads((d / "state.json").read_text(encoding="utf-8")), d
     except (OSError, ValueError):
         return None
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A state file. ``pq.ParquetFile``, not ``pq.read_table``: the latter imports
+    ``pyarrow.dataset``, 2 s of every incremental run on this machine, for one file."""
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
 
 
 def _tf_rise(old: pa.Table, new: pa.Table) -> float:
@@ -210,20 +219,18 @@ def comparisons_touching(con: duckdb.DuckDBPyConnection, table: str) -> dict[str
     return out
 
 
-def _comparisons(before: dict[str, int], old_rows: Path, rows: pa.Table, affected: Any,
-                 unaffected: pa.Array) -> dict[str, int]:
-    """This run's comparisons per rule from last run's, without recounting every block.
+def _carried(before: dict[str, int], old_rows: Path, unaffected: pa.Array) -> dict[str, int]:
+    """Last run's comparisons per rule, less its pairs touching a record that is no
+    longer unaffected: the pairs between two unaffected records, still blocked tonight.
 
     Records unaffected by the run have the same capped keys as last night (their hash
     covers them), so the pairs between two of them, and the rule generating each, are
     last night's. Last night's pairs touching any other record (changed, now capped or
-    uncapped, vanished) are taken off, counted on last night's keys; tonight's pairs
-    touching an affected record are added, counted on tonight's keys.
+    uncapped, vanished) are counted on last night's keys and taken off; tonight's pairs
+    touching an affected record are added by :func:`comparisons`.
     """
     con = duckdb.connect()
     try:
-        con.register("linkage_tonight", rows.select(["uid", *common.key_columns()])
-                     .append_column("flag", affected))
         con.register("linkage_unaffected", pa.table({"uid": unaffected}))
         con.execute(f"""
             CREATE TEMP TABLE linkage_last AS
@@ -231,10 +238,32 @@ def _comparisons(before: dict[str, int], old_rows: Path, rows: pa.Table, affecte
                    uid NOT IN (SELECT uid FROM linkage_unaffected) AS flag
             FROM read_parquet('{old_rows.as_posix()}')""")
         gone = comparisons_touching(con, "linkage_last")
-        came = comparisons_touching(con, "linkage_tonight")
     finally:
         con.close()
-    return {k: before[k] - gone[k] + came[k] for k in BLOCKING_KEYS}
+    return {k: before[k] - gone[k] for k in BLOCKING_KEYS}
+
+
+def comparisons(plan_: Plan, eng: Engine) -> dict[str, int]:
+    """An incremental run's comparisons per rule (after :meth:`Engine.use_model`).
+
+    The carried-over pairs (:func:`_carried`) plus tonight's pairs touching an affected
+    record: counted off the pairs the engine generated to score when it can name them
+    (DuckDB: ``touching_counts``, the same SQL), otherwise counted here on tonight's
+    keys (:func:`comparisons_touching`).
+    """
+    if plan_.carried is None or plan_.rows is None or plan_.marks is None:
+        raise ValueError("only an incremental plan carries comparisons over")
+    touching = getattr(eng, "touching_counts", None)
+    came = touching() if touching is not None else None
+    if came is None:
+        con = duckdb.connect()
+        try:
+            con.register("linkage_tonight", plan_.rows.select(["uid", *common.key_columns()])
+                         .append_column("flag", plan_.marks.column(AFFECTED)))
+            came = comparisons_touching(con, "linkage_tonight")
+        finally:
+            con.close()
+    return {k: plan_.carried[k] + came[k] for k in BLOCKING_KEYS}
 
 
 def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: str,
@@ -269,7 +298,7 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
         return Plan("full", f"changed since run {last_run_id}: {', '.join(changed)}")
     rows = eng.row_hashes()
     n = rows.num_rows
-    old = pq.read_table(d / "rows.parquet", columns=["uid", "row_hash"])
+    old = _read(d / "rows.parquet", ["uid", "row_hash"])
     affected = _affected(rows, old)
     n_affected = int(pc.sum(affected).as_py() or 0)
     if n and n_affected / n > MAX_AFFECTED_SHARE:
@@ -280,7 +309,7 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
         state["prior"])
     columns = tf_columns(model)
     tfs = eng.term_frequencies(sorted({c for cols in columns.values() for c, _ in cols}))
-    per_column = {c: _tf_rise(pq.read_table(d / f"tf_{c}.parquet"), t) for c, t in tfs.items()}
+    per_column = {c: _tf_rise(_read(d / f"tf_{c}.parquet"), t) for c, t in tfs.items()}
     rise += sum(max(0.0, *(w * per_column[c] for c, w in cols)) for cols in columns.values())
     drift = float(state.get("drift_bits", 0.0)) + max(0.0, rise)
     if drift >= MARGIN_BITS:
@@ -291,12 +320,11 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     unaffected = pc.filter(uids, pc.invert(affected))
     if isinstance(unaffected, pa.ChunkedArray):
         unaffected = unaffected.combine_chunks()
-    near_pairs = pq.read_table(d / "near.parquet")
+    near_pairs = _read(d / "near.parquet")
     near_uids, near_labels = _near_components(near_pairs, unaffected)
     label = near_labels.take(pc.index_in(uids, value_set=near_uids))
     marks = pa.table({"uid": uids, AFFECTED: affected, NEAR: label})
-    comparisons = _comparisons(state["comparisons_by_rule"], d / "rows.parquet", rows,
-                               affected, unaffected)
+    carried = _carried(state["comparisons_by_rule"], d / "rows.parquet", unaffected)
     kept = pc.and_(pc.is_in(near_pairs.column("uid_l"), value_set=unaffected),
                    pc.is_in(near_pairs.column("uid_r"), value_set=unaffected))
     eng.restrict(marks, near_pairs.filter(kept))
@@ -312,7 +340,7 @@ def plan(project: Any, eng: Engine, model: Model, run_model: Model, *, engine: s
     ]
     return Plan("incremental", reason, marks, n_affected, drift,
                 {"near_components": n_near, "near_records": len(near_uids)},
-                comparisons_by_rule=comparisons, skipped=skipped, rows=rows, tfs=tfs)
+                carried=carried, skipped=skipped, rows=rows, tfs=tfs)
 
 
 @dataclass

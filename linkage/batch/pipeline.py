@@ -217,8 +217,8 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                                         retrain=retrain)
                 progress(f"mode: {plan.mode} ({plan.reason})")
                 eng.use_model(run_model)
-                if plan.comparisons_by_rule is not None:  # incremental: from the plan
-                    blocking.comparisons_by_rule = plan.comparisons_by_rule
+                if plan.mode == "incremental":  # carried over, plus the pairs to score
+                    blocking.comparisons_by_rule = incremental.comparisons(plan, eng)
                 else:
                     blocking = eng.count_comparisons(blocking)
                 by_rule = ", ".join(f"{k} {v:,}" for k, v in blocking.comparisons_by_rule.items())

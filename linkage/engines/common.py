@@ -89,22 +89,35 @@ def first_rule_sql(left: str, right: str) -> str:
     return f"CASE {whens} END"
 
 
+def touching_pairs_sql(table: str) -> str:
+    """SQL: the blocked pairs touching an affected record, as Splink's blocked pairs (the
+    first part of :func:`restricted_pairs_sql`; counted by ``match_key``, the blocking
+    report's comparisons touching the changes)."""
+    return "\nUNION ALL\n".join(pairs_touching_sql(table, AFFECTED, rule)
+                                 for rule in range(len(BLOCKING_KEYS)))
+
+
+def near_pairs_sql(table: str, near_pairs: str) -> str:
+    """SQL: last run's near pairs between two unaffected records (``near_pairs``:
+    ``uid_l`` < ``uid_r``) as Splink's blocked pairs; still blocked, by the same rule
+    (their records' capped keys are last run's). The second part of
+    :func:`restricted_pairs_sql`."""
+    return (f"SELECT * FROM (SELECT {first_rule_sql('l', 'r')} AS match_key, "
+            f"p.uid_l AS join_key_l, p.uid_r AS join_key_r FROM {near_pairs} p "
+            f"JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r "
+            f"WHERE NOT l.{AFFECTED} AND NOT r.{AFFECTED}) t WHERE match_key IS NOT NULL")
+
+
 def restricted_pairs_sql(table: str, near_pairs: str) -> str:
     """SQL: the blocked pairs an incremental run scores, as Splink's blocked pairs: those
-    touching an affected record, and last run's near pairs between two unaffected
-    records (``near_pairs``: ``uid_l`` < ``uid_r``), which are still blocked, by the same
-    rule (their records' capped keys are last run's).
+    touching an affected record (:func:`touching_pairs_sql`), and last run's near pairs
+    between two unaffected records (:func:`near_pairs_sql`).
 
     Scoring those near pairs alone is as exact as every pair inside their components
     (:data:`RESTRICTION`, what Splink's own blocking can express): see
     :mod:`linkage.batch.incremental`.
     """
-    touching = [pairs_touching_sql(table, AFFECTED, rule) for rule in range(len(BLOCKING_KEYS))]
-    near = (f"SELECT * FROM (SELECT {first_rule_sql('l', 'r')} AS match_key, "
-            f"p.uid_l AS join_key_l, p.uid_r AS join_key_r FROM {near_pairs} p "
-            f"JOIN {table} l ON l.uid = p.uid_l JOIN {table} r ON r.uid = p.uid_r "
-            f"WHERE NOT l.{AFFECTED} AND NOT r.{AFFECTED}) t WHERE match_key IS NOT NULL")
-    return "\nUNION ALL\n".join([*touching, near])
+    return f"{touching_pairs_sql(table)}\nUNION ALL\n{near_pairs_sql(table, near_pairs)}"
 
 
 def comparisons_from_blocked_pairs(counts: Any, keys: Iterable[str] | None = None

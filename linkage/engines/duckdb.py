@@ -38,6 +38,9 @@ class DuckDBEngine:
         self._linker: Any = None
         #: An incremental run's pairs to score (after :meth:`use_model`).
         self.restricted_pairs = 0
+        #: Of those, per rule, the pairs touching an affected record (see
+        #: :meth:`touching_counts`).
+        self._touching: dict[str, int] | None = None
         self._predictions: Any = None
         self._restricted = False
         self.definition = BUILTIN
@@ -80,7 +83,15 @@ class DuckDBEngine:
         self._linker = engine.make_linker(self.con, model.settings_for(self.dialect),
                                           keys=self.definition.blocking_keys)
         if self._restricted:
-            self.restricted_pairs = engine.register_restricted_pairs(self.con, self._linker)
+            # match_key follows the built-in keys' order (common.key_columns), as the
+            # restricted pairs' SQL does; an incremental run blocks on those only.
+            self.restricted_pairs, self._touching = engine.register_restricted_pairs(
+                self.con, self._linker)
+
+    def touching_counts(self) -> dict[str, int] | None:
+        """An incremental run's blocked pairs touching an affected record, per rule,
+        counted off the pairs it scores (after :meth:`use_model`); None otherwise."""
+        return self._touching
 
     def count_comparisons(self, report: engine.BlockingReport) -> engine.BlockingReport:
         # The blocked pairs predict scores next, counted by the rule that generated

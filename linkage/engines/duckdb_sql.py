@@ -28,8 +28,11 @@ from splink import DuckDBAPI, Linker
 # the callers that knew them from this module.
 from linkage.engines.common import (  # noqa: F401
     BlockingReport,
+    comparisons_from_blocked_pairs,
     count_comparisons,
+    near_pairs_sql,
     restricted_pairs_sql,
+    touching_pairs_sql,
     with_engine_blocking,
 )
 from linkage.matching.definition import KeyPart, key_cap, key_sql
@@ -150,22 +153,31 @@ def make_linker(con: duckdb.DuckDBPyConnection, settings: Any, table: str = "lin
 
 def register_restricted_pairs(con: duckdb.DuckDBPyConnection, linker: Linker,
                               table: str = "linkage_input",
-                              near_pairs: str = "linkage_near_pairs") -> int:
+                              near_pairs: str = "linkage_near_pairs",
+                              keys: Iterable[str] | None = None) -> tuple[int, dict[str, int]]:
     """Give ``linker`` (over every record) only an incremental run's pairs to score.
 
     The pairs (:func:`linkage.engines.common.restricted_pairs_sql`) are generated from
     the affected and near records outward, so their cost follows what changed, and are
     registered as Splink's blocked pairs: Splink then scores just those, against its
     term frequencies of the whole input, so each weight is the one a full run gives (the
-    prior is in the settings). Returns how many pairs.
+    prior is in the settings).
+
+    Returns how many pairs, and per rule (``keys``, the built-in ones if None) how many
+    of them touch an affected record: tonight's side of the carried-over blocking counts
+    (:mod:`linkage.batch.incremental`), read off the pairs instead of a second join.
     """
     con.execute(f"CREATE OR REPLACE TABLE linkage_restricted_pairs AS "
-                f"{restricted_pairs_sql(table, near_pairs)}")
+                f"{touching_pairs_sql(table)}")
+    touching = comparisons_from_blocked_pairs(con.execute(
+        "SELECT match_key, count(*) FROM linkage_restricted_pairs GROUP BY match_key"
+    ).fetchall(), keys)
+    con.execute(f"INSERT INTO linkage_restricted_pairs {near_pairs_sql(table, near_pairs)}")
     pairs = DuckDBAPI(con).register("linkage_restricted_pairs",
                                     table_name="linkage_restricted_pairs_splink")
     linker.table_management.register_blocked_pairs_for_predict(pairs)
     ((n,),) = con.execute("SELECT count(*) FROM linkage_restricted_pairs").fetchall()
-    return int(n)
+    return int(n), touching
 
 
 def train(con: duckdb.DuckDBPyConnection, *, table: str = "linkage_input", seed: int = 42,

@@ -35,7 +35,7 @@ from linkage.config import SourceConfig
 from linkage.errors import IngestError
 from linkage.matching.extra import extra_json
 from linkage.register import store
-from linkage.register.database import query
+from linkage.register.database import API_FILE, query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
 from linkage.standardise.names import NameRoles, full_name_order, patronymic_chain
 
@@ -185,12 +185,17 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
                 records: dict[str, list], rejects: list[dict], seen: dict[str, tuple[str, int]],
                 progress: Callable[[str], None] | None = None,
                 warnings: list[dict] | None = None, roles: NameRoles | None = None,
-                report: IngestReport | None = None) -> int:
+                report: IngestReport | None = None,
+                known: dict[str, str] | None = None) -> int:
     """Read one file of a source into column lists (``records``), ``rejects`` and
     ``warnings`` (rows for ``field_warnings``: fields blanked on kept records).
 
     ``roles`` (:func:`name_roles`) lets a full name with no case marker be read against
     the declared order when its names say so; ``report.reordered`` counts those rows.
+    ``known``: record key -> record hash of stored records whose standardised columns
+    can be reused (:func:`_reusable`); a row with the same key and hash is not
+    standardised again, its ``reuse`` entry is True and its standardised columns are
+    left None for :func:`_fill_reused`.
     Returns the number of rows read. ``progress`` hears a line every 200,000 rows.
     """
     rows = 0
@@ -240,6 +245,15 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
             raw[f], matched = derive.of(whole)
             if not matched:
                 found.append(FieldWarning(f, whole, "does not match the derive regex"))
+        h = store.record_hash(raw_json)
+        if known is not None and known.get(key) == h:
+            # The row as stored, read the same way: its standardised columns are the
+            # stored ones (filled in by SQL), and standardising it again is skipped.
+            seen[key] = (str(path), row_number)
+            if reorders and report is not None and _reordered(src, raw, roles, patronymic):
+                report.reordered += 1
+            _append(records, src.name, key, path, row_number, raw_json, h, None, None)
+            continue
         ref = src.age_reference_date
         if src.age_reference_column:
             ref_raw = _clean(values.get(src.age_reference_column))
@@ -262,15 +276,8 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
         seen[key] = (str(path), row_number)
         if reorders and report is not None and _reordered(src, raw, roles, patronymic):
             report.reordered += 1
-        records["uid"].append(f"{src.name}:{key}")
-        records["record_key"].append(key)
-        records["file"].append(str(path))
-        records["row_number"].append(row_number)
-        records["raw"].append(raw_json)
-        records["record_hash"].append(store.record_hash(raw_json))
-        for col in STANDARD_COLUMNS:
-            records[col].append(std.get(col))
-        records["extra"].append(extra_json(src.extra_fields, std))
+        _append(records, src.name, key, path, row_number, raw_json, h, std,
+                extra_json(src.extra_fields, std))
         for w in found:
             column = (src.age_reference_column if w.field == "age_reference_date"
                       else src.derive[w.field].column if w.field in src.derive
@@ -279,6 +286,85 @@ def read_source(src: SourceConfig, path: Path, file_sha: str,
                                  row_number=row_number, record_key=key, field=w.field,
                                  source_column=column, raw_value=w.value, reason=w.reason))
     return rows
+
+
+def _append(records: dict[str, list], source: str, key: str, path: Path, row_number: int,
+            raw_json: str, record_hash: str, std: dict[str, Any] | None,
+            extra: str | None) -> None:
+    """One record's row in the column lists; ``std`` None: reused (see ``known``)."""
+    records["uid"].append(f"{source}:{key}")
+    records["record_key"].append(key)
+    records["file"].append(str(path))
+    records["row_number"].append(row_number)
+    records["raw"].append(raw_json)
+    records["record_hash"].append(record_hash)
+    for col in STANDARD_COLUMNS:
+        records[col].append(None if std is None else std.get(col))
+    records["extra"].append(extra)
+    records["reuse"].append(std is None)
+
+
+#: What decides a row's standardised columns besides its raw values, beyond the
+#: source's options: the code and tables that standardise (a changed file read by newer
+#: code is standardised again whole, as before).
+_STANDARDISING_CODE = (Path(__file__).parent.parent / "standardise", Path(__file__))
+
+
+def standardise_reading(src: SourceConfig, roles: NameRoles | None,
+                        today: dt.date | None = None) -> str:
+    """A hash of everything but the raw values that decides how a source's rows
+    standardise: its options, mapping and derived columns, the register's name roles
+    (when the source reads them), the current year (two-digit years pivot on it) and the
+    standardising code. Rows of a changed file whose raw values are stored unchanged
+    under the same reading are not standardised again."""
+    h = hashlib.sha256()
+    derive = {f: (d.column, d.regex.pattern, d.group) for f, d in src.derive.items()}
+    h.update(repr((src.name, src.kind, src.birth_date_format, src.age_reference_date,
+                   src.age_reference_column, src.country_code,
+                   sorted((k, list(v)) for k, v in (src.sex_codes or {}).items()),
+                   src.name_order, src.min_birth_year, src.extra_fields,
+                   sorted(src.columns.items()), sorted(derive.items()), src.record_key,
+                   (today or dt.date.today()).year)).encode())
+    if roles is not None and uses_name_roles(src):
+        h.update(repr((sorted(roles.given.items()), sorted(roles.family.items()))).encode())
+    for root in _STANDARDISING_CODE:
+        for f in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _reusable(cur: duckdb.DuckDBPyConnection, source: str, shas: set[str]
+              ) -> dict[str, str]:
+    """Record key -> record hash of the source's stored records whose standardised
+    columns a re-read may reuse: active ones (a retired record was not re-read with the
+    source since), read from its files, without a field warning from the files last
+    read (warnings are recorded per file: such a row is standardised again)."""
+    return dict(query(cur, """
+        SELECT r.record_key, r.record_hash FROM records r
+        WHERE r.source = ? AND r.status = 'active' AND r.file IS DISTINCT FROM ?
+          AND NOT EXISTS (
+          SELECT 1 FROM field_warnings w WHERE w.source = r.source
+            AND w.record_key = r.record_key AND list_contains(?, w.file_sha256))""",
+                      [source, API_FILE, sorted(shas)]))
+
+
+def _fill_reused(cur: duckdb.DuckDBPyConnection, rows: pa.Table, reuse: list[bool]
+                 ) -> pa.Table:
+    """``rows`` with the stored standardised columns of the reused ones (by uid)."""
+    if not any(reuse):
+        return rows
+    std = [*STANDARD_COLUMNS, "extra"]
+    fill = ", ".join(f"CASE WHEN s.linkage_reuse THEN r.{c} ELSE s.{c} END AS {c}"
+                     for c in std)
+    staged = rows.append_column("linkage_reuse", pa.array(reuse, pa.bool_()))
+    cur.register("stage_reread", staged)
+    try:
+        out = cur.sql(f"SELECT s.* EXCLUDE (linkage_reuse, {', '.join(std)}), {fill} "
+                      "FROM stage_reread s LEFT JOIN records r USING (uid)").to_arrow_table()
+    finally:
+        cur.unregister("stage_reread")
+    return out.select(rows.column_names).cast(rows.schema)
 
 
 _WARNING_SCHEMA = pa.schema(
@@ -412,18 +498,25 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         return report
 
     records: dict[str, list] = {c: [] for c in ("uid", "record_key", "file", "row_number", "raw",
-                                                 "record_hash", *STANDARD_COLUMNS, "extra")}
+                                                 "record_hash", *STANDARD_COLUMNS, "extra",
+                                                 "reuse")}
     rejects: list[dict] = []
     warnings: list[dict] = []
     seen: dict[str, tuple[str, int]] = {}
     rows_by_file = {}
+    # A changed roster is mostly the rows it held last night: those read the same way
+    # keep their standardised columns (forced re-reads standardise every row).
+    standardising = standardise_reading(src, roles)
+    known = (_reusable(cur, src.name, previous)
+             if not force and store.standardise_reading(cur, src.name) == standardising
+             else None)
     for path, sha in hashes.items():
         rows_by_file[path] = read_source(src, path, sha, records, rejects, seen, progress,
-                                         warnings, roles, report)
+                                         warnings, roles, report, known)
     report.rows = sum(rows_by_file.values())
-
-    counts = store.upsert_records(cur, store.records_table(records, source=src.name), now=now,
-                                  full_extract_of=src.name)
+    reuse = records.pop("reuse")
+    rows = _fill_reused(cur, store.records_table(records, source=src.name), reuse)
+    counts = store.upsert_records(cur, rows, now=now, full_extract_of=src.name)
     report.added, report.updated, report.retired = counts.added, counts.updated, counts.retired
     report.unchanged = len(records["uid"]) - report.added - report.updated
 
@@ -466,6 +559,7 @@ def ingest_source(cur: duckdb.DuckDBPyConnection, src: SourceConfig, *, force: b
         report.warning_reasons[what] = report.warning_reasons.get(what, 0) + 1
 
     store.set_extra_reading(cur, src.name, reading)
+    store.set_standardise_reading(cur, src.name, standardising)
     cur.execute("DELETE FROM source_files WHERE source = ?", [src.name])
     cur.executemany("INSERT INTO source_files VALUES (?, ?, ?, ?, ?)",
                     [[src.name, str(p), h, rows_by_file[p], now] for p, h in hashes.items()])

@@ -114,6 +114,17 @@ def set_extra_reading(cur: Cursor, source: str, value: str | None) -> None:
         _set_meta(cur, f"extra_reading:{source}", value)
 
 
+def standardise_reading(cur: Cursor, source: str) -> str | None:
+    """How a source's rows were last standardised
+    (:func:`linkage.ingest.read.standardise_reading`; ``None``: never recorded)."""
+    return _meta(cur, f"standardise_reading:{source}")
+
+
+def set_standardise_reading(cur: Cursor, source: str, value: str) -> None:
+    """Record :func:`standardise_reading`."""
+    _set_meta(cur, f"standardise_reading:{source}", value)
+
+
 def add_source(cur: Cursor, name: str, kind: str, programme: str,
                config_path: str | None = None, *, replace: bool = True) -> None:
     """Record a source. ``replace=False`` keeps a row already there (enrolment does)."""
@@ -957,17 +968,22 @@ def add_review_items(cur: Cursor, items: Sequence[Mapping[str, Any]]) -> list[st
     """Queue review items (rows of :data:`REVIEW_ITEM_COLUMNS`); returns their IDs.
 
     The caller has already left out items whose evidence hash is queued
-    (:func:`linkage.review.queue.new_items`).
+    (:func:`linkage.review.queue.new_items`). One statement for them all: a first run
+    queues tens of thousands, and a statement per item took most of the run's review
+    step. Each item still gets its own ``nextval``, in the given order.
     """
-    ids = []
-    for it in items:
-        (seq,) = query(cur, "SELECT nextval('review_item_seq')")[0]
-        item_id = f"R{seq}"
-        cols = ", ".join(REVIEW_ITEM_COLUMNS)
-        marks = ", ".join("?" for _ in REVIEW_ITEM_COLUMNS)
-        cur.execute(f"INSERT INTO review_items (item_id, seq, {cols}) VALUES (?, ?, {marks})",
-                    [item_id, seq, *(it.get(c) for c in REVIEW_ITEM_COLUMNS)])
-        ids.append(item_id)
+    if not items:
+        return []
+    ((seqs,),) = cur.execute(
+        "SELECT list(s ORDER BY s) FROM (SELECT nextval('review_item_seq') AS s "
+        "FROM range(?))", [len(items)]).fetchall()
+    ids = [f"R{seq}" for seq in seqs]
+    columns: dict[str, Any] = {"item_id": ids, "seq": seqs}
+    columns.update({c: [it.get(c) for it in items] for c in REVIEW_ITEM_COLUMNS})
+    cols = ", ".join(REVIEW_ITEM_COLUMNS)
+    with _Staged(cur, "stage_review_items", pa.table(columns)):
+        cur.execute(f"INSERT INTO review_items (item_id, seq, {cols}) "
+                    f"SELECT item_id, seq, {cols} FROM stage_review_items")
     return ids
 
 
