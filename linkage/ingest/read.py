@@ -38,6 +38,7 @@ from linkage.register import store
 from linkage.register.database import API_FILE, query
 from linkage.standardise import FieldWarning, RejectError, StandardiseOptions, make_standardiser
 from linkage.standardise.names import NameRoles, full_name_order, patronymic_chain
+from linkage.standardise.record import reads_patronymic
 
 
 @dataclass
@@ -377,7 +378,8 @@ def _reordered(src: SourceConfig, raw: dict[str, str | None], roles: NameRoles,
                patronymic: bool) -> bool:
     """The register's name roles changed how this row's names are read."""
     if patronymic:
-        if raw.get("family_name") is not None:
+        if not reads_patronymic(raw.get("family_name"), raw.get("father_name"),
+                                raw.get("grandfather_name"), src.name_order, patronymic):
             return False
         if raw.get("given_name") is None:
             return patronymic_chain(raw.get("full_name"), roles=roles)[1]
