@@ -50,6 +50,19 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
         assert est.complete and est.labels == len(items)
         text = accuracy.format_estimate(est)
         assert "precision" in text and "95 % interval" in text
+        # F1 at other thresholds, against the truth of linking the population's pairs so.
+        match, review = g.project.thresholds.match, g.project.thresholds.review
+        assert [c.threshold for c in est.by_threshold if c.current] == [match]
+        assert min(c.threshold for c in est.by_threshold) >= review
+        assert len(est.by_threshold) >= 3
+        for c in est.by_threshold:
+            t = c.threshold
+            at = (pop.linked & ~((pop.prob >= match) & (pop.prob < t))) | (
+                ~pop.linked & (pop.prob >= t) & (pop.prob < match))
+            tp_t = int((same & at).sum())
+            true_f1 = 2 * tp_t / (int(at.sum()) + int(same.sum()))
+            assert abs(c.f1.estimate - true_f1) < 0.05, (t, c.f1, true_f1)
+        assert "the project's threshold" in text
         return true_precision, true_recall, est
     finally:
         rv.register.close()

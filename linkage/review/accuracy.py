@@ -32,6 +32,16 @@ model's 0.9999 is not calibrated that far out. Then
 with a 95 % interval from :data:`DRAWS` joint posterior draws. This is Splink's
 accuracy-from-labels idea (``accuracy_analysis_from_labels_column``) made to estimate the
 register's figures rather than the labelled sample's.
+
+**Another match threshold** (:func:`thresholds`): the same draws say what F1 the register
+would have if pairs were linked at another probability ``t`` (one of the strata's edges,
+at or above the review threshold, since pairs below it are not kept): the strata left
+apart in ``[t, match)`` would be linked, the linked strata in ``[match, t)`` left apart.
+This reads the sample as a careful user does when choosing Splink's
+``threshold_match_probability`` from a clerical sample, and assumes that clustering
+links a pair when its probability clears the threshold; its refusals (same-source
+rules, households, chains) are not simulated, so the figure is a guide, and the next
+run's estimate is the measurement.
 """
 
 from __future__ import annotations
@@ -175,6 +185,19 @@ class Interval:
 
 
 @dataclass
+class ThresholdChoice:
+    """What linking at ``threshold`` would give, estimated from the sample."""
+
+    threshold: float
+    precision: Interval
+    recall: Interval
+    f1: Interval
+    current: bool
+    #: The posterior probability that F1 here beats F1 at the project's threshold.
+    beats_current: float = 0.0
+
+
+@dataclass
 class Estimate:
     """Precision and recall of the register with 95 % intervals, and what they rest on."""
 
@@ -185,6 +208,17 @@ class Estimate:
     matches: int
     unlabelled_strata: list[str]
     strata: dict[str, dict[str, float]] = field(default_factory=dict)
+    match_threshold: float | None = None
+    #: F1 (with its interval) if pairs were linked at each threshold: :func:`thresholds`.
+    by_threshold: list[ThresholdChoice] = field(default_factory=list)
+
+    @property
+    def suggested(self) -> ThresholdChoice | None:
+        """The threshold with the highest estimated F1 (the Bayes choice under the
+        sample's posterior; the project's own on a tie)."""
+        if not self.by_threshold:
+            return None
+        return max(self.by_threshold, key=lambda c: (c.f1.estimate, c.current))
 
     @property
     def complete(self) -> bool:
@@ -205,12 +239,53 @@ def labels(cur: Cursor, sample_id: str) -> dict[str, list[int]]:
     return out
 
 
-def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
-    """Precision and recall from a sample's labels (see the module docstring)."""
+def _interval(x: np.ndarray) -> Interval:
+    return Interval(float(np.median(x)), float(np.quantile(x, 0.025)),
+                    float(np.quantile(x, 0.975)))
+
+
+def thresholds(strata: dict[str, dict[str, float]], draws: dict[str, np.ndarray],
+               match_threshold: float, review_threshold: float) -> list[ThresholdChoice]:
+    """Precision, recall and F1 if pairs were linked at each stratum edge from the review
+    threshold up (see the module docstring: clustering's refusals are not simulated)."""
+    total = sum(draws.values())
+    edges = sorted({s["lo"] for s in strata.values() if s["lo"] >= review_threshold - 1e-12}
+                   | {match_threshold})
+    out = []
+    f1s = []
+    for t in edges:
+        tp = np.zeros(DRAWS)
+        n = 0.0
+        for name, s in strata.items():
+            if s["linked"]:
+                on = not (s["lo"] >= match_threshold and s["hi"] <= t + 1e-12)
+            else:
+                on = s["lo"] >= t - 1e-12 and s["hi"] <= match_threshold + 1e-12
+            if on:
+                tp = tp + draws[name]
+                n += s["population"]
+        precision = tp / n if n else np.ones(DRAWS)
+        recall = np.divide(tp, total, out=np.ones(DRAWS), where=total > 0)
+        f1 = np.divide(2 * tp, n + total, out=np.zeros(DRAWS), where=(n + total) > 0)
+        f1s.append(f1)
+        out.append(ThresholdChoice(float(t), _interval(precision), _interval(recall),
+                                   _interval(f1), abs(t - match_threshold) < 1e-12))
+    now = f1s[edges.index(match_threshold)]
+    for c, f1 in zip(out, f1s, strict=True):
+        # Joint draws: every threshold's F1 is computed from the same posterior draw.
+        c.beats_current = 0.0 if c.current else float((f1 > now).mean())
+    return out
+
+
+def estimate(cur: Cursor, sample_id: str, *, seed: int = 0,
+             review_threshold: float = 0.0) -> Estimate:
+    """Precision and recall from a sample's labels (see the module docstring), and F1 at
+    each threshold from ``review_threshold`` up (:func:`thresholds`)."""
     rows = query(cur, "SELECT strata_json FROM review_samples WHERE sample_id = ?", [sample_id])
     if not rows:
         raise NotFound(f"no clerical sample {sample_id!r}")
-    strata = json.loads(rows[0][0])["strata"]
+    info = json.loads(rows[0][0])
+    strata = info["strata"]
     got = labels(cur, sample_id)
     rng = np.random.default_rng(seed)
     tp = np.zeros(DRAWS)
@@ -218,6 +293,7 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
     matches = np.zeros(DRAWS)
     unlabelled = []
     report = {}
+    per_stratum: dict[str, np.ndarray] = {}
     for name, s in strata.items():
         lab = got.get(name, [])
         n, k = len(lab), sum(lab)
@@ -236,6 +312,7 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
         # (a stratum labelled in full is exact).
         rest = max(s["population"] - n, 0.0)
         draws = k + rng.beta(a, b, DRAWS) * rest
+        per_stratum[name] = draws
         matches += draws
         if s["linked"]:
             tp += draws
@@ -243,14 +320,13 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
         report[name] = {**s, "labels": n, "matches": k}
     precision = tp / linked_n if linked_n else np.ones(DRAWS)
     recall = np.divide(tp, matches, out=np.ones(DRAWS), where=matches > 0)
-
-    def interval(x: np.ndarray) -> Interval:
-        return Interval(float(np.median(x)), float(np.quantile(x, 0.025)),
-                        float(np.quantile(x, 0.975)))
-
+    match_threshold = info.get("match_threshold")
+    choices = [] if match_threshold is None else thresholds(
+        strata, per_stratum, float(match_threshold), review_threshold)
     n_labels = sum(len(v) for v in got.values())
-    return Estimate(sample_id, interval(precision), interval(recall), n_labels,
-                    sum(sum(v) for v in got.values()), unlabelled, report)
+    return Estimate(sample_id, _interval(precision), _interval(recall), n_labels,
+                    sum(sum(v) for v in got.values()), unlabelled, report,
+                    None if match_threshold is None else float(match_threshold), choices)
 
 
 def format_estimate(e: Estimate) -> str:
@@ -265,4 +341,21 @@ def format_estimate(e: Estimate) -> str:
     if e.unlabelled_strata:
         lines.append(f"incomplete: {len(e.unlabelled_strata)} strata have no label yet "
                      f"({', '.join(e.unlabelled_strata[:4])}...): their model prior stands in")
+    if e.by_threshold:
+        lines += ["", "if pairs were linked at another match probability (clustering's "
+                  "refusals not simulated):",
+                  f"  {'threshold':>9}  {'precision':>9}  {'recall':>6}  {'F1':>5}  "
+                  "F1 95 % interval"]
+        for c in e.by_threshold:
+            lines.append(f"  {c.threshold:>9g}  {c.precision.estimate:>9.3f}  "
+                         f"{c.recall.estimate:>6.3f}  {c.f1.estimate:>5.3f}  "
+                         f"{c.f1.low:.3f} - {c.f1.high:.3f}"
+                         + ("   (the project's threshold)" if c.current else ""))
+        best = e.suggested
+        if best is not None and not best.current:
+            lines.append(f"suggested: thresholds.match: {best.threshold:g} in the project "
+                         f"file (estimated F1 {best.f1.estimate:.3f} against "
+                         f"{next(c.f1.estimate for c in e.by_threshold if c.current):.3f}, "
+                         f"better with probability {best.beats_current:.2f}); then "
+                         "`linkage run` and a new sample to measure it")
     return "\n".join(lines)

@@ -185,4 +185,5 @@ class Review:
             sid = sample_id or accuracy.last_sample(cur)
             if sid is None:
                 raise NotFound("no clerical sample yet: `linkage review sample`")
-            return accuracy.estimate(cur, sid, seed=seed)
+            return accuracy.estimate(cur, sid, seed=seed,
+                                     review_threshold=self.project.thresholds.review)
