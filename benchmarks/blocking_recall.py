@@ -69,6 +69,10 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
     reached = " OR ".join(f"coalesce(l.bk_{k} = r.bk_{k}, false)" for k in keys)
     per_key = ", ".join(f"sum(CASE WHEN l.bk_{k} = r.bk_{k} THEN 1 ELSE 0 END)"
                         for k in keys)
+    # True pairs that this key alone reaches: what dropping it would cost.
+    hits = " + ".join(f"CASE WHEN l.bk_{k} = r.bk_{k} THEN 1 ELSE 0 END" for k in keys)
+    only = ", ".join(f"sum(CASE WHEN l.bk_{k} = r.bk_{k} AND n_keys = 1 THEN 1 ELSE 0 END)"
+                     for k in keys)
     con.execute(f"""
         CREATE TEMP TABLE true_pairs AS
         WITH pairs AS (SELECT a.uid AS ua, b.uid AS ub FROM truth a JOIN truth b
@@ -88,6 +92,12 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
                            "capped_records_by_key": report.capped_records_by_rule}
     for name, n in zip(keys, row[2:], strict=True):
         out[f"pairs_{name}"] = int(n or 0)
+    rowu = con.execute(f"""
+        WITH x AS (SELECT p.ua, p.ub, {hits} AS n_keys FROM true_pairs p
+                   JOIN linkage_input l ON l.uid = p.ua JOIN linkage_input r ON r.uid = p.ub)
+        SELECT {only} FROM x JOIN linkage_input l ON l.uid = x.ua
+        JOIN linkage_input r ON r.uid = x.ub""").fetchall()[0]
+    out["only_by_key"] = {name: int(n or 0) for name, n in zip(keys, rowu, strict=True)}
     if misses:
         shown = ["given_std", "family_std", "father_std", "grandfather_std", "sex",
                  "birth_year", "birth_precision", "commune", "village", "phone",
@@ -168,10 +178,13 @@ def _print(name: str, res: dict[str, Any]) -> None:
     by_key = res.get("comparisons_by_key", {})
     keys = [k[len("pairs_"):] for k in res if k.startswith("pairs_")]
     w = max(len(k) for k in keys)
-    print(f"  {'key':<{w}} {'true pairs':>10} {'comparisons':>12} {'capped recs':>11}")
+    print(f"  {'key':<{w}} {'true pairs':>10} {'only here':>9} {'comparisons':>12} "
+          f"{'capped recs':>11}")
+    only = res.get("only_by_key", {})
     for k in keys:
         c = by_key.get(k)
-        print(f"  {k:<{w}} {res[f'pairs_{k}']:>10,} {'' if c is None else f'{c:,}':>12} "
+        print(f"  {k:<{w}} {res[f'pairs_{k}']:>10,} {only.get(k, 0):>9,} "
+              f"{'' if c is None else f'{c:,}':>12} "
               f"{res['capped_records_by_key'].get(k, 0):>11,}")
     for m in res.get("missed", []):
         print("  missed: " + "; ".join(f"{c} {a}/{b}" for c, (a, b) in m.items()

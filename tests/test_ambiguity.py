@@ -94,3 +94,41 @@ def test_copies_in_one_roster_are_one_candidate_not_two() -> None:
     assert b_together[("cash:9", "civil:9")] > b_apart[("cash:9", "civil:9")] + 0.9
     assert b_together[("cash:9", "civil:9")] == pytest.approx(b_together[("cash:9", "civil:x")])
     assert _by_pair(together, "match_probability")[("cash:9", "civil:9")] > 0.5
+
+
+def test_a_runs_prior_bits_reproduce_its_adjustment_on_a_piece_of_the_graph() -> None:
+    """Real-time enrolment weighs a new record's candidates with the last run's prior per
+    source pair (``bits_given_prior``): on the run's whole graph that gives the run's own
+    bits, and on the piece around one record (its candidates and their other links) the
+    same bits, the graph being a tree there."""
+    import numpy as np
+
+    from linkage.batch.ambiguity import bits_given_prior
+
+    pairs = [*CLEAR, ("cash:8", "civil:8", 1.0), ("cash:9", "civil:9", 1.0),
+             ("cash:9", "civil:x", 1.0), ("cash:9", "cash:8", 3.0)]
+    links = _table(pairs)
+    out, report = adjust(links, _records(UIDS), PRIOR, 0.8)
+    assert set(report.prior_bits) == {"cash|civil"}
+    want = _bits(out)
+    node = {u: i for i, u in enumerate(UIDS)}
+
+    def given(sub: list[tuple[str, str, float]]) -> dict[tuple[str, str], float]:
+        bits = bits_given_prior(np.array([node[a] for a, _, _ in sub]),
+                                np.array([node[b] for _, b, _ in sub]),
+                                [a.split(":")[0] for a, _, _ in sub],
+                                [b.split(":")[0] for _, b, _ in sub],
+                                np.array([w for _, _, w in sub]), report.prior_bits)
+        return {(a, b): x for (a, b, _), x in zip(sub, bits, strict=True)}
+
+    whole = given(pairs)
+    for pair, bits in want.items():
+        assert whole[pair] == pytest.approx(bits, abs=1e-9), pair
+    assert whole[("cash:9", "cash:8")] == 0.0  # one source: not weighed
+    piece = given([("cash:9", "civil:9", 1.0), ("cash:9", "civil:x", 1.0)])
+    assert piece[("cash:9", "civil:9")] == pytest.approx(want[("cash:9", "civil:9")])
+    assert given([("cash:8", "civil:8", 1.0)])[("cash:8", "civil:8")] == pytest.approx(
+        want[("cash:8", "civil:8")])
+    # Without the run's prior for the source pair, nothing is weighed.
+    assert set(bits_given_prior(np.array([0]), np.array([1]), ["cash"], ["civil"],
+                                np.array([1.0]), {})) == {0.0}

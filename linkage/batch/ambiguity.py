@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MAX_OVERLAP", "AmbiguityReport", "adjust"]
+__all__ = ["MAX_OVERLAP", "AmbiguityReport", "adjust", "bits_given_prior"]
 
 #: ρ (share of a source's records with a match in another source) is capped here: at
 #: 0.95 both ways, a pair with no competitor on either side gains at most 2 x log2(1 / 0.05),
@@ -67,11 +67,16 @@ class AmbiguityReport:
     lowered: int = 0  # crossed it downwards
     #: "A -> B": share of A's records expected to have a match in B (ρ_AB)
     overlap: dict[str, float] = field(default_factory=dict)
+    #: "A|B" (names in order): log2 of c_AB / ((1 - ρ_AB)(1 - ρ_BA)), the bits that turn
+    #: a pair's pairwise odds into its K. Real-time enrolment weighs a new record's
+    #: candidates with the last run's (:func:`bits_given_prior`).
+    prior_bits: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"pairs_adjusted": self.pairs_adjusted, "raised_above_match": self.raised,
                 "lowered_below_match": self.lowered,
-                "overlap": {k: round(v, 4) for k, v in sorted(self.overlap.items())}}
+                "overlap": {k: round(v, 4) for k, v in sorted(self.overlap.items())},
+                "prior_bits": dict(sorted(self.prior_bits.items()))}
 
     def line(self) -> str:
         return (f"ambiguity: {self.pairs_adjusted:,} pairs between rosters that list each "
@@ -180,14 +185,65 @@ def _one_to_one(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
     rho = np.minimum(m / np.maximum(np.repeat(n, k), 1.0), MAX_OVERLAP)
     for i, j in zip(*np.nonzero(rho.reshape(k, k)), strict=True):
         report.overlap[f"{names[i]} -> {names[j]}"] = float(rho[i * k + j])
-    prior_bits = (np.log2(m[nsx * k + nsy] / (n[nsx] * n[nsy] * prior))
-                  - np.log2(1.0 - rho[nsx * k + nsy]) - np.log2(1.0 - rho[nsy * k + nsx]))
-    log2_k = prior_bits + wn
-    mu_xy, mu_yx = _marginals(nx * k + nsy, ny * k + nsx,
-                              np.exp2(np.minimum(log2_k, _MAX_LOG2_K)))
-    node_bits = prior_bits + np.log2(mu_xy) + np.log2(mu_yx)
+    with np.errstate(divide="ignore"):
+        pair_bits = (np.log2(m / (np.repeat(n, k) * np.tile(n, k) * prior))
+                     - np.log2(1.0 - rho) - np.log2(1.0 - rho.reshape(k, k).T.reshape(-1)))
+    for i, j in zip(*np.nonzero(np.triu(m.reshape(k, k) > 0, 1)), strict=True):
+        report.prior_bits[f"{names[i]}|{names[j]}"] = float(pair_bits[i * k + j])
+    node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pair_bits[nsx * k + nsy], wn)
     bits = node_bits[edge]
     return np.where(np.isfinite(bits), bits, 0.0)
+
+
+def _node_bits(key_x: np.ndarray, key_y: np.ndarray, prior_bits: np.ndarray,
+               wn: np.ndarray) -> np.ndarray:
+    """Adjusted minus pairwise weight of node pairs, given each pair's prior bits."""
+    log2_k = prior_bits + wn
+    mu_xy, mu_yx = _marginals(key_x, key_y, np.exp2(np.minimum(log2_k, _MAX_LOG2_K)))
+    return prior_bits + np.log2(mu_xy) + np.log2(mu_yx)
+
+
+def bits_given_prior(node_l: np.ndarray, node_r: np.ndarray, source_l: list[str],
+                     source_r: list[str], w: np.ndarray, prior_bits: dict[str, float]
+                     ) -> np.ndarray:
+    """Ambiguity bits of each pair of a candidate graph, with each source pair's prior
+    bits known from a run (:attr:`AmbiguityReport.prior_bits`) instead of estimated.
+
+    Real-time enrolment's use: a new record's candidates and their stored links are a
+    small piece of the register's candidate graph, too small to estimate ρ on, and the
+    last run's figures hold for it. ``node_*`` label the records (one label per person
+    known within a source); pairs within one source, or between sources without prior
+    bits, get 0 and take no part.
+    """
+    n = len(w)
+    bits = np.zeros(n)
+    key = [f"{a}|{b}" if a < b else f"{b}|{a}" for a, b in zip(source_l, source_r,
+                                                               strict=True)]
+    on = np.array([a != b and k in prior_bits for a, b, k in zip(source_l, source_r, key,
+                                                                strict=True)], bool)
+    if not on.any():
+        return bits
+    names = sorted({*source_l, *source_r})
+    code = {s: i for i, s in enumerate(names)}
+    k = len(names)
+    sl = np.array([code[s] for s in source_l], np.int64)[on]
+    sr = np.array([code[s] for s in source_r], np.int64)[on]
+    nl, nr, we = node_l[on].astype(np.int64), node_r[on].astype(np.int64), w[on]
+    swap = sl > sr
+    x, y = np.where(swap, nr, nl), np.where(swap, nl, nr)
+    sx, sy = np.where(swap, sr, sl), np.where(swap, sl, sr)
+    span = int(max(x.max(), y.max())) + 1
+    keys, at, edge = np.unique(x * span + y, return_index=True, return_inverse=True)
+    wn = np.full(len(keys), -np.inf)
+    np.maximum.at(wn, edge, we)
+    nsx, nsy = sx[at], sy[at]
+    nx, ny = keys // span, keys % span
+    pb = np.array([prior_bits[f"{names[i]}|{names[j]}"] for i, j in
+                   zip(nsx.tolist(), nsy.tolist(), strict=True)])
+    node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pb, wn)
+    got = node_bits[edge]
+    bits[on] = np.where(np.isfinite(got), got, 0.0)
+    return bits
 
 
 def _marginals(key_a: np.ndarray, key_b: np.ndarray, kw: np.ndarray

@@ -13,6 +13,9 @@ records off a queue in groups, and for each group, inside one register transacti
   (:meth:`Enroller._decide`): an exact copy of a record of its own source and household
   joins that record's person whatever the score (the batch joins such copies first),
   else the best candidate person whose match probability reaches ``thresholds.match``
+  (between sources that list each person once, the probability weighed by the
+  candidates' own competitors, as the batch's ambiguity step weighs it:
+  :meth:`Enroller._ambiguity`)
   and that the batch's clustering rules allow (:data:`linkage.batch.clustering.DEFAULT_RULES`:
   no two national IDs, no two records of one civil registry or one roster household,
   two records of one roster only through their own strong link); else a new person ID
@@ -58,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from linkage.batch.ambiguity import bits_given_prior
 from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
@@ -221,6 +225,13 @@ class Enroller:
             cur, "SELECT name FROM sources WHERE kind = 'civil_registry'")}
         self.civil |= {n for n, (kind, _) in self.config_sources.items()
                        if kind == "civil_registry"}
+        # The last run's ambiguity prior per source pair (none: the step was off, or the
+        # run predates it), and the candidate links of records enrolled since.
+        rows = query(cur, "SELECT summary FROM runs WHERE status = 'published' "
+                          "ORDER BY finished_at DESC LIMIT 1")
+        amb = (json.loads(rows[0][0]).get("ambiguity") or {}) if rows and rows[0][0] else {}
+        self.pair_bits: dict[str, float] = dict(amb.get("prior_bits") or {})
+        self._recent: dict[str, list[tuple[str, float]]] = {}
         self.lifted = set(duplicate_files(
             cur.sql("SELECT uid, source FROM records WHERE status = 'active'").to_arrow_table(),
             cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
@@ -424,6 +435,10 @@ class Enroller:
         rows = [at for at, _ in new]
         group = np.asarray(rows, np.int64)
         bounds, cand, weights = index.link_group(rows, keys)
+        around = self._links_around(cur, [
+            cand[bounds[k]:bounds[k + 1]][self._weighable(at, cand[bounds[k]:bounds[k + 1]],
+                                                          weights[bounds[k]:bounds[k + 1]])]
+            for k, (at, _) in enumerate(new)])
         partners = store.constraint_partners(cur, [it.uid for _, it in new])
         review: list[tuple[str, str | None, float, bool]] = []
         out = []
@@ -437,6 +452,7 @@ class Enroller:
                 pid, prob = forced, 1.0
             elif hi > lo:
                 c, w = cand[lo:hi], weights[lo:hi]
+                w = self._ambiguity(at, c, w, around)
                 persons = index.person[c]
                 allowed = persons >= 0
                 if cannot:
@@ -474,6 +490,127 @@ class Enroller:
             out.append(EnrolResult(it.uid, pid, outcome, prob))
         index.publish(rows)
         txn.review.extend(review)
+        return out
+
+    # ------------------------------------------------------------------ ambiguity
+
+    def _weighable(self, at: int, c: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Which candidates of row ``at`` the batch's ambiguity step would weigh: another
+        source, neither a file of duplicates, a prior for the pair of sources from the
+        last run, and a pairwise probability at the review threshold (the batch's
+        candidate floor)."""
+        if not self.pair_bits or not len(c):
+            return np.zeros(len(c), bool)
+        index = self.index
+        names = index.sources.values
+        mine = names[int(index.source[at])]
+        floor = -math.inf if self.review_threshold is None or self.review_threshold <= 0 \
+            else math.log2(self.review_threshold / (1 - self.review_threshold))
+        if mine in self.lifted:
+            return np.zeros(len(c), bool)
+        out = np.zeros(len(c), bool)
+        for j, (r, wj) in enumerate(zip(c.tolist(), w.tolist(), strict=True)):
+            theirs = names[int(index.source[r])]
+            out[j] = (theirs != mine and theirs not in self.lifted and wj >= floor
+                      and (f"{mine}|{theirs}" if mine < theirs else f"{theirs}|{mine}")
+                      in self.pair_bits)
+        return out
+
+    def _links_around(self, cur: Any, groups: list[np.ndarray]
+                      ) -> dict[str, list[tuple[str, float]]]:
+        """Stored links, with their pairwise weights, two steps out from the candidates
+        in ``groups`` (index rows): uid -> [(other uid, weight)]."""
+        uids = {self.index.uids[int(r)] for g in groups for r in g.tolist()}
+        out: dict[str, list[tuple[str, float]]] = {}
+        seen: set[str] = set()
+        for _ in range(2):
+            ask = sorted(uids - seen)
+            if not ask:
+                break
+            seen |= set(ask)
+            rows = query(cur, """
+                WITH q AS (SELECT unnest(?::VARCHAR[]) AS u)
+                SELECT uid_l, uid_r, match_weight - coalesce(ambiguity_bits, 0) FROM links
+                WHERE uid_l IN (SELECT u FROM q) OR uid_r IN (SELECT u FROM q)""", [ask])
+            uids = set()
+            for a, b, w in rows:
+                if w is None:
+                    continue
+                for x, y in ((a, b), (b, a)):
+                    if x in seen:
+                        out.setdefault(x, []).append((y, float(w)))
+                        uids.add(y)
+        return out
+
+    def _ambiguity(self, at: int, c: np.ndarray, w: np.ndarray,
+                   around: dict[str, list[tuple[str, float]]]) -> np.ndarray:
+        """The candidates' weights with the batch's ambiguity bits
+        (:mod:`linkage.batch.ambiguity`): the one-to-one matching between two sources
+        that list each person once, on the piece of the candidate graph around the new
+        record (its candidates, their stored links and those links' other ends), with
+        the last run's prior per source pair. Records of one source and person count
+        as one candidate, as the batch's nodes do. Beyond two steps the graph is cut,
+        so a far competitor is not seen; near ones decide almost everything."""
+        on = self._weighable(at, c, w)
+        if not on.any():
+            return w
+        index = self.index
+        me = index.uids[at]
+        edges: dict[tuple[str, str], float] = {}
+
+        def add(x: str, y: str, wxy: float) -> None:
+            key = (x, y) if x < y else (y, x)
+            edges[key] = max(edges.get(key, -math.inf), wxy)
+
+        ends = []
+        for r, wj in zip(c[on].tolist(), w[on].tolist(), strict=True):
+            b = index.uids[r]
+            add(me, b, wj)
+            ends.append(b)
+        near = set(ends)
+        for b in ends:
+            for x, wx in around.get(b, []) + self._recent.get(b, []):
+                add(b, x, wx)
+                near.add(x)
+        for x in list(near - set(ends)):
+            for y, wy in around.get(x, []) + self._recent.get(x, []):
+                add(x, y, wy)
+        names = index.sources.values
+        node_of: dict[str, int] = {me: 0}
+        labels: dict[tuple[int, int], int] = {}
+
+        def node(u: str) -> int | None:
+            if u in node_of:
+                return node_of[u]
+            i = index.uid_index.get(u)
+            if i is None or not index.alive[i]:
+                return None
+            person = int(index.person[i])
+            label = (int(index.source[i]), person) if person >= 0 else (-1 - i, -1)
+            node_of[u] = labels.setdefault(label, len(labels) + 1)
+            return node_of[u]
+
+        kept = [(x, y, wxy) for (x, y), wxy in edges.items()
+                if node(x) is not None and node(y) is not None]
+        src = [names[int(index.source[at])] if u == me else
+               names[int(index.source[index.uid_index[u]])] for u in node_of]
+        source_of = dict(zip(node_of, src, strict=True))
+        bits = bits_given_prior(
+            np.array([node_of[x] for x, _, _ in kept], np.int64),
+            np.array([node_of[y] for _, y, _ in kept], np.int64),
+            [source_of[x] for x, _, _ in kept], [source_of[y] for _, y, _ in kept],
+            np.array([wxy for _, _, wxy in kept]),
+            {k: v for k, v in self.pair_bits.items()
+             if not any(s in self.lifted for s in k.split("|"))})
+        mine = {(y if x == me else x): b for (x, y, _), b in zip(kept, bits, strict=True)
+                if me in (x, y)}
+        out = w.copy()
+        for j in np.flatnonzero(on).tolist():
+            b = index.uids[int(c[j])]
+            out[j] = w[j] + mine.get(b, 0.0)
+            # Enrolled since the last run: the next record's competitors include it.
+            self._recent.setdefault(me, []).append((b, float(w[j])))
+            self._recent.setdefault(b, []).append((me, float(w[j])))
         return out
 
     def _best(self, at: int, c: np.ndarray, w: np.ndarray, persons: np.ndarray,
