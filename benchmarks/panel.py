@@ -530,8 +530,38 @@ def run_reference_baseline(case: Case, register: Path | None, *, timeout: float 
     return row
 
 
+def run_clerical(case: Case, label: str, project_yaml: Path, per_stratum: int, *,
+                 timeout: float | None, blocking: bool, log: Any) -> Row | None:
+    """The careful user's help, given to ours through the product's own tools: a
+    clerical sample of the variant's register labelled from the truth
+    (``benchmarks.clerical``), and a fresh run at the match threshold that
+    ``linkage review estimate`` suggests (None: it suggests the project's own)."""
+    import yaml
+
+    from benchmarks.clerical import oracle_estimate
+    from linkage.config import load_project
+
+    est = oracle_estimate(project_yaml, case.truth_csv, per_stratum=per_stratum)
+    best = est.suggested
+    current = load_project(project_yaml).thresholds
+    log(f"  clerical sample of {est.labels} pairs: suggested match threshold "
+        f"{'?' if best is None else f'{best.threshold:g}'} (project's {current.match:g})")
+    if best is None or best.current:
+        return None
+    doc = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
+    doc["thresholds"] = {"match": best.threshold, "review": current.review}
+    chosen = project_yaml.with_name("project_clerical.yaml")
+    chosen.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return run_ours(case, f"{label}, threshold {best.threshold:g} from a "
+                    f"{est.labels}-pair clerical sample", chosen,
+                    "match threshold suggested by `linkage review estimate` from a clerical "
+                    "sample labelled from the truth", timeout=timeout, blocking=blocking,
+                    log=log)
+
+
 def run_dataset(dataset: str, work: Path, *, persons: int, splink_data: Path,
-                timeout: float | None, blocking: bool, log: Any) -> tuple[list[Row], list[str]]:
+                timeout: float | None, blocking: bool, log: Any,
+                clerical_per_stratum: int = 0) -> tuple[list[Row], list[str]]:
     """Prepare one data set and run every system on it; never raises for a system."""
     t0 = time.perf_counter()
     try:
@@ -551,6 +581,18 @@ def run_dataset(dataset: str, work: Path, *, persons: int, splink_data: Path,
         except Exception as exc:  # noqa: BLE001
             rows.append(Row(dataset, label, "ours", len(case.truth), case.true_pairs,
                             status=f"failed: {exc.__class__.__name__}: {exc}"))
+    # The trained variant (the first), with a threshold from a clerical sample.
+    first = next(((lbl, p) for (lbl, p, _), r in zip(case.variants, rows, strict=True)
+                  if r.ok and "trained" in lbl and "national_id" not in lbl), None)
+    if clerical_per_stratum and first is not None:
+        try:
+            extra = run_clerical(case, *first, clerical_per_stratum, timeout=timeout,
+                                 blocking=blocking, log=log)
+            if extra is not None:
+                rows.append(extra)
+        except Exception as exc:  # noqa: BLE001
+            rows.append(Row(dataset, f"{first[0]}, clerical sample", "ours", len(case.truth),
+                            case.true_pairs, status=f"failed: {exc.__class__.__name__}: {exc}"))
     if dataset in GENERATED:
         register = next((p.parent / "register.duckdb" for (_, p, _), r in
                          zip(case.variants, rows, strict=True) if r.ok), None)
@@ -571,7 +613,8 @@ def run_dataset(dataset: str, work: Path, *, persons: int, splink_data: Path,
 
 def run_panel(datasets: list[str], work: Path, *, persons: int = 20_000,
               splink_data: Path | None = None, timeout: float | None = 3600,
-              blocking: bool = True, log: Any = print) -> dict[str, Any]:
+              blocking: bool = True, clerical_per_stratum: int = 0,
+              log: Any = print) -> dict[str, Any]:
     """Every system on every data set; returns the panel (rows as dicts, notes, machine)."""
     from benchmarks.splink_examples import SPLINK_DATA
 
@@ -586,7 +629,8 @@ def run_panel(datasets: list[str], work: Path, *, persons: int = 20_000,
     for d in datasets:
         code[d] = _git_state()
         r, n = run_dataset(d, work, persons=persons, splink_data=splink_data, timeout=timeout,
-                           blocking=blocking, log=log)
+                           blocking=blocking, log=log,
+                           clerical_per_stratum=clerical_per_stratum)
         rows += r
         notes[d] = n
     git_end = _git_state()
@@ -697,6 +741,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600,
                     help="seconds allowed to each subprocess (0: no limit)")
     ap.add_argument("--no-blocking-recall", action="store_true")
+    ap.add_argument("--clerical-per-stratum", type=int, default=0,
+                    help="also run our trained variant at the threshold `linkage review "
+                         "estimate` suggests from a clerical sample of this many pairs per "
+                         "stratum, labelled from the truth (15: about 300 pairs)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--render", type=Path, metavar="PANEL_JSON",
                     help="print the table of an earlier run's panel.json; run nothing")
@@ -719,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
 
     panel = run_panel(datasets, args.work.resolve(), persons=args.persons,
                       splink_data=args.splink_data, timeout=args.timeout or None,
-                      blocking=not args.no_blocking_recall, log=log)
+                      blocking=not args.no_blocking_recall,
+                      clerical_per_stratum=args.clerical_per_stratum, log=log)
     print(json.dumps(panel, indent=2, default=str) if args.json else format_markdown(panel))
     return 0
 

@@ -168,7 +168,7 @@ def collect(cur: Cursor, project: Any, index: Index | None = None) -> ReportData
     est = None
     sid = accuracy.last_sample(cur)
     if sid is not None:
-        est = accuracy.estimate(cur, sid, review_threshold=project.thresholds.review)
+        est = accuracy.estimate(cur, sid)
     events = {k: int(n) for k, n in query(
         cur, "SELECT kind, count(*) FROM person_events WHERE run_id = ? GROUP BY ALL "
              "ORDER BY 1", [run_id])}

@@ -177,7 +177,8 @@ class Review:
         with self._locked(), self.register.transaction() as cur:
             return accuracy.queue_sample(cur, index, match_threshold=self.project.thresholds.match,
                                          per_stratum=per_stratum, seed=seed,
-                                         created_by=created_by, record_sample=record_sample)
+                                         created_by=created_by, record_sample=record_sample,
+                                         review_threshold=self.project.thresholds.review)
 
     def estimate(self, sample_id: str = "", *, seed: int = 0) -> accuracy.Estimate:
         """Precision and recall from a clerical sample's decisions (the last by default)."""
@@ -185,5 +186,4 @@ class Review:
             sid = sample_id or accuracy.last_sample(cur)
             if sid is None:
                 raise NotFound("no clerical sample yet: `linkage review sample`")
-            return accuracy.estimate(cur, sid, seed=seed,
-                                     review_threshold=self.project.thresholds.review)
+            return accuracy.estimate(cur, sid, seed=seed)
