@@ -28,8 +28,18 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
             rv.estimate()
         truth = g.truth
         index = rv.index()
-        # The truth over the whole population: every compared pair of live records.
-        pop = accuracy.enumerate_pairs(index, record_sample=10**9)
+        # The truth over the whole population: every compared pair of live records, and
+        # every pair of one cluster at any of the thresholds the sample is clustered at.
+        match, review = g.project.thresholds.match, g.project.thresholds.review
+        thresholds = accuracy.threshold_choices(match, review)
+        cur = rv.register.cursor()
+        try:
+            labels = accuracy.cluster_labels(cur, index, thresholds)
+        finally:
+            cur.close()
+        pop = accuracy.enumerate_pairs(index, record_sample=10**9,
+                                       groups=list(labels.values()))
+        again = accuracy.linked_at(labels, pop)
         same = np.array([truth[index.uids[a]] == truth[index.uids[b]]
                          for a, b in zip(pop.left.tolist(), pop.right.tolist(), strict=True)])
         tp = int((same & pop.linked).sum())
@@ -37,13 +47,8 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
         assert 0.5 < true_precision < 1 and 0.5 < true_recall < 1  # something to estimate
 
         info = rv.sample(per_stratum=20, seed=seed, record_sample=10**9)
-        # The truth of clustering the register, as sampled, at each threshold.
-        thresholds = sorted({float(t) for s in info.strata.values() for t in s["linked_at"]})
-        cur = rv.register.cursor()
-        try:
-            again = accuracy.linked_at(cur, index, pop, thresholds)
-        finally:
-            cur.close()
+        assert thresholds == sorted({float(t) for s in info.strata.values()
+                                     for t in s["linked_at"]})
         assert info.records_sampled == info.records
         assert sum(s["population"] for s in info.strata.values()) == len(pop.left)
         assert any(not s["linked"] and s["hi"] <= 0.01 for s in info.strata.values())
@@ -58,7 +63,6 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
         text = accuracy.format_estimate(est)
         assert "precision" in text and "95 % interval" in text
         # F1 at other thresholds, against the truth of clustering the register so.
-        match, review = g.project.thresholds.match, g.project.thresholds.review
         assert [c.threshold for c in est.by_threshold if c.current] == [match]
         assert min(c.threshold for c in est.by_threshold) >= review
         assert len(est.by_threshold) >= 3

@@ -1,11 +1,15 @@
 """The register's own accuracy, measured from its reviewers' decisions.
 
 **The population** is every pair of live records that blocking compares (they share a
-blocking key within the block cap), each classified by the register as *linked* (the
-two records share a person) or not, and scored by the model of the last published run
-(:class:`linkage.realtime.index.Index`, the numbers Resolve and the item view show).
-Pairs that no blocking key brings together are outside it: recall here is recall among
-compared pairs (blocking's own recall is measured by ``benchmarks/blocking_recall``).
+blocking key within the block cap), or that share a person, or would share one if the
+register were clustered at another threshold (:func:`threshold_choices`), each
+classified by the register as *linked* (the two records share a person) or not, and
+scored by the model of the last published run (:class:`linkage.realtime.index.Index`,
+the numbers Resolve and the item view show). The pairs a person holds without being
+compared count: in a file of many records per person most are, and a false merge
+brings all of them. Other pairs that no blocking key brings together are outside it:
+recall here is recall among these pairs (blocking's own recall is measured by
+``benchmarks/blocking_recall``).
 
 **The clerical sample** (:func:`queue_sample`) enumerates that population from a uniform
 random sample of records (each pair counted from its first record, so a pair is in with
@@ -53,6 +57,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,16 +101,39 @@ class Population:
 
 
 def enumerate_pairs(index: Index, *, record_sample: int = RECORD_SAMPLE,
-                    rng: np.random.Generator | None = None) -> Population:
-    """The compared pairs counted from a uniform sample of records (see module docstring)."""
+                    rng: np.random.Generator | None = None,
+                    groups: Sequence[np.ndarray] = ()) -> Population:
+    """The population's pairs counted from a uniform sample of records (see module
+    docstring): each sampled record's compared pairs, and its pairs with the other
+    records of its person, or of its cluster in any of ``groups`` (a label per index
+    row), compared or not: a benchmark's pairwise precision counts every pair a person
+    holds, and in a file of many records per person most of them are never compared."""
     rng = rng or np.random.default_rng()
     live = np.flatnonzero(index.alive[: index.n])
     chosen = live if len(live) <= record_sample else np.sort(
         rng.choice(live, record_sample, replace=False))
+    alive = index.alive[: index.n]
+    person = index.person[: index.n]
+    # label -> rows, for each labelling: the current persons and the given groups.
+    labelled = [np.where(alive & (person >= 0), person, -1).astype(np.int64),
+                *(np.where(alive, g[: index.n], -1).astype(np.int64) for g in groups)]
+    members = []
+    for lab in labelled:
+        order = np.argsort(lab, kind="stable")
+        sl = lab[order]
+        members.append((lab, order, sl))
     lefts, rights = [], []
     for i in chosen.tolist():
         c = index.candidates(index.row(i))
-        c = c[c > i]
+        parts = [c]
+        for lab, order, sl in members:
+            if lab[i] < 0:
+                continue
+            lo, hi = np.searchsorted(sl, lab[i]), np.searchsorted(sl, lab[i], side="right")
+            if hi - lo > 1:
+                parts.append(order[lo:hi])
+        c = np.unique(np.concatenate(parts)) if len(parts) > 1 else c
+        c = c[(c > i) & alive[c]]
         if len(c):
             lefts.append(np.full(len(c), i, np.int64))
             rights.append(c)
@@ -138,10 +166,17 @@ class SampleInfo:
     records_sampled: int
 
 
-def linked_at(cur: Cursor, index: Index, pop: Population, thresholds: list[float]
-              ) -> dict[float, np.ndarray]:
-    """threshold -> whether each enumerated pair would be in one person if the stored
-    links were clustered at it (the batch's clustering, the reviewers' constraints)."""
+def threshold_choices(match_threshold: float, review_threshold: float) -> list[float]:
+    """The thresholds a sample is clustered at: the strata's edges from the review
+    threshold up (pairs below it are not kept), the match threshold among them."""
+    return [e for e in _edges(match_threshold)[:-1] if e >= review_threshold - 1e-12]
+
+
+def cluster_labels(cur: Cursor, index: Index, thresholds: Sequence[float]
+                   ) -> dict[float, np.ndarray]:
+    """threshold -> a cluster label per index row, if the stored links were clustered
+    at it (the batch's clustering, the reviewers' constraints). A record the clustering
+    does not know (enrolled since the run) is alone: -1."""
     from linkage.batch.clustering import cluster_run
 
     links = cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
@@ -150,11 +185,14 @@ def linked_at(cur: Cursor, index: Index, pop: Population, thresholds: list[float
     for t in thresholds:
         clusters = cluster_run(cur, links, t).clusters
         codes = {c: i for i, c in enumerate(dict.fromkeys(clusters.values()))}
-        # A record clustering does not know (enrolled since the run) is its own person.
-        label = np.array([codes.get(clusters.get(u, ""), -1 - k)
-                          for k, u in enumerate(index.uids)], np.int64)
-        out[t] = label[pop.left] == label[pop.right]
+        out[t] = np.array([codes.get(clusters.get(u, ""), -1) for u in index.uids], np.int64)
     return out
+
+
+def linked_at(labels: dict[float, np.ndarray], pop: Population) -> dict[float, np.ndarray]:
+    """threshold -> whether each enumerated pair is in one cluster at it."""
+    return {t: (lab[pop.left] == lab[pop.right]) & (lab[pop.left] >= 0)
+            for t, lab in labels.items()}
 
 
 def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_stratum: int = 20,
@@ -168,13 +206,15 @@ def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_strat
         raise InvalidRequest([("per_stratum", "must be at least 1")])
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rng = np.random.default_rng(seed)
-    pop = enumerate_pairs(index, record_sample=record_sample, rng=rng)
+    choices = ([] if review_threshold is None
+               else threshold_choices(match_threshold, review_threshold))
+    labels = cluster_labels(cur, index, choices) if choices else {}
+    pop = enumerate_pairs(index, record_sample=record_sample, rng=rng,
+                          groups=list(labels.values()))
     sample_id = f"S{now.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
     edges = _edges(match_threshold)
     bin_of = np.searchsorted(edges, pop.prob, side="right") - 1
-    choices = [] if review_threshold is None else [
-        e for e in edges[:-1] if e >= review_threshold - 1e-12]
-    again = linked_at(cur, index, pop, choices) if choices else {}
+    again = linked_at(labels, pop)
     strata: dict[str, dict[str, Any]] = {}
     cands: list[Candidate] = []
     for b in range(len(edges) - 1):
