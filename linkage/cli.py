@@ -373,6 +373,9 @@ def review_sample(project_path: Path, per_stratum: int, seed: int | None) -> Non
     the register's precision and recall from the decisions (`linkage review estimate`)."""
     project = _load(project_path)
     rv = _review(project)
+    click.echo(f"drawing a clerical sample; the register's links are clustered again at "
+               f"each threshold from {project.thresholds.review:g} up, for the estimate's "
+               "threshold table", err=True)
     try:
         info = rv.sample(per_stratum=per_stratum, seed=seed)
     finally:

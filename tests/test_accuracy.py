@@ -72,6 +72,20 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
             true_f1 = 2 * int((same & at).sum()) / (int(at.sum()) + int(same.sum()))
             assert abs(c.f1.estimate - true_f1) < 0.05, (c.threshold, c.f1, true_f1)
         assert "the project's threshold" in text
+        if seed == 11:  # the run report shows the same table, in both its languages
+            from linkage.report.data import collect
+            from linkage.report.html import render
+
+            cur = rv.register.cursor()
+            try:
+                data = collect(cur, g.project, index)
+            finally:
+                cur.close()
+            best = est.suggested
+            for lang, words in (("en", "Suggested: "), ("fr", "Suggéré : ")):
+                page = render(data, lang=lang, embed_scripts=False)
+                assert f"{words}{best.threshold:g}, " in page
+                assert f"{est.by_threshold[-1].f1.estimate:.3f}" in page
         return true_precision, true_recall, est
     finally:
         rv.register.close()

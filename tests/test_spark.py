@@ -91,10 +91,17 @@ def test_batch_on_spark_publishes_the_same_persons_as_duckdb(night1: dict[str, A
         assert w_spark == pytest.approx(w_duck, abs=1e-9)
 
 
-def test_spark_engine_caps_blocks_like_duckdb(spark: Any, tmp_path: Path) -> None:
-    """A block over max_block_size is nulled on Spark for exactly the records DuckDB nulls."""
+@pytest.mark.parametrize("in_list", [True, False], ids=["in-list", "broadcast-join"])
+def test_spark_engine_caps_blocks_like_duckdb(spark: Any, tmp_path: Path, in_list: bool,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block over max_block_size is nulled on Spark for exactly the records DuckDB nulls,
+    both ways Spark nulls them (a literal set, or a join for keys with many blocks)."""
+    from linkage.engines import spark as spark_engine
     from linkage.engines.duckdb import DuckDBEngine
     from linkage.engines.spark import SparkEngine
+
+    if not in_list:
+        monkeypatch.setattr(spark_engine, "MAX_IN_LIST", 0)
 
     # Five records share a phone, two another: a cap of 3 nulls the first block only.
     phones = ["22376000001"] * 5 + ["22376000002"] * 2

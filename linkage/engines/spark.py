@@ -106,6 +106,11 @@ def _default_partitions(master: str) -> int:
     return 200
 
 
+#: Oversized blocks of one key nulled by a literal IN list at most; more go through a
+#: broadcast join (see :meth:`SparkEngine.load`).
+MAX_IN_LIST = 2000
+
+
 class SparkEngine:
     """One batch run on a Spark session: its input, Splink linker and scratch Parquet."""
 
@@ -153,7 +158,7 @@ class SparkEngine:
         raw = self.spark.sql(f"SELECT *, {key_cols} FROM linkage_records")
         raw = self._materialise(raw, "linkage_raw_keys")
         # The oversized blocks, all keys in one pass: they are few, so they come to the
-        # driver and go back as one small broadcast table.
+        # driver.
         # Each key's cap (definition.key_cap: a single name is capped lower) is applied
         # as a third stacked column, so one GROUP BY serves them all.
         stacked = ", ".join(f"'{name}', bk_{name}, {int(key_cap(name, max_block_size))}"
@@ -165,19 +170,39 @@ class SparkEngine:
             WHERE k IS NOT NULL GROUP BY name, k, cap HAVING count(*) > cap
         """).collect()
         capped = dict.fromkeys(keys, 0)
+        over: dict[str, list[str]] = {name: [] for name in keys}
         for row in big:
             capped[row["name"]] += int(row["n"])
-        self.spark.createDataFrame([(r["name"], r["k"]) for r in big], "name string, k string"
-                                   ).createOrReplaceTempView("linkage_big")
-        joins = "\n".join(
-            f"LEFT JOIN (SELECT k FROM linkage_big WHERE name = '{name}') big_{name} "
-            f"ON r.bk_{name} = big_{name}.k" for name in keys)
-        hint = ", ".join(f"big_{name}" for name in keys)
+            over[row["name"]].append(row["k"])
+        # The oversized blocks go back as literal sets (Spark turns a long IN list into a
+        # hash-set test): a join per key cost Spark's planner seconds per key. A key with
+        # very many oversized blocks (a national register's commonest names) is nulled
+        # through a broadcast join instead, so the statement's text stays small.
+        joined = [n for n in keys if len(over[n]) > MAX_IN_LIST]
+        if joined:
+            self.spark.createDataFrame([(n, k) for n in joined for k in over[n]],
+                                       "name string, k string"
+                                       ).createOrReplaceTempView("linkage_big")
         cols = ", ".join(f"r.{c}" for c in self._columns)
-        nulled = ", ".join(f"CASE WHEN big_{name}.k IS NULL THEN r.bk_{name} END AS bk_{name}"
-                           for name in keys)
-        df = self.spark.sql(f"SELECT /*+ BROADCAST({hint}) */ {cols}, {nulled} "
-                            f"FROM linkage_raw_keys r {joins}")
+
+        def nulled(name: str) -> str:
+            if name in joined:
+                return (f"CASE WHEN big_{name}.k IS NULL THEN r.bk_{name} END "
+                        f"AS bk_{name}")
+            if not over[name]:
+                return f"r.bk_{name}"
+            values = ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+                               for v in sorted(over[name]))
+            return (f"CASE WHEN r.bk_{name} IN ({values}) THEN NULL ELSE r.bk_{name} END "
+                    f"AS bk_{name}")
+
+        joins = "".join(
+            f" LEFT JOIN (SELECT k FROM linkage_big WHERE name = '{name}') big_{name} "
+            f"ON r.bk_{name} = big_{name}.k" for name in joined)
+        hint = (f"/*+ BROADCAST({', '.join(f'big_{n}' for n in joined)}) */ "
+                if joined else "")
+        df = self.spark.sql(f"SELECT {hint}{cols}, {', '.join(nulled(n) for n in keys)} "
+                            f"FROM linkage_raw_keys r{joins}")
         self._input = self._materialise(df, _INPUT)
         self.spark.catalog.dropTempView("linkage_records")
         self.spark.catalog.dropTempView("linkage_raw_keys")

@@ -109,6 +109,14 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Échantillon de contrôle {sample} : {labels} paires étiquetées. Précision : "
               "part des paires liées qui sont une même personne. Rappel : part des paires "
               "d'une même personne que le registre lie. Intervalles à 95 %."},
+    "by_threshold": {
+        "en": "If the register were clustered at another match threshold (from the same "
+              "labels). Suggested: {best}, estimated F1 {f1}.",
+        "fr": "Si le registre était regroupé à un autre seuil de correspondance (mêmes "
+              "étiquettes). Suggéré : {best}, F1 estimé {f1}."},
+    "threshold": {"en": "match threshold", "fr": "seuil de correspondance"},
+    "f1_interval": {"en": "F1 95 % interval", "fr": "intervalle à 95 % du F1"},
+    "current": {"en": "(the project's)", "fr": "(celui du projet)"},
     "no_accuracy": {"en": "No clerical sample yet: `linkage review sample` draws one.",
                     "fr": "Pas encore d'échantillon de contrôle : `linkage review sample`."},
     "source": {"en": "source", "fr": "source"}, "kind": {"en": "kind", "fr": "type"},
@@ -337,6 +345,16 @@ def render(d: ReportData, *, lang: str = "en", embed_scripts: bool = True,
                          f"<td>[{i.low:.3f} – {i.high:.3f}]</td></tr>"
                          for k, i in (("precision", e.precision), ("recall", e.recall)))
                + "</tbody></table>")
+        best = e.suggested
+        if best is not None:
+            acc += ("<p>" + html.escape(tr("by_threshold", best=f"{best.threshold:g}",
+                                           f1=f"{best.f1.estimate:.3f}")) + "</p>"
+                    + _table([tr("threshold"), tr("precision"), tr("recall"), "F1",
+                              tr("f1_interval")],
+                             [[f"{c.threshold:g}" + (f" {tr('current')}" if c.current else ""),
+                               f"{c.precision.estimate:.3f}", f"{c.recall.estimate:.3f}",
+                               f"{c.f1.estimate:.3f}", f"{c.f1.low:.3f} – {c.f1.high:.3f}"]
+                              for c in e.by_threshold], lang))
     parts.append(f'<section id="accuracy"><h2>{tr("accuracy")}</h2>{acc}</section>')
 
     scripts = ""
