@@ -165,18 +165,7 @@ def _one_to_one(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
     as its strongest record pair, and each record pair gets its node pair's ambiguity.
     """
     k = len(persons)
-    # Orient every pair from the lower source code to the higher.
-    swap = sa > sb
-    x, y = np.where(swap, nb, na), np.where(swap, na, nb)
-    sx, sy = np.where(swap, sb, sa), np.where(swap, sa, sb)
-    span = int(max(x.max(), y.max())) + 1
-    # Node pairs (a node belongs to one source, so the pair names its sources), and
-    # each row's.
-    keys, at, edge = np.unique(x * span + y, return_index=True, return_inverse=True)
-    wn = np.full(len(keys), -np.inf)
-    np.maximum.at(wn, edge, w)
-    nsx, nsy = sx[at], sy[at]
-    nx, ny = keys // span, keys % span
+    edge, wn, nx, ny, nsx, nsy = _node_pairs(na, nb, sa, sb, w)
     p = 1.0 / (1.0 + np.exp2(-np.clip(wn, -60, 60)))
     # M per source pair (matches expected among the kept pairs), ρ per direction.
     m = np.bincount(nsx * k + nsy, weights=p, minlength=k * k)
@@ -193,6 +182,22 @@ def _one_to_one(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
     node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pair_bits[nsx * k + nsy], wn)
     bits = node_bits[edge]
     return np.where(np.isfinite(bits), bits, 0.0)
+
+
+def _node_pairs(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
+                w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Record pairs as node pairs oriented from the lower source code to the higher: each
+    row's node pair (``edge``), and per node pair its weight (the strongest row's), its
+    two nodes and their sources."""
+    swap = sa > sb
+    x, y = np.where(swap, nb, na), np.where(swap, na, nb)
+    sx, sy = np.where(swap, sb, sa), np.where(swap, sa, sb)
+    span = int(max(x.max(), y.max())) + 1
+    # A node belongs to one source, so the node pair names its sources.
+    keys, at, edge = np.unique(x * span + y, return_index=True, return_inverse=True)
+    wn = np.full(len(keys), -np.inf)
+    np.maximum.at(wn, edge, w)
+    return edge, wn, keys // span, keys % span, sx[at], sy[at]
 
 
 def _node_bits(key_x: np.ndarray, key_y: np.ndarray, prior_bits: np.ndarray,
@@ -228,16 +233,8 @@ def bits_given_prior(node_l: np.ndarray, node_r: np.ndarray, source_l: list[str]
     k = len(names)
     sl = np.array([code[s] for s in source_l], np.int64)[on]
     sr = np.array([code[s] for s in source_r], np.int64)[on]
-    nl, nr, we = node_l[on].astype(np.int64), node_r[on].astype(np.int64), w[on]
-    swap = sl > sr
-    x, y = np.where(swap, nr, nl), np.where(swap, nl, nr)
-    sx, sy = np.where(swap, sr, sl), np.where(swap, sl, sr)
-    span = int(max(x.max(), y.max())) + 1
-    keys, at, edge = np.unique(x * span + y, return_index=True, return_inverse=True)
-    wn = np.full(len(keys), -np.inf)
-    np.maximum.at(wn, edge, we)
-    nsx, nsy = sx[at], sy[at]
-    nx, ny = keys // span, keys % span
+    edge, wn, nx, ny, nsx, nsy = _node_pairs(node_l[on].astype(np.int64),
+                                             node_r[on].astype(np.int64), sl, sr, w[on])
     pb = np.array([prior_bits[f"{names[i]}|{names[j]}"] for i, j in
                    zip(nsx.tolist(), nsy.tolist(), strict=True)])
     node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pb, wn)
