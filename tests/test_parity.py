@@ -121,7 +121,11 @@ def _numpy_levels(index: Index, li: np.ndarray | None, row: dict | None,
 def test_every_level_agrees_with_splink_on_duckdb(model: Model) -> None:
     seen: set[tuple[str, int]] = set()
 
-    @settings(max_examples=25, deadline=None, derandomize=True)
+    # 14 fixed examples (derandomised) reach every level of the model, which the end of
+    # the test asserts; each costs Splink's set-up (1.5 s) and two index builds, so more
+    # examples cost the suite's budget and found nothing more (25 were run until
+    # 2026-12-01).
+    @settings(max_examples=14, deadline=None, derandomize=True)
     @given(lefts=st.lists(_RECORD, min_size=8, max_size=14), data=st.data())
     def check(lefts: list[dict], data: st.DataObject) -> None:
         rights = data.draw(st.lists(_related(lefts), min_size=8, max_size=14))
