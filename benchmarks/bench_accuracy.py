@@ -162,9 +162,7 @@ def clerical_threshold(project_yaml: Path, truth: Path, work: Path, per_stratum:
     ``linkage review estimate`` suggests, and a fresh run with it when it differs (fresh:
     the sample's decisions must not reach the scored run). ``rerun`` is (Measured, score)
     of that run, or None."""
-    import yaml
-
-    from benchmarks.clerical import oracle_estimate
+    from benchmarks.clerical import at_suggested_threshold, oracle_estimate
     from linkage.config import load_project
 
     log(f"clerical sample ({per_stratum} pairs per stratum, labelled from the truth) ...")
@@ -181,13 +179,9 @@ def clerical_threshold(project_yaml: Path, truth: Path, work: Path, per_stratum:
         "threshold": current.match if best is None else best.threshold, "rerun": None}
     log(f"  {est.labels} labels; suggested match threshold {out['threshold']:g} "
         f"(project's {current.match:g})")
-    if best is not None and not best.current:
-        doc = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
-        doc["thresholds"] = {"match": best.threshold, "review": current.review}
-        # Beside the project file (its paths are relative to it), which stays as it was.
-        chosen = project_yaml.with_name("project_clerical.yaml")
-        chosen.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-        log(f"running ours again with thresholds.match {best.threshold:g} ...")
+    chosen = at_suggested_threshold(project_yaml, est)
+    if chosen is not None:
+        log(f"running ours again with thresholds.match {out['threshold']:g} ...")
         rerun = run_ours(chosen, work, memory_limit)
         out["rerun"] = (rerun, score_mapping(Path(rerun.extra["mapping"]), truth))
         out["project"] = str(chosen)

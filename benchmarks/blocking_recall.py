@@ -77,11 +77,11 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
         CREATE TEMP TABLE true_pairs AS
         WITH pairs AS (SELECT a.uid AS ua, b.uid AS ub FROM truth a JOIN truth b
                        ON a.person_id = b.person_id AND a.uid < b.uid)
-        SELECT p.ua, p.ub, {reached} AS hit
+        SELECT p.ua, p.ub, {reached} AS hit, {hits} AS n_keys
         FROM pairs p JOIN linkage_input l ON l.uid = p.ua JOIN linkage_input r
           ON r.uid = p.ub""")
     row = con.execute(f"""
-        SELECT count(*), sum(CASE WHEN hit THEN 1 ELSE 0 END), {per_key}
+        SELECT count(*), sum(CASE WHEN hit THEN 1 ELSE 0 END), {per_key}, {only}
         FROM true_pairs p JOIN linkage_input l ON l.uid = p.ua
         JOIN linkage_input r ON r.uid = p.ub""").fetchall()[0]
     total, within = int(row[0]), int(row[1] or 0)
@@ -90,14 +90,10 @@ def blocking_recall(project_path: Path, truth_path: Path, *, comparisons: bool =
                            "recall": within / total if total else 1.0,
                            "block_cap": report.max_block_size,
                            "capped_records_by_key": report.capped_records_by_rule}
-    for name, n in zip(keys, row[2:], strict=True):
+    for name, n in zip(keys, row[2:2 + len(keys)], strict=True):
         out[f"pairs_{name}"] = int(n or 0)
-    rowu = con.execute(f"""
-        WITH x AS (SELECT p.ua, p.ub, {hits} AS n_keys FROM true_pairs p
-                   JOIN linkage_input l ON l.uid = p.ua JOIN linkage_input r ON r.uid = p.ub)
-        SELECT {only} FROM x JOIN linkage_input l ON l.uid = x.ua
-        JOIN linkage_input r ON r.uid = x.ub""").fetchall()[0]
-    out["only_by_key"] = {name: int(n or 0) for name, n in zip(keys, rowu, strict=True)}
+    out["only_by_key"] = {name: int(n or 0)
+                          for name, n in zip(keys, row[2 + len(keys):], strict=True)}
     if misses:
         shown = ["given_std", "family_std", "father_std", "grandfather_std", "sex",
                  "birth_year", "birth_precision", "commune", "village", "phone",

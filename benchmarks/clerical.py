@@ -51,6 +51,23 @@ def oracle_estimate(project_yaml: Path, truth_csv: Path, *, per_stratum: int = 1
         rv.register.close()
 
 
+def at_suggested_threshold(project_yaml: Path, est: accuracy.Estimate) -> Path | None:
+    """The project file again, beside it (its paths are relative to it) as
+    ``project_clerical.yaml``, with the match threshold the estimate suggests; None when
+    it suggests the project's own. The project file itself stays as it was."""
+    import yaml
+
+    best = est.suggested
+    if best is None or best.current:
+        return None
+    current = load_project(project_yaml).thresholds
+    doc = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
+    doc["thresholds"] = {"match": best.threshold, "review": current.review}
+    chosen = project_yaml.with_name("project_clerical.yaml")
+    chosen.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--project", type=Path, required=True)

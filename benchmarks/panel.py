@@ -536,22 +536,17 @@ def run_clerical(case: Case, label: str, project_yaml: Path, per_stratum: int, *
     clerical sample of the variant's register labelled from the truth
     (``benchmarks.clerical``), and a fresh run at the match threshold that
     ``linkage review estimate`` suggests (None: it suggests the project's own)."""
-    import yaml
-
-    from benchmarks.clerical import oracle_estimate
+    from benchmarks.clerical import at_suggested_threshold, oracle_estimate
     from linkage.config import load_project
 
     est = oracle_estimate(project_yaml, case.truth_csv, per_stratum=per_stratum)
     best = est.suggested
-    current = load_project(project_yaml).thresholds
     log(f"  clerical sample of {est.labels} pairs: suggested match threshold "
-        f"{'?' if best is None else f'{best.threshold:g}'} (project's {current.match:g})")
-    if best is None or best.current:
+        f"{'?' if best is None else f'{best.threshold:g}'} "
+        f"(project's {load_project(project_yaml).thresholds.match:g})")
+    chosen = at_suggested_threshold(project_yaml, est)
+    if chosen is None or best is None:
         return None
-    doc = yaml.safe_load(project_yaml.read_text(encoding="utf-8"))
-    doc["thresholds"] = {"match": best.threshold, "review": current.review}
-    chosen = project_yaml.with_name("project_clerical.yaml")
-    chosen.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return run_ours(case, f"{label}, threshold {best.threshold:g} from a "
                     f"{est.labels}-pair clerical sample", chosen,
                     "match threshold suggested by `linkage review estimate` from a clerical "

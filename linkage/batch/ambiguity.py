@@ -50,7 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MAX_OVERLAP", "AmbiguityReport", "adjust", "bits_given_prior"]
+__all__ = ["MAX_OVERLAP", "AmbiguityReport", "adjust", "bits_given_prior", "pair_key"]
 
 #: ρ (share of a source's records with a match in another source) is capped here: at
 #: 0.95 both ways, a pair with no competitor on either side gains at most 2 x log2(1 / 0.05),
@@ -178,7 +178,7 @@ def _one_to_one(na: np.ndarray, nb: np.ndarray, sa: np.ndarray, sb: np.ndarray,
         pair_bits = (np.log2(m / (np.repeat(n, k) * np.tile(n, k) * prior))
                      - np.log2(1.0 - rho) - np.log2(1.0 - rho.reshape(k, k).T.reshape(-1)))
     for i, j in zip(*np.nonzero(np.triu(m.reshape(k, k) > 0, 1)), strict=True):
-        report.prior_bits[f"{names[i]}|{names[j]}"] = float(pair_bits[i * k + j])
+        report.prior_bits[pair_key(names[i], names[j])] = float(pair_bits[i * k + j])
     node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pair_bits[nsx * k + nsy], wn)
     bits = node_bits[edge]
     return np.where(np.isfinite(bits), bits, 0.0)
@@ -208,6 +208,11 @@ def _node_bits(key_x: np.ndarray, key_y: np.ndarray, prior_bits: np.ndarray,
     return prior_bits + np.log2(mu_xy) + np.log2(mu_yx)
 
 
+def pair_key(a: str, b: str) -> str:
+    """The key of a source pair in :attr:`AmbiguityReport.prior_bits`: names in order."""
+    return f"{a}|{b}" if a < b else f"{b}|{a}"
+
+
 def bits_given_prior(node_l: np.ndarray, node_r: np.ndarray, source_l: list[str],
                      source_r: list[str], w: np.ndarray, prior_bits: dict[str, float]
                      ) -> np.ndarray:
@@ -222,10 +227,8 @@ def bits_given_prior(node_l: np.ndarray, node_r: np.ndarray, source_l: list[str]
     """
     n = len(w)
     bits = np.zeros(n)
-    key = [f"{a}|{b}" if a < b else f"{b}|{a}" for a, b in zip(source_l, source_r,
-                                                               strict=True)]
-    on = np.array([a != b and k in prior_bits for a, b, k in zip(source_l, source_r, key,
-                                                                strict=True)], bool)
+    on = np.array([a != b and pair_key(a, b) in prior_bits
+                   for a, b in zip(source_l, source_r, strict=True)], bool)
     if not on.any():
         return bits
     names = sorted({*source_l, *source_r})
@@ -235,7 +238,7 @@ def bits_given_prior(node_l: np.ndarray, node_r: np.ndarray, source_l: list[str]
     sr = np.array([code[s] for s in source_r], np.int64)[on]
     edge, wn, nx, ny, nsx, nsy = _node_pairs(node_l[on].astype(np.int64),
                                              node_r[on].astype(np.int64), sl, sr, w[on])
-    pb = np.array([prior_bits[f"{names[i]}|{names[j]}"] for i, j in
+    pb = np.array([prior_bits[pair_key(names[i], names[j])] for i, j in
                    zip(nsx.tolist(), nsy.tolist(), strict=True)])
     node_bits = _node_bits(nx * k + nsy, ny * k + nsx, pb, wn)
     got = node_bits[edge]

@@ -767,6 +767,31 @@ def _with_nodes(records: pa.Table, links: pa.Table, rules: Rules) -> pa.Table:
     return records.select(["uid", "source"]).append_column("node", pa.array(node))
 
 
+def _register_inputs(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, list[str]]:
+    """The active records clustering reads, and the civil registries' names."""
+    from linkage.register.store import copy_key_sql
+
+    records = cur.sql(f"SELECT uid, source, national_id, household_id, "
+                      f"{copy_key_sql()} AS fingerprint FROM records "
+                      "WHERE status = 'active'").to_arrow_table()
+    civil = [name for (name,) in cur.execute(
+        "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]
+    return records, civil
+
+
+def cluster_at(cur: duckdb.DuckDBPyConnection, links: pa.Table, thresholds: list[float],
+               rules: Rules = DEFAULT_RULES) -> dict[float, dict[str, str]]:
+    """uid -> cluster label at each threshold: :func:`cluster_run` (without a prior) for
+    several thresholds, the register's records and constraints read once."""
+    from linkage.ids.publish import load_constraints
+
+    records, civil = _register_inputs(cur)
+    constraints = load_constraints(cur)
+    return {t: cluster_records(records, links, t, civil_sources=civil,
+                               constraints=constraints, rules=rules).clusters
+            for t in thresholds}
+
+
 def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
                 rules: Rules = DEFAULT_RULES, *, prior: float | None = None
                 ) -> ClusterResult:
@@ -785,13 +810,8 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
         ``ambiguity_bits``) and the ambiguity report (``ambiguity``).
     """
     from linkage.ids.publish import load_constraints
-    from linkage.register.store import copy_key_sql
 
-    records = cur.sql(f"SELECT uid, source, national_id, household_id, "
-                      f"{copy_key_sql()} AS fingerprint FROM records "
-                      "WHERE status = 'active'").to_arrow_table()
-    civil = [name for (name,) in cur.execute(
-        "SELECT name FROM sources WHERE kind = 'civil_registry'").fetchall()]
+    records, civil = _register_inputs(cur)
     report = None
     if prior is not None:
         dups = duplicate_files(records, links, match_threshold, civil_sources=civil,

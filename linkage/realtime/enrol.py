@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from linkage.batch.ambiguity import bits_given_prior
+from linkage.batch.ambiguity import bits_given_prior, pair_key
 from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
@@ -139,6 +139,12 @@ class _Txn:
 _STOP = object()
 
 
+def _as_weight(threshold: float) -> float:
+    """A match probability as a match weight (log2 odds)."""
+    return (math.inf if threshold >= 1 else -math.inf if threshold <= 0
+            else math.log2(threshold / (1 - threshold)))
+
+
 class Enroller:
     """The single writer thread of real-time enrolment.
 
@@ -171,9 +177,10 @@ class Enroller:
         self.max_group = max_group
         self.rules = rules
         # The match threshold as a match weight: a direct link is one at or above it.
-        self._match_weight = (math.inf if match_threshold >= 1 else -math.inf
-                              if match_threshold <= 0 else
-                              math.log2(match_threshold / (1 - match_threshold)))
+        self._match_weight = _as_weight(match_threshold)
+        # The review threshold as one: the batch's ambiguity weighs candidates above it.
+        self._review_weight = (-math.inf if review_threshold is None
+                               else _as_weight(review_threshold))
         self._queue: queue.Queue[Any] = queue.Queue()
         self._claim = threading.Lock()  # item.claimed / item.journaled change under it
         self._group: list[tuple[EnrolItem, Future[EnrolResult]]] = []  # awaiting the lock
@@ -225,18 +232,21 @@ class Enroller:
             cur, "SELECT name FROM sources WHERE kind = 'civil_registry'")}
         self.civil |= {n for n, (kind, _) in self.config_sources.items()
                        if kind == "civil_registry"}
-        # The last run's ambiguity prior per source pair (none: the step was off, or the
-        # run predates it), and the candidate links of records enrolled since.
-        rows = query(cur, "SELECT summary FROM runs WHERE status = 'published' "
-                          "ORDER BY finished_at DESC LIMIT 1")
-        amb = (json.loads(rows[0][0]).get("ambiguity") or {}) if rows and rows[0][0] else {}
-        self.pair_bits: dict[str, float] = dict(amb.get("prior_bits") or {})
-        self._recent: dict[str, list[tuple[str, float]]] = {}
         self.lifted = set(duplicate_files(
             cur.sql("SELECT uid, source FROM records WHERE status = 'active'").to_arrow_table(),
             cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
                     ).to_arrow_table(),
             self.match_threshold, civil_sources=self.civil, rules=self.rules))
+        # The last run's ambiguity prior per source pair, files of duplicates left out
+        # as the batch leaves them out (none: the step was off, or the run predates it),
+        # and the candidate links of records enrolled since.
+        rows = query(cur, "SELECT summary FROM runs WHERE status = 'published' "
+                          "ORDER BY finished_at DESC LIMIT 1")
+        amb = (json.loads(rows[0][0]).get("ambiguity") or {}) if rows and rows[0][0] else {}
+        self.pair_bits: dict[str, float] = {
+            k: v for k, v in (amb.get("prior_bits") or {}).items()
+            if not set(k.split("|")) & self.lifted}
+        self._recent: dict[str, list[tuple[str, float]]] = {}
 
     def source_known(self, name: str) -> bool:
         """Whether records of ``name`` may be enrolled: a configured source, or one in the
@@ -435,10 +445,11 @@ class Enroller:
         rows = [at for at, _ in new]
         group = np.asarray(rows, np.int64)
         bounds, cand, weights = index.link_group(rows, keys)
-        around = self._links_around(cur, [
-            cand[bounds[k]:bounds[k + 1]][self._weighable(at, cand[bounds[k]:bounds[k + 1]],
-                                                          weights[bounds[k]:bounds[k + 1]])]
-            for k, (at, _) in enumerate(new)])
+        weighable = [self._weighable(at, cand[bounds[k]:bounds[k + 1]],
+                                     weights[bounds[k]:bounds[k + 1]])
+                     for k, (at, _) in enumerate(new)]
+        around = self._links_around(cur, [cand[bounds[k]:bounds[k + 1]][on]
+                                          for k, on in enumerate(weighable)])
         partners = store.constraint_partners(cur, [it.uid for _, it in new])
         review: list[tuple[str, str | None, float, bool]] = []
         out = []
@@ -452,7 +463,7 @@ class Enroller:
                 pid, prob = forced, 1.0
             elif hi > lo:
                 c, w = cand[lo:hi], weights[lo:hi]
-                w = self._ambiguity(at, c, w, around)
+                w = self._ambiguity(at, c, w, weighable[k], around)
                 persons = index.person[c]
                 allowed = persons >= 0
                 if cannot:
@@ -496,25 +507,16 @@ class Enroller:
 
     def _weighable(self, at: int, c: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Which candidates of row ``at`` the batch's ambiguity step would weigh: another
-        source, neither a file of duplicates, a prior for the pair of sources from the
-        last run, and a pairwise probability at the review threshold (the batch's
+        source, a prior for the pair of sources from the last run (files of duplicates
+        have none), and a pairwise weight at the review threshold (the batch's
         candidate floor)."""
-        if not self.pair_bits or not len(c):
+        if not self.pair_bits:
             return np.zeros(len(c), bool)
-        index = self.index
-        names = index.sources.values
-        mine = names[int(index.source[at])]
-        floor = -math.inf if self.review_threshold is None or self.review_threshold <= 0 \
-            else math.log2(self.review_threshold / (1 - self.review_threshold))
-        if mine in self.lifted:
-            return np.zeros(len(c), bool)
-        out = np.zeros(len(c), bool)
-        for j, (r, wj) in enumerate(zip(c.tolist(), w.tolist(), strict=True)):
-            theirs = names[int(index.source[r])]
-            out[j] = (theirs != mine and theirs not in self.lifted and wj >= floor
-                      and (f"{mine}|{theirs}" if mine < theirs else f"{theirs}|{mine}")
-                      in self.pair_bits)
-        return out
+        names = self.index.sources.values
+        mine = names[int(self.index.source[at])]
+        theirs = [names[int(s)] for s in self.index.source[c].tolist()]
+        return np.array([t != mine and pair_key(mine, t) in self.pair_bits
+                         for t in theirs], bool) & (w >= self._review_weight)
 
     def _links_around(self, cur: Any, groups: list[np.ndarray]
                       ) -> dict[str, list[tuple[str, float]]]:
@@ -542,7 +544,7 @@ class Enroller:
                         uids.add(y)
         return out
 
-    def _ambiguity(self, at: int, c: np.ndarray, w: np.ndarray,
+    def _ambiguity(self, at: int, c: np.ndarray, w: np.ndarray, on: np.ndarray,
                    around: dict[str, list[tuple[str, float]]]) -> np.ndarray:
         """The candidates' weights with the batch's ambiguity bits
         (:mod:`linkage.batch.ambiguity`): the one-to-one matching between two sources
@@ -550,8 +552,8 @@ class Enroller:
         record (its candidates, their stored links and those links' other ends), with
         the last run's prior per source pair. Records of one source and person count
         as one candidate, as the batch's nodes do. Beyond two steps the graph is cut,
-        so a far competitor is not seen; near ones decide almost everything."""
-        on = self._weighable(at, c, w)
+        so a far competitor is not seen; near ones decide almost everything. ``on``:
+        the candidates to weigh (:meth:`_weighable`)."""
         if not on.any():
             return w
         index = self.index
@@ -576,33 +578,28 @@ class Enroller:
             for y, wy in around.get(x, []) + self._recent.get(x, []):
                 add(x, y, wy)
         names = index.sources.values
-        node_of: dict[str, int] = {me: 0}
+        # uid -> (node, source): one node per person known within a source.
+        node_of: dict[str, tuple[int, str]] = {me: (0, names[int(index.source[at])])}
         labels: dict[tuple[int, int], int] = {}
 
-        def node(u: str) -> int | None:
-            if u in node_of:
-                return node_of[u]
-            i = index.uid_index.get(u)
-            if i is None or not index.alive[i]:
-                return None
-            person = int(index.person[i])
-            label = (int(index.source[i]), person) if person >= 0 else (-1 - i, -1)
-            node_of[u] = labels.setdefault(label, len(labels) + 1)
+        def node(u: str) -> tuple[int, str] | None:
+            if u not in node_of:
+                i = index.uid_index.get(u)
+                if i is None or not index.alive[i]:
+                    return None
+                person, source = int(index.person[i]), int(index.source[i])
+                label = (source, person) if person >= 0 else (-1 - i, -1)
+                node_of[u] = (labels.setdefault(label, len(labels) + 1), names[source])
             return node_of[u]
 
-        kept = [(x, y, wxy) for (x, y), wxy in edges.items()
+        kept = [(node(x), node(y), x, y, wxy) for (x, y), wxy in edges.items()
                 if node(x) is not None and node(y) is not None]
-        src = [names[int(index.source[at])] if u == me else
-               names[int(index.source[index.uid_index[u]])] for u in node_of]
-        source_of = dict(zip(node_of, src, strict=True))
         bits = bits_given_prior(
-            np.array([node_of[x] for x, _, _ in kept], np.int64),
-            np.array([node_of[y] for _, y, _ in kept], np.int64),
-            [source_of[x] for x, _, _ in kept], [source_of[y] for _, y, _ in kept],
-            np.array([wxy for _, _, wxy in kept]),
-            {k: v for k, v in self.pair_bits.items()
-             if not any(s in self.lifted for s in k.split("|"))})
-        mine = {(y if x == me else x): b for (x, y, _), b in zip(kept, bits, strict=True)
+            np.array([nx[0] for nx, _, _, _, _ in kept], np.int64),
+            np.array([ny[0] for _, ny, _, _, _ in kept], np.int64),
+            [nx[1] for nx, _, _, _, _ in kept], [ny[1] for _, ny, _, _, _ in kept],
+            np.array([wxy for *_, wxy in kept]), self.pair_bits)
+        mine = {(y if x == me else x): b for (_, _, x, y, _), b in zip(kept, bits, strict=True)
                 if me in (x, y)}
         out = w.copy()
         for j in np.flatnonzero(on).tolist():

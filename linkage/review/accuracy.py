@@ -177,13 +177,12 @@ def cluster_labels(cur: Cursor, index: Index, thresholds: Sequence[float]
     """threshold -> a cluster label per index row, if the stored links were clustered
     at it (the batch's clustering, the reviewers' constraints). A record the clustering
     does not know (enrolled since the run) is alone: -1."""
-    from linkage.batch.clustering import cluster_run
+    from linkage.batch.clustering import cluster_at
 
     links = cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
                     ).to_arrow_table()
     out = {}
-    for t in thresholds:
-        clusters = cluster_run(cur, links, t).clusters
+    for t, clusters in cluster_at(cur, links, list(thresholds)).items():
         codes = {c: i for i, c in enumerate(dict.fromkeys(clusters.values()))}
         out[t] = np.array([codes.get(clusters.get(u, ""), -1) for u in index.uids], np.int64)
     return out
@@ -228,19 +227,19 @@ def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_strat
                             "sampled": len(pick), "lo": edges[b], "hi": edges[b + 1],
                             "linked": linked,
                             "mean_probability": float(pop.prob[at].mean())}
+            drawn = sorted(pick.tolist())
+            pairs = [(index.uids[int(pop.left[k])], index.uids[int(pop.right[k])])
+                     for k in drawn]
             if again:
                 # The share of the stratum each threshold would link, and whether it
                 # would link each drawn pair (their labels then say how often the pairs
                 # a threshold links are matches).
                 strata[name]["linked_at"] = {f"{t!r}": float(v[at].mean())
                                              for t, v in again.items()}
-                drawn = sorted(pick.tolist())
-                strata[name]["drawn"] = [[index.uids[int(pop.left[k])],
-                                          index.uids[int(pop.right[k])]] for k in drawn]
+                strata[name]["drawn"] = [list(pair) for pair in pairs]
                 strata[name]["drawn_linked_at"] = {
                     f"{t!r}": [bool(v[k]) for k in drawn] for t, v in again.items()}
-            for k in sorted(pick.tolist()):
-                a, c = index.uids[int(pop.left[k])], index.uids[int(pop.right[k])]
+            for k, (a, c) in zip(drawn, pairs, strict=True):
                 p = float(pop.prob[k])
                 cands.append(Candidate(SAMPLE, ["clerical_sample"], [a, c], 50.0, uid_a=a,
                                        uid_b=c, match_probability=p, sample_id=sample_id,
@@ -288,7 +287,6 @@ class Estimate:
     matches: int
     unlabelled_strata: list[str]
     strata: dict[str, dict[str, float]] = field(default_factory=dict)
-    match_threshold: float | None = None
     #: F1 (with its interval) if pairs were linked at each threshold: :func:`thresholds`.
     by_threshold: list[ThresholdChoice] = field(default_factory=list)
 
@@ -316,17 +314,11 @@ def labelled_pairs(cur: Cursor, sample_id: str) -> dict[tuple[str, str, str], in
     return {(st, min(a, b), max(a, b)): LABEL[dec] for st, a, b, dec in rows if dec in LABEL}
 
 
-def labels(cur: Cursor, sample_id: str) -> dict[str, list[int]]:
-    """stratum -> the labels of its decided items (their latest decision)."""
-    rows = query(cur, """
-        SELECT i.stratum, d.decision FROM review_items i
-        JOIN (SELECT item_id, arg_max(decision, decided_at) AS decision
-              FROM review_decisions GROUP BY item_id) d USING (item_id)
-        WHERE i.sample_id = ?""", [sample_id])
+def _by_stratum(labelled: dict[tuple[str, str, str], int]) -> dict[str, list[int]]:
+    """stratum -> the labels of its decided items."""
     out: dict[str, list[int]] = {}
-    for stratum, decision in rows:
-        if decision in LABEL:
-            out.setdefault(stratum, []).append(LABEL[decision])
+    for (stratum, _, _), label in labelled.items():
+        out.setdefault(stratum, []).append(label)
     return out
 
 
@@ -358,8 +350,8 @@ def thresholds(strata: dict[str, dict[str, Any]], draws: dict[str, np.ndarray],
     for t in edges:
         tp = np.zeros(DRAWS)
         n = 0.0
+        key = f"{t!r}"
         for name, s in strata.items():
-            key = f"{t!r}"
             cell = s["linked_at"][key] * s["population"]
             if cell <= 0:
                 continue
@@ -393,7 +385,8 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
         raise NotFound(f"no clerical sample {sample_id!r}")
     info = json.loads(rows[0][0])
     strata = info["strata"]
-    got = labels(cur, sample_id)
+    labelled = labelled_pairs(cur, sample_id)
+    got = _by_stratum(labelled)
     rng = np.random.default_rng(seed)
     tp = np.zeros(DRAWS)
     linked_n = 0.0
@@ -429,11 +422,10 @@ def estimate(cur: Cursor, sample_id: str, *, seed: int = 0) -> Estimate:
     recall = np.divide(tp, matches, out=np.ones(DRAWS), where=matches > 0)
     match_threshold = info.get("match_threshold")
     choices = [] if match_threshold is None else thresholds(
-        strata, per_stratum, labelled_pairs(cur, sample_id), float(match_threshold), rng)
+        strata, per_stratum, labelled, float(match_threshold), rng)
     n_labels = sum(len(v) for v in got.values())
     return Estimate(sample_id, _interval(precision), _interval(recall), n_labels,
-                    sum(sum(v) for v in got.values()), unlabelled, report,
-                    None if match_threshold is None else float(match_threshold), choices)
+                    sum(sum(v) for v in got.values()), unlabelled, report, choices)
 
 
 def format_estimate(e: Estimate) -> str:
