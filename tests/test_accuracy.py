@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,25 @@ from tests.review_fixtures import *  # noqa: F403
 from tests.review_fixtures import Generated, read_truth
 
 
-def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
-    """(true precision, true recall, estimate) of one clerical sample on a fresh copy."""
+@dataclass
+class _Truth:
+    """The truth over the whole population of the template register: every compared pair
+    of live records, and every pair of one cluster at any of the thresholds the sample is
+    clustered at (the same for every sample: each is drawn on a fresh copy)."""
+
+    thresholds: list[float]
+    population: int
+    same: np.ndarray
+    again: dict[float, np.ndarray]
+    precision: float
+    recall: float
+
+
+def _truth(root: Path) -> _Truth:
     g = Generated(root, load_project(root / "project.yaml"), read_truth(root))
-    rv = Review(g.project, Register.open(g.project.register))
+    rv = Review(g.project, Register.open(g.project.register, read_only=True))
     try:
-        with pytest.raises(NotFound):
-            rv.estimate()
-        truth = g.truth
         index = rv.index()
-        # The truth over the whole population: every compared pair of live records, and
-        # every pair of one cluster at any of the thresholds the sample is clustered at.
         match, review = g.project.thresholds.match, g.project.thresholds.review
         thresholds = accuracy.threshold_choices(match, review)
         cur = rv.register.cursor()
@@ -37,20 +46,33 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
             labels = accuracy.cluster_labels(cur, index, thresholds)
         finally:
             cur.close()
-        pop = accuracy.enumerate_pairs(index, record_sample=10**9,
-                                       groups=list(labels.values()))
-        again = accuracy.linked_at(labels, pop)
-        same = np.array([truth[index.uids[a]] == truth[index.uids[b]]
-                         for a, b in zip(pop.left.tolist(), pop.right.tolist(), strict=True)])
-        tp = int((same & pop.linked).sum())
-        true_precision, true_recall = tp / int(pop.linked.sum()), tp / int(same.sum())
-        assert 0.5 < true_precision < 1 and 0.5 < true_recall < 1  # something to estimate
+    finally:
+        rv.register.close()
+    pop = accuracy.enumerate_pairs(index, record_sample=10**9,
+                                   groups=list(labels.values()))
+    same = np.array([g.truth[index.uids[a]] == g.truth[index.uids[b]]
+                     for a, b in zip(pop.left.tolist(), pop.right.tolist(), strict=True)])
+    tp = int((same & pop.linked).sum())
+    return _Truth(thresholds, len(pop.left), same, accuracy.linked_at(labels, pop),
+                  tp / int(pop.linked.sum()), tp / int(same.sum()))
+
+
+def _estimate(root: Path, seed: int, t: _Truth) -> Any:
+    """The estimate of one clerical sample on a fresh copy, checked against the truth."""
+    g = Generated(root, load_project(root / "project.yaml"), read_truth(root))
+    rv = Review(g.project, Register.open(g.project.register))
+    try:
+        with pytest.raises(NotFound):
+            rv.estimate()
+        truth = g.truth
+        match, review = g.project.thresholds.match, g.project.thresholds.review
+        assert 0.5 < t.precision < 1 and 0.5 < t.recall < 1  # something to estimate
 
         info = rv.sample(per_stratum=20, seed=seed, record_sample=10**9)
-        assert thresholds == sorted({float(t) for s in info.strata.values()
-                                     for t in s["linked_at"]})
+        assert t.thresholds == sorted({float(x) for s in info.strata.values()
+                                       for x in s["linked_at"]})
         assert info.records_sampled == info.records
-        assert sum(s["population"] for s in info.strata.values()) == len(pop.left)
+        assert sum(s["population"] for s in info.strata.values()) == t.population
         assert any(not s["linked"] and s["hi"] <= 0.01 for s in info.strata.values())
         items, _, n = rv.list(Filters(kind="sample"), page_size=500)
         assert len(items) == n == info.items
@@ -66,10 +88,10 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
         assert [c.threshold for c in est.by_threshold if c.current] == [match]
         assert min(c.threshold for c in est.by_threshold) >= review
         assert len(est.by_threshold) >= 3
-        assert [c.threshold for c in est.by_threshold] == thresholds
+        assert [c.threshold for c in est.by_threshold] == t.thresholds
         for c in est.by_threshold:
-            at = again[c.threshold]
-            true_f1 = 2 * int((same & at).sum()) / (int(at.sum()) + int(same.sum()))
+            at = t.again[c.threshold]
+            true_f1 = 2 * int((t.same & at).sum()) / (int(at.sum()) + int(t.same.sum()))
             assert abs(c.f1.estimate - true_f1) < 0.05, (c.threshold, c.f1, true_f1)
         assert "the project's threshold" in text
         if seed == 11:  # the run report shows the same table, in both its languages
@@ -78,7 +100,7 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
 
             cur = rv.register.cursor()
             try:
-                data = collect(cur, g.project, index)
+                data = collect(cur, g.project, rv.index())
             finally:
                 cur.close()
             best = est.suggested
@@ -86,7 +108,7 @@ def _truth_and_estimate(root: Path, seed: int) -> tuple[float, float, Any]:
                 page = render(data, lang=lang, embed_scripts=False)
                 assert f"{words}{best.threshold:g}, " in page
                 assert f"{est.by_threshold[-1].f1.estimate:.3f}" in page
-        return true_precision, true_recall, est
+        return est
     finally:
         rv.register.close()
 
@@ -97,12 +119,13 @@ def test_estimate_from_a_labelled_sample_agrees_with_the_truth(rv_template: Path
     (decisions change it): a 95 % interval may miss the truth in one draw, not in most,
     and every estimate is close to the truth and says something."""
     covered = {"precision": 0, "recall": 0}
+    t = _truth(rv_template)
     for seed in range(11, 16):
         root = tmp_path / f"s{seed}"
         shutil.copytree(rv_template, root)
-        true_precision, true_recall, est = _truth_and_estimate(root, seed)
-        for name, p, true in (("precision", est.precision, true_precision),
-                              ("recall", est.recall, true_recall)):
+        est = _estimate(root, seed, t)
+        for name, p, true in (("precision", est.precision, t.precision),
+                              ("recall", est.recall, t.recall)):
             # (1e-9: when every unlabelled linked pair is a match, the truth is the
             # interval's upper end itself, computed the same way)
             covered[name] += p.low - 1e-9 <= true <= p.high + 1e-9

@@ -305,11 +305,23 @@ def test_a_contradicting_constraint_is_refused(reg: Register) -> None:
         store.add_constraint(cur, "a:2", "a:3", "must_link", decided_by="r")
         with pytest.raises(ConstraintConflict):
             store.add_constraint(cur, "a:3", "a:1", "cannot_link", decided_by="r")
+        # A must-link that would put a recorded cannot-link inside one component, through
+        # a chain on both sides; constraints elsewhere do not matter.
+        store.add_constraint(cur, "b:1", "b:2", "cannot_link", decided_by="r")
+        store.add_constraint(cur, "a:3", "b:1", "must_link", decided_by="r")
+        store.add_constraint(cur, "c:1", "c:2", "cannot_link", decided_by="r")
+        with pytest.raises(ConstraintConflict):
+            store.add_constraint(cur, "a:1", "b:2", "must_link", decided_by="r")
+        # A decision replacing the pair's own must-link is not checked against it.
+        store.add_constraint(cur, "a:3", "b:1", "cannot_link", decided_by="r")
+        store.add_constraint(cur, "a:1", "b:2", "must_link", decided_by="r")
+        assert query(cur, "SELECT kind FROM constraints WHERE uid_a = 'a:3' "
+                          "AND uid_b = 'b:1'") == [("cannot_link",)]
         for bad in (("a:1", "a:1", "must_link", "r"), ("a:1", "a:4", "maybe", "r"),
                     ("a:1", "a:4", "must_link", " ")):
             with pytest.raises(ValueError):
                 store.add_constraint(cur, *bad[:3], decided_by=bad[3])
-    assert read(reg, "SELECT count(*) FROM constraints") == [(2,)]
+    assert read(reg, "SELECT count(*) FROM constraints") == [(6,)]
 
 
 # ----------------------------------------------------------------------------- journal

@@ -896,8 +896,22 @@ def add_constraint(cur: Cursor, uid_a: str, uid_b: str, kind: str, *, decided_by
     if not decided_by or not decided_by.strip():
         raise ValueError("a constraint names who decided it")
     a, b = sorted((uid_a, uid_b))
-    rows = [(x, y, k) for x, y, k in query(cur, "SELECT uid_a, uid_b, kind FROM constraints")
-            if (x, y) != (a, b)] + [(a, b, kind)]
+    # A conflict is a cannot-link inside one must-link component, so only the constraints
+    # among the records must-linked to a or b (transitively) can conflict with this one:
+    # checking those keeps a decision's cost independent of how many were ever recorded.
+    comp, frontier, near = {a, b}, [a, b], {}
+    while frontier:  # usually one query: most records have no must-link yet
+        for x, y, k in query(cur, "SELECT uid_a, uid_b, kind FROM constraints WHERE "
+                                  "uid_a IN (SELECT unnest(?::VARCHAR[])) OR "
+                                  "uid_b IN (SELECT unnest(?::VARCHAR[]))",
+                             [frontier, frontier]):
+            if (x, y) != (a, b):
+                near[(x, y)] = k
+        frontier = [u for (x, y), k in near.items() if k == MUST_LINK
+                    for u in (x, y) if u not in comp]
+        comp.update(frontier)
+    rows = [(x, y, k) for (x, y), k in near.items() if x in comp and y in comp]
+    rows.append((a, b, kind))
     must = [(x, y) for x, y, k in rows if k == MUST_LINK]
     cannot = [(x, y) for x, y, k in rows if k == CANNOT_LINK]
     recs = {r for x, y, _ in rows for r in (x, y)}
