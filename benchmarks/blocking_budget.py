@@ -56,8 +56,24 @@ class Case:
         return n, t
 
 
-def count_masks(name: str, project_path: Path, truth_path: Path) -> Case:
-    """Every blocked pair of the project's keys, counted per mask of generating keys."""
+def count_masks(name: str, project_path: Path, truth_path: Path,
+                caps: dict[str, int] | None = None) -> Case:
+    """Every blocked pair of the project's keys, counted per mask of generating keys.
+
+    ``caps``: block caps to try instead of the definition's (``KEY_CAPS``) for those keys.
+    """
+    from linkage.matching import definition
+
+    saved = dict(definition.KEY_CAPS)
+    definition.KEY_CAPS.update(caps or {})
+    try:
+        return _count_masks(name, project_path, truth_path)
+    finally:
+        definition.KEY_CAPS.clear()
+        definition.KEY_CAPS.update(saved)
+
+
+def _count_masks(name: str, project_path: Path, truth_path: Path) -> Case:
     project = load_project(project_path)
     reg = Register.open(project.register, read_only=True)
     records = active_records(reg.cursor(), project.definition)
@@ -138,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", action="append", required=True,
                         help="NAME=PROJECT.yaml,TRUTH.csv (repeatable)")
     parser.add_argument("--drop", nargs="*", default=[])
+    parser.add_argument("--cap", nargs="*", default=[], metavar="KEY=N",
+                        help="try this block cap for KEY instead of the definition's")
     parser.add_argument("--eliminate", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -146,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, paths = spec.partition("=")
         project, _, truth = paths.partition(",")
         print(f"counting {name} ...", file=sys.stderr, flush=True)
-        cases.append(count_masks(name, Path(project), Path(truth)))
+        caps = {k: int(n) for k, _, n in (c.partition("=") for c in args.cap)}
+        cases.append(count_masks(name, Path(project), Path(truth), caps))
     every = set().union(*(c.keys for c in cases))
     out: dict = {"all": {c.name: _summary(c, every) for c in cases}}
     if args.drop:
