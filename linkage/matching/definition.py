@@ -480,10 +480,22 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
 #: one name with only a commune or a year, is worth comparing on only when it is rare (a
 #: typo, an uncommon name), and at a low cap its comparisons stay few however large the
 #: register.
+#:
+#: The second group are back-up keys whose blocks of 30 to 100 records cost more than
+#: they find: a block of n records costs n(n-1)/2 comparisons for about n/2 true pairs,
+#: and the true pairs of their large blocks are nearly all reached by another key. Capped
+#: at 30 (``benchmarks/blocking_budget.py``): 27 % fewer comparisons at 230,000 hard
+#: sahel records (77.6 -> 56.3 per record), 30 % fewer on hard horn, blocking recall
+#: 0.2-0.3 points lower there and unchanged on FEBRL and fake_1000; pairwise F1 of
+#: hard sahel / horn 50,000 unchanged (0.8302 -> 0.8301, 0.7489 -> 0.7497).
 KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30,
                             "name_first_alone": 30, "name_last_alone": 30,
                             "name_first_commune": 30, "name_last_commune": 30,
-                            "name_first_year": 30, "name_last_year": 30}
+                            "name_first_year": 30, "name_last_year": 30,
+                            # back-up keys (above)
+                            "family3_decade_commune": 30, "name_ends": 30,
+                            "family_monthday": 30, "given_monthday": 30,
+                            "name_last_village": 30, "name_first_village": 30}
 
 
 def key_cap(name: str, max_block_size: int) -> int:
