@@ -461,25 +461,22 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
     # ... in any column: "Fulton" alone in the given-name column, "David Fulton" beside it.
     "name_first_alone": (first_token("name_keys"),),
     "name_last_alone": (last_token("name_keys"),),
-    # Any one name with a fine place (a postcode, a village) or a commune, or with the
-    # birth year: the other name missing, moved to another column or misspelt. Capped
-    # low (KEY_CAPS): a common name with a commune or a year is a crowd.
+    # Any one name with a fine place (a postcode, a village): the other name missing,
+    # moved to another column or misspelt. Capped low (KEY_CAPS). The same with a
+    # commune or the birth year was dropped: blocks of common names in a commune or a
+    # year cost 10-15 comparisons a record and their pairs, alone, were rarely true ones
+    # and often wrongly linked (benchmarks/RESULTS.md, "A comparison budget").
     "name_first_village": (first_token("name_keys"), "village"),
     "name_last_village": (last_token("name_keys"), "village"),
-    "name_first_commune": (first_token("name_keys"), "commune"),
-    "name_last_commune": (last_token("name_keys"), "commune"),
-    "name_first_year": (first_token("name_keys"), "birth_year"),
-    "name_last_year": (last_token("name_keys"), "birth_year"),
     # A full date whose year has a typo (1983 / 1973).
     "given_monthday": ("given_key", monthday("birth_date")),
     "family_monthday": ("family_key", monthday("birth_date")),
 }
 
 
-#: Keys with a lower block cap than the project's ``max_block_size``: a single name, or
-#: one name with only a commune or a year, is worth comparing on only when it is rare (a
-#: typo, an uncommon name), and at a low cap its comparisons stay few however large the
-#: register.
+#: Keys with a lower block cap than the project's ``max_block_size``: a single name is
+#: worth comparing on only when it is rare (a typo, an uncommon name), and at a low cap
+#: its comparisons stay few however large the register.
 #:
 #: The second group are back-up keys whose blocks of 30 to 100 records cost more than
 #: they find: a block of n records costs n(n-1)/2 comparisons for about n/2 true pairs,
@@ -490,8 +487,6 @@ BLOCKING_KEYS: dict[str, tuple[KeyPart, ...]] = {
 #: hard sahel / horn 50,000 unchanged (0.8302 -> 0.8301, 0.7489 -> 0.7497).
 KEY_CAPS: dict[str, int] = {"given_alone": 30, "family_alone": 30,
                             "name_first_alone": 30, "name_last_alone": 30,
-                            "name_first_commune": 30, "name_last_commune": 30,
-                            "name_first_year": 30, "name_last_year": 30,
                             # back-up keys (above)
                             "family3_decade_commune": 30, "name_ends": 30,
                             "family_monthday": 30, "given_monthday": 30,
