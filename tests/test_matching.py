@@ -119,3 +119,30 @@ def test_given_and_fathers_names_swapped_weigh_once(horn: Any) -> None:
     ((given, father),) = horn._db_api._con.execute(
         f"SELECT mw_given_name, mw_father_name FROM {df.physical_name}").fetchall()
     assert given > 3 and father == pytest.approx(0.0)  # match weights, in bits
+
+
+def test_links_are_settled_alike_whatever_the_last_bits_of_their_weights() -> None:
+    """Two engines' weights of one pair differ in their last bits; the batch decides on
+    the settled weights, so both keep the same pairs with the same values."""
+    import math
+
+    import pyarrow as pa
+
+    from linkage.engines import common
+
+    threshold = common.below(0.2, 0)  # 0.2 itself
+    w0 = math.log2(0.2 / 0.8)  # the weight of a pair exactly on the threshold
+    duck = pa.table({"uid_l": ["a", "b", "c"], "uid_r": ["x", "y", "z"],
+                     "match_probability": [0.0, 0.0, 0.0],
+                     "match_weight": [w0 - 1e-13, 3.5 + 2e-14, -4.0]})
+    spark = duck.set_column(3, "match_weight",
+                            pa.array([w0 + 1e-13, 3.5 - 2e-14, -4.0]))
+    a, b = common.settled(duck, threshold), common.settled(spark, threshold)
+    assert a.equals(b)
+    assert a.column("uid_l").to_pylist() == ["a", "b"]  # on the threshold: kept by both
+    assert a.column("match_weight").to_pylist()[1] == 3.5
+    assert a.column("match_probability").to_pylist()[1] == 1 / (1 + 2 ** -3.5)
+    # Engines score a little below the threshold, so the pair on it reaches both.
+    assert common.below(0.2) < 0.2
+    assert math.log2(0.2 / 0.8) - math.log2(common.below(0.2) / (1 - common.below(0.2))
+                                            ) == pytest.approx(common.SLACK_BITS)

@@ -27,7 +27,7 @@ import duckdb
 from linkage.batch import clustering, guards, incremental
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.config import ProjectConfig
-from linkage.engines import Engine, open_engine
+from linkage.engines import Engine, common, open_engine
 from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
 from linkage.ids import publish as persons
@@ -228,8 +228,9 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                                          else ""))
                 # Pairs a little below the review threshold are kept too, for the next
                 # run's incremental scoring; the register keeps those at the threshold.
-                eng.predict(incremental.near_threshold(project.thresholds.review))
-                near = eng.links()
+                near_p = incremental.near_threshold(project.thresholds.review)
+                eng.predict(common.below(near_p))
+                near = common.settled(eng.links(), near_p)
                 links = incremental.review_links(near, project.thresholds.review)
                 progress("clustering")
                 clusters, refused, links, amb = clustering.for_run(
