@@ -26,11 +26,14 @@ or returns the active one under ``spark-submit`` (which must pass the jar with
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import pandas as pd  # the similarity functions' Arrow batches (a dependency of Splink)
 import pyarrow as pa
 
 from linkage.engines import Progress
@@ -80,6 +83,9 @@ def session(master: str = "local[2]", driver_memory: str = "2g",
     from splink.backends.spark import similarity_jar_location
 
     partitions = shuffle_partitions or _default_partitions(master)
+    # Local Python workers (the similarity functions) run this interpreter, with this
+    # package, unless the user chose another.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         spark = (sql.SparkSession.builder.master(master).appName("linkage")
                  .config("spark.jars", similarity_jar_location())
@@ -95,6 +101,33 @@ def session(master: str = "local[2]", driver_memory: str = "2g",
                                "the Spark engine needs a Java 17 runtime") from exc
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def register_similarity_functions(spark: Any) -> None:
+    """Jaro-Winkler and Damerau-Levenshtein on Spark as DuckDB and real time compute them.
+
+    Splink registers its jar's Scala functions under these names, and the jar's
+    Jaro-Winkler is not the standard one: 0.883 for "sameakeh" / "samake", where DuckDB
+    and jellyfish give 0.903, so at the 0.9 level the same pair scored -6.1 bits on
+    Spark and +4.6 on DuckDB (one person of 68,946 differed at 100k records; Splink
+    issue #2875). The functions of :mod:`linkage.matching.levels` (jellyfish, the one
+    definition real time uses) replace them, as vectorised (Arrow) Python functions:
+    slower than the jar, and the same results on every engine. Executors need this
+    package installed (docs/SCALE.md).
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    from linkage.matching import levels
+
+    def over(fn: Any, kind: str) -> Any:
+        @pandas_udf(kind)  # type: ignore[call-overload]
+        def apply(a: pd.Series, b: pd.Series) -> pd.Series:
+            return pd.Series([None if x is None or y is None else fn(x, y)
+                              for x, y in zip(a, b, strict=True)], dtype="float64")
+        return apply
+
+    spark.udf.register("jaro_winkler", over(levels.jaro_winkler, "double"))
+    spark.udf.register("damerau_levenshtein", over(levels.damerau_levenshtein, "double"))
 
 
 def _default_partitions(master: str) -> int:
@@ -137,6 +170,7 @@ class SparkEngine:
         # (on a cluster: put it on storage every executor reaches, see docs/SCALE.md).
         self.spark.sparkContext.setCheckpointDir(str(self._scratch / "checkpoints"))
         self.api = SparkAPI(spark_session=self.spark, break_lineage_method="parquet")
+        register_similarity_functions(self.spark)
         self._duckdb_options = {"memory_limit": memory_limit, "threads": threads}
         self._input: Any = None
         self._columns: list[str] = []
