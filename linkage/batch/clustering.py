@@ -845,15 +845,18 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
         nothing), the links as clustered (to store), and the ambiguity summary (None
         when off).
     """
+    def kept(t: pa.Table) -> pa.Table:
+        # What the register keeps: a pair the ambiguity lowered below the review
+        # threshold is in doubt no more; the candidates under it were for that step.
+        return t.filter(pc.greater_equal(t.column("match_probability"),
+                                         project.thresholds.review))
+
     if project.clustering == "components":
-        return components(), None, links, None
+        return components(), None, kept(links), None
     res = cluster_run(cur, links, project.thresholds.match,
                       prior=prior if project.ambiguity else None)
     amb = res.ambiguity
-    if res.links is not None:
-        # A pair the ambiguity lowered below the review threshold is in doubt no more.
-        links = res.links.filter(pc.greater_equal(res.links.column("match_probability"),
-                                                  project.thresholds.review))
+    links = kept(links if res.links is None else res.links)
     if amb is not None:
         progress("  " + amb.line())
     refused = ", ".join(f"{k} {v:,}" for k, v in res.refused.items()) or "none"

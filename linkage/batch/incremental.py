@@ -78,6 +78,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from linkage.batch import ambiguity
 from linkage.engines import Engine, common
 from linkage.engines.common import AFFECTED, NEAR
 from linkage.matching.definition import BLOCKING_KEYS, KEY_CAPS
@@ -131,9 +132,18 @@ def weight(probability: float) -> float:
     return math.log2(p / (1 - p))
 
 
-def near_threshold(review: float) -> float:
-    """The match probability ``MARGIN_BITS`` below the review threshold."""
-    w = weight(review) - MARGIN_BITS
+def floor(project: Any) -> float:
+    """The lowest pairwise probability a run reads: the review threshold, or below it
+    the ambiguity step's candidate floor (:data:`linkage.batch.ambiguity.CANDIDATE_P`)
+    when that step runs. "Review" in this module's notes stands for this floor."""
+    if project.ambiguity and project.clustering != "components":
+        return ambiguity.candidate_floor(project.thresholds.review)
+    return project.thresholds.review
+
+
+def near_threshold(floor_p: float) -> float:
+    """The match probability ``MARGIN_BITS`` below ``floor_p`` (:func:`floor`)."""
+    w = weight(floor_p) - MARGIN_BITS
     return 1 / (1 + 2 ** -w)
 
 
@@ -144,7 +154,8 @@ def fingerprint(project: Any, model: Model, engine: str) -> dict[str, Any]:
                                 sorted(KEY_CAPS.items()))).encode()).hexdigest()
     return {"version": STATE_VERSION, "model": model.sha256, "definition": definition.sha256,
             "blocking_keys": keys, "max_block_size": project.max_block_size,
-            "review": project.thresholds.review, "margin_bits": MARGIN_BITS, "engine": engine}
+            "review": project.thresholds.review, "floor": floor(project),
+            "margin_bits": MARGIN_BITS, "engine": engine}
 
 
 def tf_columns(model: Model) -> dict[str, list[tuple[str, float]]]:
@@ -392,6 +403,6 @@ def save(register: Path, st: State) -> Path:
     return d
 
 
-def review_links(near: pa.Table, review: float) -> pa.Table:
-    """The near pairs at or above the review threshold: what the register keeps."""
-    return near.filter(pc.greater_equal(near.column("match_probability"), review))
+def candidate_links(near: pa.Table, floor_p: float) -> pa.Table:
+    """The near pairs at or above ``floor_p`` (:func:`floor`): what clustering reads."""
+    return near.filter(pc.greater_equal(near.column("match_probability"), floor_p))

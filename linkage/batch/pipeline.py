@@ -226,12 +226,14 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 progress("predicting" + (" (pairs touching new or changed records, and near "
                                          "pairs of the last run)" if plan.mode == "incremental"
                                          else ""))
-                # Pairs a little below the review threshold are kept too, for the next
-                # run's incremental scoring; the register keeps those at the threshold.
-                near_p = incremental.near_threshold(project.thresholds.review)
+                # Pairs a little below the floor are kept too, for the next run's
+                # incremental scoring; clustering reads those at the floor (the
+                # ambiguity step's competitors), the register keeps those at the review
+                # threshold.
+                near_p = incremental.near_threshold(incremental.floor(project))
                 eng.predict(common.below(near_p))
                 near = common.settled(eng.links(), near_p)
-                links = incremental.review_links(near, project.thresholds.review)
+                links = incremental.candidate_links(near, incremental.floor(project))
                 progress("clustering")
                 clusters, refused, links, amb = clustering.for_run(
                     cur, project, links, lambda: eng.cluster(project.thresholds.match),

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from linkage.batch.ambiguity import bits_given_prior, pair_key
+from linkage.batch.ambiguity import bits_given_prior, candidate_floor, pair_key
 from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
@@ -178,9 +178,10 @@ class Enroller:
         self.rules = rules
         # The match threshold as a match weight: a direct link is one at or above it.
         self._match_weight = _as_weight(match_threshold)
-        # The review threshold as one: the batch's ambiguity weighs candidates above it.
-        self._review_weight = (-math.inf if review_threshold is None
-                               else _as_weight(review_threshold))
+        # The batch's ambiguity step weighs candidates from this weight up (under the
+        # review threshold).
+        self._floor_weight = (-math.inf if review_threshold is None
+                              else _as_weight(candidate_floor(review_threshold)))
         self._queue: queue.Queue[Any] = queue.Queue()
         self._claim = threading.Lock()  # item.claimed / item.journaled change under it
         self._group: list[tuple[EnrolItem, Future[EnrolResult]]] = []  # awaiting the lock
@@ -508,15 +509,17 @@ class Enroller:
     def _weighable(self, at: int, c: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Which candidates of row ``at`` the batch's ambiguity step would weigh: another
         source, a prior for the pair of sources from the last run (files of duplicates
-        have none), and a pairwise weight at the review threshold (the batch's
-        candidate floor)."""
+        have none), and a pairwise weight at the batch's candidate floor
+        (:func:`linkage.batch.ambiguity.candidate_floor`). Their stored competitors are
+        the register's links, at the review threshold: a competitor between the floor
+        and the review threshold is seen by the batch only."""
         if not self.pair_bits:
             return np.zeros(len(c), bool)
         names = self.index.sources.values
         mine = names[int(self.index.source[at])]
         theirs = [names[int(s)] for s in self.index.source[c].tolist()]
         return np.array([t != mine and pair_key(mine, t) in self.pair_bits
-                         for t in theirs], bool) & (w >= self._review_weight)
+                         for t in theirs], bool) & (w >= self._floor_weight)
 
     def _links_around(self, cur: Any, groups: list[np.ndarray]
                       ) -> dict[str, list[tuple[str, float]]]:
