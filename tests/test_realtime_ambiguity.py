@@ -11,6 +11,9 @@ the new record. Real register, real server, generated stubs, then a real batch r
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import duckdb
 import grpc
@@ -27,6 +30,75 @@ from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
 SEX = {"M": pb.SEX_MALE, "F": pb.SEX_FEMALE}
 
 
+@contextmanager
+def _served(project: Any) -> Iterator[pb_grpc.LinkageServiceStub]:
+    """A real server on the register, on a free port, and a stub on it."""
+    core = Realtime.open(project, options=RealtimeOptions(enrol_wait=5.0))
+    server, port = create_server(core, port=0)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield pb_grpc.LinkageServiceStub(channel)
+    finally:
+        channel.close()
+        server.stop(None).wait()
+        core.close()
+
+
+def _after_batch(project: Any, uid: str, new_uid: str
+                 ) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
+    """The next batch's persons, and its stored link between the two records
+    (pairwise weight, ambiguity bits, linked)."""
+    run(project, progress=lambda _: None)
+    con = duckdb.connect(str(project.register), read_only=True)
+    try:
+        persons = dict(con.execute("SELECT uid, person_id FROM person_records").fetchall())
+        link = con.execute("SELECT match_weight - ambiguity_bits, ambiguity_bits, linked "
+                           "FROM links WHERE (uid_l = ? AND uid_r = ?) OR "
+                           "(uid_l = ? AND uid_r = ?)",
+                           [uid, new_uid, new_uid, uid]).fetchall()
+    finally:
+        con.close()
+    return persons, link
+
+
+Variant = tuple[int, str, bool]  # (years added, family name, region given)
+
+
+def _lone_birth(api: pb_grpc.LinkageServiceStub, small: Any,
+                variants: Callable[[dict[str, str]], list[Variant]], floor: float,
+                wanted: Callable[[float], bool]) -> tuple[str, pb.PersonDetails, Any] | None:
+    """A civil-registry birth with no cash-transfer record and details, as a roster
+    might hold them (the names, sex, a birth year, maybe the region), for which Resolve
+    finds that birth as the only candidate from ``floor`` with a probability ``wanted``."""
+    for uid, row in sorted(small.rows.items()):
+        if not uid.startswith("civil_registry:") or small.truth[uid] % 5 < 2:
+            continue
+        year = int(row["date_naissance"][-4:])
+        for off, family, region in variants(row):
+            details = pb.PersonDetails(
+                name=pb.Name(given_name=row["prenom"], surname=family), sex=SEX[row["sexe"]],
+                birth_date=pb.BirthDate(year=year + off, precision=pb.DATE_PRECISION_YEAR),
+                location=pb.Location(region=row["region"] if region else ""))
+            found = [c for c in api.Resolve(pb.ResolveRequest(
+                person=details, min_match_probability=floor), timeout=10).candidates
+                if c.match_probability >= floor]
+            if (len(found) == 1 and found[0].best_record.source == "civil_registry"
+                    and found[0].best_record.record_key == uid.split(":")[1]
+                    and wanted(found[0].match_probability)):
+                return uid, details, found[0]
+    return None
+
+
+def _enrol(api: pb_grpc.LinkageServiceStub, details: pb.PersonDetails) -> Any:
+    return api.Enrol(pb.EnrolRequest(source="cash_transfer", record_key="NEW-1",
+                                     person=details), timeout=10)
+
+
+def _weight(p: float) -> float:
+    return math.log2(p / (1 - p))
+
+
 def test_a_lone_candidate_is_linked_at_enrolment_as_the_next_batch_links_it(
         tmp_path: pytest.TempPathFactory) -> None:
     small = build_small_register(tmp_path)
@@ -35,61 +107,23 @@ def test_a_lone_candidate_is_linked_at_enrolment_as_the_next_batch_links_it(
     assert set(bits) == {"cash_transfer|civil_registry"} and bits[
         "cash_transfer|civil_registry"] > 2.0
     threshold, review = small.project.thresholds.match, small.project.thresholds.review
-    core = Realtime.open(small.project, options=RealtimeOptions(enrol_wait=5.0))
-    server, port = create_server(core, port=0)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    chosen = None
-    try:
-        api = pb_grpc.LinkageServiceStub(channel)
-        # Births with no cash-transfer record, as a roster might hold them: the names
-        # and sex, a birth year (one off, in the harder variants) and the region.
-        for uid, row in sorted(small.rows.items()):
-            if not uid.startswith("civil_registry:") or small.truth[uid] % 5 < 2:
-                continue
-            year = int(row["date_naissance"][-4:])
-            for off, family in ((0, row["nom"]), (1, row["nom"]), (1, row["nom"][:-1])):
-                details = pb.PersonDetails(
-                    name=pb.Name(given_name=row["prenom"], surname=family),
-                    sex=SEX[row["sexe"]],
-                    birth_date=pb.BirthDate(year=year + off,
-                                            precision=pb.DATE_PRECISION_YEAR),
-                    location=pb.Location(region=row["region"]))
-                found = api.Resolve(pb.ResolveRequest(person=details),
-                                    timeout=10).candidates
-                plausible = [c for c in found if c.match_probability >= review]
-                if (len(plausible) == 1
-                        and plausible[0].best_record.source == "civil_registry"
-                        and plausible[0].best_record.record_key == uid.split(":")[1]
-                        and plausible[0].match_probability < threshold):
-                    chosen = (uid, details, plausible[0])
-                    break
-            if chosen:
-                break
+    with _served(small.project) as api:
+        # A year one off, and a family-name typo, in the harder variants.
+        chosen = _lone_birth(
+            api, small, lambda r: [(0, r["nom"], True), (1, r["nom"], True),
+                                   (1, r["nom"][:-1], True)],
+            review, lambda p: p < threshold)
         assert chosen is not None, "no birth scored between the thresholds on its own"
         uid, details, pairwise = chosen
-        got = api.Enrol(pb.EnrolRequest(source="cash_transfer", record_key="NEW-1",
-                                        person=details), timeout=10)
+        got = _enrol(api, details)
         # Alone in the civil registry, among lists that overlap: the batch's odds.
         assert got.outcome == pb.ENROL_OUTCOME_LINKED, (pairwise.match_probability, got)
         assert got.person_id == pairwise.person_id
         assert got.match_probability >= threshold > pairwise.match_probability
-    finally:
-        channel.close()
-        server.stop(None).wait()
-        core.close()
     # The next batch links them too, on its own ambiguity bits.
-    run(small.project, progress=lambda _: None)
-    con = duckdb.connect(str(small.project.register), read_only=True)
-    try:
-        persons = dict(con.execute("SELECT uid, person_id FROM person_records").fetchall())
-        link = con.execute("SELECT ambiguity_bits, linked FROM links WHERE "
-                           "(uid_l = ? AND uid_r = ?) OR (uid_l = ? AND uid_r = ?)",
-                           [uid, "cash_transfer:NEW-1", "cash_transfer:NEW-1", uid]).fetchall()
-    finally:
-        con.close()
+    persons, link = _after_batch(small.project, uid, "cash_transfer:NEW-1")
     assert persons["cash_transfer:NEW-1"] == persons[uid]
-    assert link and link[0][0] > 0 and link[0][1]
+    assert link and link[0][1] > 0 and link[0][2]
 
 
 def test_a_lone_candidate_under_the_review_threshold_is_raised_by_the_batch_and_enrolment(
@@ -104,60 +138,23 @@ def test_a_lone_candidate_under_the_review_threshold_is_raised_by_the_batch_and_
     bits = first.summary["ambiguity"]["prior_bits"]["cash_transfer|civil_registry"]
     threshold, review = small.project.thresholds.match, small.project.thresholds.review
     assert CANDIDATE_P < review
-    core = Realtime.open(small.project, options=RealtimeOptions(enrol_wait=5.0))
-    server, port = create_server(core, port=0)
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    chosen = None
-    try:
-        api = pb_grpc.LinkageServiceStub(channel)
-        for uid, row in sorted(small.rows.items()):
-            if not uid.startswith("civil_registry:") or small.truth[uid] % 5 < 2:
-                continue
-            year = int(row["date_naissance"][-4:])
-            # Fewer details than a roster usually gives: the given name, a family name
-            # with a typo, a year two off, no place.
-            for off, family in ((1, row["nom"][:-1]), (2, row["nom"]), (2, row["nom"][:-1]),
-                                (3, row["nom"]), (3, row["nom"][:-1])):
-                details = pb.PersonDetails(
-                    name=pb.Name(given_name=row["prenom"], surname=family),
-                    sex=SEX[row["sexe"]],
-                    birth_date=pb.BirthDate(year=year + off,
-                                            precision=pb.DATE_PRECISION_YEAR))
-                found = api.Resolve(pb.ResolveRequest(
-                    person=details, min_match_probability=CANDIDATE_P), timeout=10).candidates
-                p = found[0].match_probability if len(found) == 1 else 0.0
-                # Raised by the source pair's prior bits, it reaches the match threshold.
-                if (len(found) == 1 and found[0].best_record.source == "civil_registry"
-                        and found[0].best_record.record_key == uid.split(":")[1]
-                        and CANDIDATE_P <= p < review
-                        and math.log2(p / (1 - p)) + bits
-                        > math.log2(threshold / (1 - threshold)) + 0.5):
-                    chosen = (uid, details, found[0])
-                    break
-            if chosen:
-                break
+    with _served(small.project) as api:
+        # Fewer details than a roster usually gives: a family name with a typo, a year
+        # one to three off, no place; raised by the source pair's prior bits, the pair
+        # would reach the match threshold.
+        chosen = _lone_birth(
+            api, small, lambda r: [(1, r["nom"][:-1], False), (2, r["nom"], False),
+                                   (2, r["nom"][:-1], False), (3, r["nom"], False),
+                                   (3, r["nom"][:-1], False)],
+            CANDIDATE_P,
+            lambda p: p < review and _weight(p) + bits > _weight(threshold) + 0.5)
         assert chosen is not None, "no birth scored between CANDIDATE_P and review alone"
         uid, details, pairwise = chosen
-        got = api.Enrol(pb.EnrolRequest(source="cash_transfer", record_key="NEW-1",
-                                        person=details), timeout=10)
+        got = _enrol(api, details)
         assert got.outcome == pb.ENROL_OUTCOME_LINKED, (pairwise.match_probability, got)
         assert got.person_id == pairwise.person_id
         assert got.match_probability >= threshold > review > pairwise.match_probability
-    finally:
-        channel.close()
-        server.stop(None).wait()
-        core.close()
-    second = run(small.project, progress=lambda _: None)
-    con = duckdb.connect(str(small.project.register), read_only=True)
-    try:
-        persons = dict(con.execute("SELECT uid, person_id FROM person_records").fetchall())
-        link = con.execute("SELECT match_weight - ambiguity_bits, linked FROM links WHERE "
-                           "(uid_l = ? AND uid_r = ?) OR (uid_l = ? AND uid_r = ?)",
-                           [uid, "cash_transfer:NEW-1", "cash_transfer:NEW-1", uid]).fetchall()
-    finally:
-        con.close()
+    persons, link = _after_batch(small.project, uid, "cash_transfer:NEW-1")
     assert persons["cash_transfer:NEW-1"] == persons[uid]
     # Stored (raised over the review threshold) with its pairwise weight under it.
-    assert link and link[0][1] and link[0][0] < math.log2(review / (1 - review))
-    assert second.summary["ambiguity"]["pairs_adjusted"] > 0
+    assert link and link[0][2] and link[0][0] < _weight(review)
