@@ -65,7 +65,6 @@ __all__ = ["CANDIDATE_P", "MAX_OVERLAP", "AmbiguityReport", "adjust", "bits_give
 CANDIDATE_P = 0.05
 
 
-
 def candidate_floor(review: float) -> float:
     """The lowest pairwise probability of a candidate, given the review threshold."""
     return min(review, CANDIDATE_P)

@@ -230,10 +230,11 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 # incremental scoring; clustering reads those at the floor (the
                 # ambiguity step's competitors), the register keeps those at the review
                 # threshold.
-                near_p = incremental.near_threshold(incremental.floor(project))
+                floor_p = incremental.floor(project)
+                near_p = incremental.near_threshold(floor_p)
                 eng.predict(common.below(near_p))
                 near = common.settled(eng.links(), near_p)
-                links = incremental.candidate_links(near, incremental.floor(project))
+                links = incremental.candidate_links(near, floor_p)
                 progress("clustering")
                 clusters, refused, links, amb = clustering.for_run(
                     cur, project, links, lambda: eng.cluster(project.thresholds.match),
