@@ -150,8 +150,9 @@ _JAR_DIFFERS = [dict.fromkeys(STANDARD_COLUMNS) | {"family_std": f, "family_key"
 
 
 def test_every_level_and_key_agrees_between_spark_and_duckdb(spark: Any, model: Model) -> None:
-    """Splink's Spark SQL of every level (Scala UDFs for Jaro-Winkler and Damerau-Levenshtein)
-    and every blocking key's Spark SQL give DuckDB's results on generated cases."""
+    """Splink's Spark SQL of every level (Jaro-Winkler and Damerau-Levenshtein as the
+    engine registers them, over the jar's) and every blocking key's Spark SQL give
+    DuckDB's results on generated cases."""
     seen: set[tuple[str, int]] = set()
     names = [c.name for c in COMPARISONS]
 
