@@ -8,7 +8,8 @@ import math
 import pyarrow as pa
 import pytest
 
-from linkage.batch.ambiguity import MAX_OVERLAP, adjust
+from linkage.batch.ambiguity import MAX_OVERLAP, AmbiguityReport, adjust
+from linkage.batch.clustering import cluster_records
 
 
 def _table(pairs: list[tuple[str, str, float]]) -> pa.Table:
@@ -132,3 +133,41 @@ def test_a_runs_prior_bits_reproduce_its_adjustment_on_a_piece_of_the_graph() ->
     # Without the run's prior for the source pair, nothing is weighed.
     assert set(bits_given_prior(np.array([0]), np.array([1]), ["cash"], ["civil"],
                                 np.array([1.0]), {})) == {0.0}
+
+
+def test_the_pairs_weighed_one_to_one_are_linked_from_their_own_threshold() -> None:
+    """A weighed pair is marked ``one_to_one``; clustering links it from
+    ``one_to_one_threshold``, every other pair from the match threshold."""
+    def weighed(w: float) -> tuple[pa.Table, AmbiguityReport]:
+        links = _table([*CLEAR, ("cash:8", "civil:8", w), ("cash:8", "cash:9", 1.0)])
+        return adjust(links, _records(UIDS), PRIOR, 0.8, one_to_one_match=0.5)
+
+    # A lone pair gains its source pair's prior bits: a pairwise weight that lands it
+    # at odds of 2 (p = 2/3) once weighed.
+    _, first = weighed(-10.0)
+    out, report = weighed(1.0 - first.prior_bits["cash|civil"])
+    one = _by_pair(out, "one_to_one")
+    assert one[("cash:8", "civil:8")] and not one[("cash:8", "cash:9")]
+    p = _by_pair(out, "match_probability")[("cash:8", "civil:8")]
+    assert 0.5 <= p < 0.8  # raised by its lack of competitors, not to the match threshold
+    assert report.raised == 1  # linked at its own threshold, not pairwise
+
+    # The same probability on a pair the step did not weigh (a file of duplicates, a
+    # pair within one source): the match threshold.
+    records = pa.table({"uid": ["a:1", "b:1", "c:2", "d:2"], "source": ["a", "b", "c", "d"],
+                        "national_id": [None] * 4, "household_id": [None] * 4},
+                       schema=pa.schema([("uid", pa.string()), ("source", pa.string()),
+                                         ("national_id", pa.string()),
+                                         ("household_id", pa.string())]))
+    both = pa.table({"uid_l": ["a:1", "c:2"], "uid_r": ["b:1", "d:2"],
+                     "match_probability": [p, p], "match_weight": [math.log2(p / (1 - p))] * 2,
+                     "one_to_one": [True, False]})
+
+    def together(one_to_one_threshold: float | None) -> list[bool]:
+        c = cluster_records(records, both, 0.8,
+                            one_to_one_threshold=one_to_one_threshold).clusters
+        return [c["a:1"] == c["b:1"], c["c:2"] == c["d:2"]]
+
+    assert together(0.5) == [True, False]
+    assert together(None) == [False, False]  # without one: the match threshold for all
+    assert together(0.9) == [False, False]  # never above the match threshold

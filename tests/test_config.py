@@ -72,6 +72,20 @@ def test_bad_project_key(tmp_path: Path) -> None:
         load_project(path)
 
 
+def test_one_to_one_threshold_lies_between_review_and_match(tmp_path: Path) -> None:
+    """Written down, it must hold; left out, it adapts to the other two."""
+    path = project(tmp_path, "thresholds: {match: 0.9, review: 0.6, one_to_one: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"project.yaml: thresholds.one_to_one: must be "
+                                          r"between thresholds.review and thresholds.match"):
+        load_project(path)
+    t = load_project(project(tmp_path, "thresholds: {match: 0.9, one_to_one: 0.7}\n")).thresholds
+    assert (t.match, t.review, t.one_to_one_match) == (0.9, 0.4, 0.7)
+    t = load_project(project(tmp_path, "thresholds: {match: 0.45, review: 0.3}\n")).thresholds
+    assert t.one_to_one_match == 0.45  # the default 0.5, never above the match threshold
+    t = load_project(project(tmp_path, "thresholds: {review: 0.6}\n")).thresholds
+    assert t.one_to_one_match == 0.6  # nor under the review threshold (linked pairs are kept)
+
+
 def test_missing_source_file_named(tmp_path: Path) -> None:
     path = write(tmp_path, "project.yaml", "sources: [nowhere.yaml]\n")
     with pytest.raises(ConfigError, match=r"nowhere.yaml: file not found"):

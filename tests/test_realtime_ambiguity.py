@@ -23,6 +23,7 @@ from service_fixtures import build_small_register
 from linkage.batch.ambiguity import CANDIDATE_P
 from linkage.batch.pipeline import run
 from linkage.realtime.core import Realtime, RealtimeOptions
+from linkage.review.queue import WEAK_MARGIN_BITS, weak_bound
 from linkage.service.server import create_server
 from linkage.service.v1 import linkage_pb2 as pb
 from linkage.service.v1 import linkage_pb2_grpc as pb_grpc
@@ -48,12 +49,13 @@ def _served(project: Any) -> Iterator[pb_grpc.LinkageServiceStub]:
 def _after_batch(project: Any, uid: str, new_uid: str
                  ) -> tuple[dict[str, str], list[tuple[Any, ...]]]:
     """The next batch's persons, and its stored link between the two records
-    (pairwise weight, ambiguity bits, linked)."""
+    (pairwise weight, ambiguity bits, linked, one_to_one, probability)."""
     run(project, progress=lambda _: None)
     con = duckdb.connect(str(project.register), read_only=True)
     try:
         persons = dict(con.execute("SELECT uid, person_id FROM person_records").fetchall())
-        link = con.execute("SELECT match_weight - ambiguity_bits, ambiguity_bits, linked "
+        link = con.execute("SELECT match_weight - ambiguity_bits, ambiguity_bits, linked, "
+                           "one_to_one, match_probability "
                            "FROM links WHERE (uid_l = ? AND uid_r = ?) OR "
                            "(uid_l = ? AND uid_r = ?)",
                            [uid, new_uid, new_uid, uid]).fetchall()
@@ -71,6 +73,16 @@ def _lone_birth(api: pb_grpc.LinkageServiceStub, small: Any,
     """A civil-registry birth with no cash-transfer record and details, as a roster
     might hold them (the names, sex, a birth year, maybe the region), for which Resolve
     finds that birth as the only candidate from ``floor`` with a probability ``wanted``."""
+    return _birth_found(api, small, variants, floor,
+                        lambda ps: len(ps) == 1 and wanted(ps[0]))
+
+
+def _birth_found(api: pb_grpc.LinkageServiceStub, small: Any,
+                 variants: Callable[[dict[str, str]], list[Variant]], floor: float,
+                 wanted: Callable[[list[float]], bool]
+                 ) -> tuple[str, pb.PersonDetails, Any] | None:
+    """As :func:`_lone_birth`, the birth the best of the candidates from ``floor``, whose
+    probabilities (best first) are ``wanted``."""
     for uid, row in sorted(small.rows.items()):
         if not uid.startswith("civil_registry:") or small.truth[uid] % 5 < 2:
             continue
@@ -83,9 +95,9 @@ def _lone_birth(api: pb_grpc.LinkageServiceStub, small: Any,
             found = [c for c in api.Resolve(pb.ResolveRequest(
                 person=details, min_match_probability=floor), timeout=10).candidates
                 if c.match_probability >= floor]
-            if (len(found) == 1 and found[0].best_record.source == "civil_registry"
+            if (found and found[0].best_record.source == "civil_registry"
                     and found[0].best_record.record_key == uid.split(":")[1]
-                    and wanted(found[0].match_probability)):
+                    and wanted([c.match_probability for c in found])):
                 return uid, details, found[0]
     return None
 
@@ -158,3 +170,64 @@ def test_a_lone_candidate_under_the_review_threshold_is_raised_by_the_batch_and_
     assert persons["cash_transfer:NEW-1"] == persons[uid]
     # Stored (raised over the review threshold) with its pairwise weight under it.
     assert link and link[0][2] and link[0][0] < _weight(review)
+
+
+def test_a_one_to_one_pair_between_the_two_thresholds_is_linked_by_enrolment_and_the_batch(
+        tmp_path: pytest.TempPathFactory) -> None:
+    """A pair the one-to-one step weighed is linked from ``thresholds.one_to_one`` (0.5
+    by default), not from the match threshold (0.95 in this project), in real time as in
+    the batch: a roster record whose civil-registry birth, weighed against the record's
+    other candidates, lands between the two is LINKED, queued for review as a link on
+    weak evidence, and the next batch links the pair too.
+
+    The two lists overlap so much that a lone candidate gains about 8 bits, past the
+    match threshold; a birth with a competitor gains less: as the batch weighs a record
+    with candidates of odds K1, K2, ... (each with no other candidate), the first's odds
+    are K1 / (1 + K2 + ...)."""
+    small = build_small_register(tmp_path)
+    project = small.project
+    first = run(project, progress=lambda _: None)
+    bits = first.summary["ambiguity"]["prior_bits"]["cash_transfer|civil_registry"]
+    t = project.thresholds
+    low, high = t.one_to_one_match, t.match
+    assert t.review < low < high
+    with _served(project) as api:
+        def weighed(ps: list[float]) -> float:  # the star's odds, as bits
+            return (_weight(ps[0]) + bits
+                    - math.log2(1 + sum(2 ** (_weight(p) + bits) for p in ps[1:])))
+
+        chosen = _birth_found(
+            api, small, lambda r: [(off, family, region) for off in (0, 1, 2, 3)
+                                   for family in (r["nom"], r["nom"][:-1], "")
+                                   for region in (True, False)],
+            CANDIDATE_P,
+            # Weak (under WEAK_MARGIN_BITS above its threshold), so it is queued.
+            lambda ps: _weight(low) + 0.5 < weighed(ps) < _weight(low) + WEAK_MARGIN_BITS - 0.5)
+        assert chosen is not None, "no birth weighed between the two thresholds"
+        uid, details, pairwise = chosen
+        got = _enrol(api, details)
+        assert got.outcome == pb.ENROL_OUTCOME_LINKED, (pairwise.match_probability, got)
+        assert got.person_id == pairwise.person_id
+        assert low <= got.match_probability < weak_bound(low) < high
+    con = duckdb.connect(str(small.project.register), read_only=True)
+    try:
+        queued = con.execute("SELECT reasons FROM review_items WHERE kind = 'enrolment' "
+                             "AND uid_a = 'cash_transfer:NEW-1'").fetchall()
+    finally:
+        con.close()
+    assert queued == [("weak_enrolment_link",)]
+    persons, link = _after_batch(small.project, uid, "cash_transfer:NEW-1")
+    assert persons["cash_transfer:NEW-1"] == persons[uid]
+    (_, _, linked, one_to_one, p), = link
+    assert linked and one_to_one and low <= p < high
+    # Linked, so no review-band pair; weak for its own threshold, so a doubtful person.
+    con = duckdb.connect(str(project.register), read_only=True)
+    try:
+        items = con.execute("SELECT kind, reasons, person_id FROM review_items WHERE "
+                            "list_contains(record_uids, 'cash_transfer:NEW-1') AND "
+                            "created_by <> 'enrol'").fetchall()
+    finally:
+        con.close()
+    assert [(k, pid) for k, r, pid in items if "weak_link" in r.split(",")] == [
+        ("person", persons[uid])]
+    assert not [k for k, _, _ in items if k == "pair"]

@@ -38,6 +38,10 @@ no competitor, can be raised (common names with a year-only date score there). A
 incremental run keeps that set exactly as a full run does
 (:func:`linkage.batch.incremental.floor`), so both adjust identically.
 
+A pair so weighed is marked ``one_to_one`` and is linked from its own threshold,
+``thresholds.one_to_one`` (:func:`pair_thresholds`; the reasons are in
+:class:`linkage.config.Thresholds`).
+
 Pairs inside one source, and pairs touching a *file of duplicates*
 (:func:`linkage.batch.clustering.duplicate_files`), where a record may have many matches
 in the other source, keep their pairwise weight. Measured in ``benchmarks/RESULTS.md``
@@ -55,7 +59,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = ["CANDIDATE_P", "MAX_OVERLAP", "AmbiguityReport", "adjust", "bits_given_prior",
-           "candidate_floor", "pair_key"]
+           "candidate_floor", "pair_key", "pair_thresholds"]
 
 #: The lowest pairwise probability of a candidate pair. Measured on hard generated
 #: registers of 50,000 persons (benchmarks/RESULTS.md, "Ambiguity reads pairs under the
@@ -68,6 +72,17 @@ CANDIDATE_P = 0.05
 def candidate_floor(review: float) -> float:
     """The lowest pairwise probability of a candidate, given the review threshold."""
     return min(review, CANDIDATE_P)
+
+
+def pair_thresholds(one_to_one: np.ndarray, match: float, one_to_one_match: float | None
+                    ) -> np.ndarray:
+    """Each pair's match threshold: ``one_to_one_match`` for the pairs this step weighed
+    (``one_to_one`` true), ``match`` for the others; ``None``: ``match`` for all. The one
+    rule the batch's clustering, the stored ``links.linked``, the review queue and
+    real-time enrolment all apply."""
+    if one_to_one_match is None:
+        return np.full(len(one_to_one), match)
+    return np.where(np.asarray(one_to_one, bool), min(one_to_one_match, match), match)
 
 
 #: ρ (share of a source's records with a match in another source) is capped here: at
@@ -99,12 +114,13 @@ class AmbiguityReport:
     def line(self) -> str:
         return (f"ambiguity: {self.pairs_adjusted:,} pairs between rosters that list each "
                 f"person once re-weighed by their records' other candidates; "
-                f"{self.raised:,} raised to the match threshold, {self.lowered:,} lowered "
-                "below it")
+                f"{self.raised:,} linked that pairwise would not be, {self.lowered:,} "
+                "not linked that pairwise would be")
 
 
 def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: float,
-           duplicate_files: Iterable[str] = ()) -> tuple[pa.Table, AmbiguityReport]:
+           duplicate_files: Iterable[str] = (), one_to_one_match: float | None = None
+           ) -> tuple[pa.Table, AmbiguityReport]:
     """The links with one-to-one (ambiguity) weights between sources listing each person once.
 
     Args:
@@ -114,13 +130,15 @@ def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: fl
             (an exact copy, a re-registration strongly linked to its first record), who
             then count as one candidate, not as two competing ones.
         prior: the run's prior λ (probability that two random records match).
-        match_threshold: for the report's counts of pairs crossing it.
+        match_threshold: for the report's counts of links made and undone.
         duplicate_files: sources that are files of duplicates: not adjusted.
+        one_to_one_match: the match threshold of the weighed pairs, for those counts
+            (:func:`pair_thresholds`).
 
     Returns:
         The links, sorted by (uid_l, uid_r), with ``match_weight`` / ``match_probability``
-        adjusted and ``ambiguity_bits`` (adjusted minus pairwise weight; 0 where
-        unchanged) added; and the report.
+        adjusted, ``ambiguity_bits`` (adjusted minus pairwise weight; 0 where
+        unchanged) and ``one_to_one`` (the pair was weighed) added; and the report.
     """
     report = AmbiguityReport()
     # One order whatever the engine's: the sums below are then bit-identical between a
@@ -130,6 +148,7 @@ def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: fl
     n = links.num_rows
     w = links.column("match_weight").to_numpy(zero_copy_only=False).astype(np.float64)
     bits = np.zeros(n)
+    weighed = np.zeros(n, bool)
     if n and prior > 0:
         order = pc.sort_indices(records, sort_keys=[("uid", "ascending")])
         records = records.take(order)
@@ -151,19 +170,24 @@ def adjust(links: pa.Table, records: pa.Table, prior: float, match_threshold: fl
             k = len(names)
             first = np.unique(src * (node.max() + 1) + node)
             persons = np.bincount(first // (node.max() + 1), minlength=k)
+            weighed = sel
             bits[sel] = _one_to_one(node[a[sel]], node[b[sel]], src[a[sel]], src[b[sel]],
                                     w[sel], persons, prior, names, report)
     w2 = w + bits
     p2 = 1.0 / (1.0 + np.exp2(-w2))
     p = links.column("match_probability").to_numpy(zero_copy_only=False)
     report.pairs_adjusted = int(np.count_nonzero(bits))
-    report.raised = int(((p < match_threshold) & (p2 >= match_threshold)).sum())
-    report.lowered = int(((p >= match_threshold) & (p2 < match_threshold)).sum())
+    # Links the step made or undid: pairwise at the match threshold, against each
+    # pair's own threshold once weighed.
+    t2 = pair_thresholds(weighed, match_threshold, one_to_one_match)
+    report.raised = int(((p < match_threshold) & (p2 >= t2)).sum())
+    report.lowered = int(((p >= match_threshold) & (p2 < t2)).sum())
     out = links.set_column(links.schema.get_field_index("match_weight"), "match_weight",
                            pa.array(w2))
     out = out.set_column(out.schema.get_field_index("match_probability"),
                          "match_probability", pa.array(p2))
-    return out.append_column("ambiguity_bits", pa.array(bits)), report
+    out = out.append_column("ambiguity_bits", pa.array(bits))
+    return out.append_column("one_to_one", pa.array(weighed)), report
 
 
 #: Belief-propagation sweeps (messages converge in a few on tree-like candidate graphs).

@@ -657,7 +657,8 @@ def cluster_pairs(uids: Sequence[str], sources: Sequence[str],
 
 def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, *,
                     civil_sources: Iterable[str] = (), constraints: Constraints | None = None,
-                    rules: Rules = DEFAULT_RULES) -> ClusterResult:
+                    rules: Rules = DEFAULT_RULES, one_to_one_threshold: float | None = None
+                    ) -> ClusterResult:
     """The greedy clustering of a run, on Arrow tables (whatever engine scored the pairs).
 
     Args:
@@ -669,6 +670,8 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
         civil_sources: names of the civil-registry sources.
         constraints: reviewer decisions (:func:`linkage.ids.publish.load_constraints`).
         rules: see :class:`Rules`.
+        one_to_one_threshold: the match threshold of the links marked ``one_to_one``
+            (:func:`linkage.batch.ambiguity.pair_thresholds`); None: ``match_threshold``.
 
     Returns:
         Every record -> the smallest uid of its cluster, and the refused merges by reason.
@@ -683,10 +686,12 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
         constraints = Constraints(
             must_link=(*c.must_link, *(p for p in copies if frozenset(p) not in apart)),
             cannot_link=c.cannot_link)
+    links = links.append_column("_threshold", pa.array(ambiguity.pair_thresholds(
+        one_to_one_of(links), match_threshold, one_to_one_threshold)))
     keep = links if rules.min_cohesion is not None else links.filter(
-        pc.greater_equal(links.column("match_probability"), match_threshold))
-    left, right, weight, prob = _indexed(keep, uid_col)
-    over = prob >= match_threshold
+        pc.greater_equal(links.column("match_probability"), links.column("_threshold")))
+    left, right, weight, prob, threshold = _indexed(keep, uid_col, "_threshold")
+    over = prob >= threshold
     res = _run(uid_col.to_pylist(), records.column("source"), records.column("national_id"),
                records.column("household_id"), left[over], right[over], weight[over],
                civil_sources=civil_sources, constraints=constraints, rules=rules,
@@ -718,17 +723,24 @@ def _exact_copies(records: pa.Table) -> list[tuple[str, str]]:
     return [(g[0], u) for g in groups.column("uid_list").to_pylist() for u in g[1:]]
 
 
-def _indexed(links: pa.Table, uid_col: pa.Array
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(left, right, weight, probability) of the links whose two records are in
-    ``uid_col`` (sorted uids), as record indices into it."""
+def _indexed(links: pa.Table, uid_col: pa.Array, *columns: str) -> tuple[np.ndarray, ...]:
+    """(left, right, weight, probability, then each of ``columns``) of the links whose
+    two records are in ``uid_col`` (sorted uids), as record indices into it."""
     left = pc.index_in(links.column("uid_l"), value_set=uid_col)
     right = pc.index_in(links.column("uid_r"), value_set=uid_col)
     known = pc.and_(pc.is_valid(left), pc.is_valid(right))
     return (pc.filter(left, known).to_numpy().astype(np.int64),
             pc.filter(right, known).to_numpy().astype(np.int64),
-            pc.filter(links.column("match_weight"), known).to_numpy().astype(np.float64),
-            pc.filter(links.column("match_probability"), known).to_numpy().astype(np.float64))
+            *(pc.filter(links.column(c), known).to_numpy().astype(np.float64)
+              for c in ("match_weight", "match_probability", *columns)))
+
+
+def one_to_one_of(links: pa.Table) -> np.ndarray:
+    """Which links the ambiguity step weighed (its ``one_to_one`` column; none without)."""
+    if "one_to_one" not in links.column_names:
+        return np.zeros(links.num_rows, bool)
+    return pc.fill_null(links.column("one_to_one"), False).to_numpy(
+        zero_copy_only=False).astype(bool)
 
 
 def duplicate_files(records: pa.Table, links: pa.Table, match_threshold: float, *,
@@ -780,21 +792,27 @@ def _register_inputs(cur: duckdb.DuckDBPyConnection) -> tuple[pa.Table, list[str
 
 
 def cluster_at(cur: duckdb.DuckDBPyConnection, links: pa.Table, thresholds: list[float],
-               rules: Rules = DEFAULT_RULES) -> dict[float, dict[str, str]]:
-    """uid -> cluster label at each threshold: :func:`cluster_run` (without a prior) for
-    several thresholds, the register's records and constraints read once."""
+               rules: Rules = DEFAULT_RULES,
+               one_to_one: Callable[[float], float] | None = None
+               ) -> dict[float, dict[str, str]]:
+    """uid -> cluster label at each match threshold: :func:`cluster_run` (without a
+    prior) for several thresholds, the register's records and constraints read once.
+    ``one_to_one``: the one-to-one pairs' threshold given the match threshold (links
+    carrying ``one_to_one``); None: the match threshold."""
     from linkage.ids.publish import load_constraints
 
     records, civil = _register_inputs(cur)
     constraints = load_constraints(cur)
     return {t: cluster_records(records, links, t, civil_sources=civil,
-                               constraints=constraints, rules=rules).clusters
+                               constraints=constraints, rules=rules,
+                               one_to_one_threshold=None if one_to_one is None
+                               else one_to_one(t)).clusters
             for t in thresholds}
 
 
 def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold: float,
-                rules: Rules = DEFAULT_RULES, *, prior: float | None = None
-                ) -> ClusterResult:
+                rules: Rules = DEFAULT_RULES, *, prior: float | None = None,
+                one_to_one_threshold: float | None = None) -> ClusterResult:
     """The batch's clustering: the register's active records, sources and constraints.
 
     Args:
@@ -804,6 +822,8 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
         prior: the run's prior: pairs between sources that list each person once are
             re-weighed by their ambiguity (:mod:`linkage.batch.ambiguity`) first;
             ``None``: pairwise weights as they are.
+        one_to_one_threshold: the match threshold of the pairs so re-weighed
+            (``thresholds.one_to_one_match``); None: ``match_threshold``.
 
     Returns:
         The clusters; with a prior, also the links as clustered (``links``, with
@@ -817,9 +837,11 @@ def cluster_run(cur: duckdb.DuckDBPyConnection, links: pa.Table, match_threshold
         dups = duplicate_files(records, links, match_threshold, civil_sources=civil,
                                rules=rules)
         links, report = ambiguity.adjust(
-            links, _with_nodes(records, links, rules), prior, match_threshold, dups)
+            links, _with_nodes(records, links, rules), prior, match_threshold, dups,
+            one_to_one_threshold)
     res = cluster_records(records, links, match_threshold, civil_sources=civil,
-                          constraints=load_constraints(cur), rules=rules)
+                          constraints=load_constraints(cur), rules=rules,
+                          one_to_one_threshold=one_to_one_threshold)
     res.links, res.ambiguity = links, report
     return res
 
@@ -854,7 +876,8 @@ def for_run(cur: duckdb.DuckDBPyConnection, project: Any, links: pa.Table,
     if project.clustering == "components":
         return components(), None, kept(links), None
     res = cluster_run(cur, links, project.thresholds.match,
-                      prior=prior if project.ambiguity else None)
+                      prior=prior if project.ambiguity else None,
+                      one_to_one_threshold=project.thresholds.one_to_one_match)
     amb = res.ambiguity
     links = kept(links if res.links is None else res.links)
     if amb is not None:

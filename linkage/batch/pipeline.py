@@ -239,7 +239,7 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                 clusters, refused, links, amb = clustering.for_run(
                     cur, project, links, lambda: eng.cluster(project.thresholds.match),
                     progress, prior=run_model.prior)
-                n_links = _store_links(cur, links, run_id, project.thresholds.match)
+                n_links = _store_links(cur, links, run_id, project.thresholds)
                 progress(f"{n_links:,} scored pairs at or above the review threshold kept")
                 state = incremental.collect(project, eng, model, run_model, near,
                                             engine=engine_name, run_id=run_id, plan_=plan,
@@ -263,8 +263,9 @@ def run(project: ProjectConfig, *, progress: Progress | None = None, force_inges
                     progress(f"  change guard overridden (--accept-changes): {line}")
             else:
                 guards.check(project.guards, base, reports, changed_ids, run_id=run_id)
-            review = queue_after_run(cur, run_id=run_id, match_threshold=project.thresholds.match,
-                                     now=started)
+            review = queue_after_run(
+                cur, run_id=run_id, match_threshold=project.thresholds.match, now=started,
+                one_to_one_threshold=project.thresholds.one_to_one_match)
             progress(f"review queue: {review['queued']:,} new item(s) "
                      f"({review['review_band_pairs']:,} pairs in the review band, "
                      f"{review['doubtful_persons']:,} doubtful persons), {review['open']:,} open")
@@ -324,15 +325,19 @@ def _filled(cur: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 
 def _store_links(cur: duckdb.DuckDBPyConnection, pairs: Any, run_id: str,
-                 match_threshold: float) -> int:
+                 thresholds: Any) -> int:
     cur.execute("DELETE FROM links")
     cur.register("stage_links", pairs)
     bits = "ambiguity_bits" if "ambiguity_bits" in pairs.column_names else "0.0"
+    one = "one_to_one" in pairs.column_names
     try:
         cur.execute("INSERT INTO links (run_id, uid_l, uid_r, match_probability, match_weight, "
-                    "linked, ambiguity_bits) SELECT ?, uid_l, uid_r, match_probability, "
-                    f"match_weight, match_probability >= ?, {bits} FROM stage_links",
-                    [run_id, match_threshold])
+                    "linked, ambiguity_bits, one_to_one) SELECT ?, uid_l, uid_r, "
+                    "match_probability, match_weight, match_probability >= CASE WHEN "
+                    f"{'one_to_one' if one else 'false'} THEN ? ELSE ? END, {bits}, "
+                    f"{'one_to_one' if one else 'false'} FROM stage_links",
+                    # linkage.batch.ambiguity.pair_thresholds, in SQL
+                    [run_id, thresholds.one_to_one_match, thresholds.match])
     finally:
         cur.unregister("stage_links")
     return pairs.num_rows
@@ -459,9 +464,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if amb and amb.get("pairs_adjusted"):
         lines += ["", f"ambiguity: {amb['pairs_adjusted']:,} pairs between sources that list "
                       "each person once re-weighed by how many candidates each record has in "
-                      f"the other source; {amb['raised_above_match']:,} raised to the match "
-                      f"threshold, {amb['lowered_below_match']:,} lowered below it "
-                      "(`linkage explain` shows the line)"]
+                      f"the other source; {amb['raised_above_match']:,} linked that would "
+                      f"not be on their own fields, {amb['lowered_below_match']:,} not "
+                      "linked that would be (`linkage explain` shows the line)"]
     return "\n".join(lines)
 
 

@@ -155,7 +155,8 @@ class Realtime:
         sources = {s.name: (s.kind, s.programme) for s in self.project.sources}
         return Enroller(self.register, index, match_threshold=self.project.thresholds.match,
                         write_lock=self.write_lock, sources=sources, on_commit=self._notify,
-                        review_threshold=self.project.thresholds.review)
+                        review_threshold=self.project.thresholds.review,
+                        one_to_one_threshold=self.project.thresholds.one_to_one_match)
 
     def _load_index(self) -> None:
         t0 = time.monotonic()

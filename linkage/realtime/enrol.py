@@ -15,7 +15,8 @@ records off a queue in groups, and for each group, inside one register transacti
   else the best candidate person whose match probability reaches ``thresholds.match``
   (between sources that list each person once, the probability weighed by the
   candidates' own competitors, as the batch's ambiguity step weighs it:
-  :meth:`Enroller._ambiguity`)
+  :meth:`Enroller._ambiguity`, and ``thresholds.one_to_one`` as the batch links such
+  pairs: :func:`linkage.batch.ambiguity.pair_thresholds`)
   and that the batch's clustering rules allow (:data:`linkage.batch.clustering.DEFAULT_RULES`:
   no two national IDs, no two records of one civil registry or one roster household,
   two records of one roster only through their own strong link); else a new person ID
@@ -61,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from linkage.batch.ambiguity import bits_given_prior, candidate_floor, pair_key
+from linkage.batch.ambiguity import bits_given_prior, candidate_floor, pair_key, pair_thresholds
 from linkage.batch.clustering import DEFAULT_RULES, Rules, duplicate_files, one_id_mistyped
 from linkage.canonical import STANDARD_COLUMNS
 from linkage.ids.reconcile import Event
@@ -131,8 +132,9 @@ class _Txn:
     events: list[Event] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # uids put in the index
     results: list[EnrolResult] = field(default_factory=list)
-    # (uid, best candidate's record, probability, linked) of new records, for review
-    review: list[tuple[str, str | None, float, bool]] = field(default_factory=list)
+    # (uid, best candidate's record, probability, linked, that pair's match threshold)
+    # of new records, for review
+    review: list[tuple[str, str | None, float, bool, float]] = field(default_factory=list)
     golden: dict[str, str | None] = field(default_factory=dict)  # person -> new golden JSON
 
 
@@ -161,23 +163,25 @@ class Enroller:
             evidence are queued for review (:func:`linkage.review.queue.enrolment_items`).
         rules: the batch's clustering rules, which a link must respect (the batch is the
             reference: a link it would refuse, it undoes at the next run).
+        one_to_one_threshold: the match threshold of the pairs weighed one-to-one
+            (``thresholds.one_to_one_match``); None: ``match_threshold``.
     """
 
     def __init__(self, register: Register, index: Index, *, match_threshold: float,
                  write_lock: threading.Lock, sources: dict[str, tuple[str, str]] | None = None,
                  on_commit: Callable[[], None] | None = None, max_group: int = 2000,
-                 review_threshold: float | None = None, rules: Rules = DEFAULT_RULES):
+                 review_threshold: float | None = None, rules: Rules = DEFAULT_RULES,
+                 one_to_one_threshold: float | None = None):
         self.register = register
         self.index = index
         self.match_threshold = match_threshold
+        self.one_to_one_threshold = one_to_one_threshold
         self.review_threshold = review_threshold
         self.write_lock = write_lock
         self.config_sources = dict(sources or {})
         self.on_commit = on_commit or (lambda: None)
         self.max_group = max_group
         self.rules = rules
-        # The match threshold as a match weight: a direct link is one at or above it.
-        self._match_weight = _as_weight(match_threshold)
         # The batch's ambiguity step weighs candidates from this weight up (under the
         # review threshold).
         self._floor_weight = (-math.inf if review_threshold is None
@@ -379,8 +383,8 @@ class Enroller:
             self._link(cur, segment, txn)
             self._write(cur, txn)
             if self.review_threshold is not None and txn.review:
-                enrolment_items(cur, txn.review, match_threshold=self.match_threshold,
-                                review_threshold=self.review_threshold, now=now)
+                enrolment_items(cur, txn.review, review_threshold=self.review_threshold,
+                                now=now)
             store.drop_journaled(cur, [it.seq for it in items if it.journaled])
             cur.execute("COMMIT")
         except BaseException:
@@ -457,6 +461,7 @@ class Enroller:
         for k, (at, it) in enumerate(new):
             lo, hi = bounds[k], bounds[k + 1]
             prob, pid, other, copy = 0.0, None, None, False
+            threshold = self.match_threshold
             must, cannot = partners.get(it.uid, ((), ()))
             forced = next((txn.assigned.get(u) or index.person_of(u) for u in sorted(must)
                            if txn.assigned.get(u) or index.person_of(u)), None)
@@ -465,6 +470,10 @@ class Enroller:
             elif hi > lo:
                 c, w = cand[lo:hi], weights[lo:hi]
                 w = self._ambiguity(at, c, w, weighable[k], around)
+                # Each candidate's threshold, as a weight: a one-to-one pair's is its own.
+                thresholds = pair_thresholds(weighable[k], self.match_threshold,
+                                             self.one_to_one_threshold)
+                tw = np.array([_as_weight(t) for t in thresholds.tolist()])
                 persons = index.person[c]
                 allowed = persons >= 0
                 if cannot:
@@ -477,7 +486,7 @@ class Enroller:
                     top: int | None = Index.top1(np.where(copies, w, -np.inf), persons)
                     copy = True
                 else:
-                    top = self._best(at, c, w, persons, group)
+                    top = self._best(at, c, w, tw, persons, group)
                 if top is not None:
                     pid = index.persons.values[persons[top]]
                 else:  # no person to join: the best candidate, for the review queue
@@ -485,6 +494,7 @@ class Enroller:
                 if top is not None and np.isfinite(w[top]):
                     prob = probability(float(w[top]))
                     other = index.uids[int(c[top])]
+                    threshold = float(thresholds[top])
             if pid is not None:
                 outcome = LINKED
             else:
@@ -493,7 +503,7 @@ class Enroller:
                                         "enrolled"))
                 outcome = CREATED
             if forced is None and not copy:
-                review.append((it.uid, other, prob, outcome == LINKED))
+                review.append((it.uid, other, prob, outcome == LINKED, threshold))
             txn.events.append(Event("record_added", pid, it.uid, None, ENROL_RUN_ID, txn.now,
                                     "enrolled"))
             txn.new_assigned[it.uid] = pid
@@ -613,28 +623,31 @@ class Enroller:
             self._recent.setdefault(b, []).append((me, float(w[j])))
         return out
 
-    def _best(self, at: int, c: np.ndarray, w: np.ndarray, persons: np.ndarray,
-              group: np.ndarray) -> int | None:
-        """Position in ``c`` of the best record of the strongest candidate person at the
-        match threshold that the batch's rules let row ``at`` join (None: none).
+    def _best(self, at: int, c: np.ndarray, w: np.ndarray, tw: np.ndarray,
+              persons: np.ndarray, group: np.ndarray) -> int | None:
+        """Position in ``c`` of the best record of the strongest candidate person at its
+        match threshold (weights ``tw``) that the batch's rules let row ``at`` join
+        (None: none).
 
         Persons are tried as :meth:`Index.top1` ranks them (weight, then person code),
         as the batch's greedy clustering takes pairs strongest first and merges along
-        the first one its rules allow.
+        the first one its rules allow; a pair under its own threshold is no link.
         """
         tried: set[int] = set()
         for j in np.lexsort((persons, -w)).tolist():
-            if not np.isfinite(w[j]) or probability(float(w[j])) < self.match_threshold:
+            if not np.isfinite(w[j]):
                 return None
+            if w[j] < tw[j]:
+                continue
             p = int(persons[j])
             if p in tried:
                 continue
             tried.add(p)
-            if self._refusal(at, p, c, w, group) is None:
+            if self._refusal(at, p, c, w, tw, group) is None:
                 return j
         return None
 
-    def _refusal(self, at: int, person: int, c: np.ndarray, w: np.ndarray,
+    def _refusal(self, at: int, person: int, c: np.ndarray, w: np.ndarray, tw: np.ndarray,
                  group: np.ndarray) -> str | None:
         """Why the batch would not put row ``at`` in the person of code ``person`` (a
         reason of :data:`linkage.batch.clustering.REASONS`), or None.
@@ -652,8 +665,8 @@ class Enroller:
         rows = rows[(index.alive[rows] | np.isin(rows, group)) & (index.person[rows] == person)]
         if len(rows) == 0:
             return None
-        # Direct links as the batch has them: pairs at or above the match threshold.
-        linked = w >= self._match_weight
+        # Direct links as the batch has them: pairs at or above their match threshold.
+        linked = w >= tw
         direct = dict(zip(c[linked].tolist(), w[linked].tolist(), strict=True))
 
         def lifted_by(others: np.ndarray, bar: float | None) -> bool:

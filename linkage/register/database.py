@@ -159,12 +159,15 @@ CREATE TABLE IF NOT EXISTS links (
     uid_r VARCHAR NOT NULL,
     match_probability DOUBLE,
     match_weight DOUBLE,
-    linked BOOLEAN,                   -- at or above the match threshold
+    linked BOOLEAN,                   -- at or above the pair's match threshold
     PRIMARY KEY (uid_l, uid_r)
 );
 -- The part of match_weight that is the pair's ambiguity (linkage.batch.ambiguity):
 -- adjusted minus pairwise weight; 0 when not adjusted.
 ALTER TABLE links ADD COLUMN IF NOT EXISTS ambiguity_bits DOUBLE DEFAULT 0;
+-- Weighed by that step (two sources listing each person once): linked from
+-- thresholds.one_to_one, not thresholds.match.
+ALTER TABLE links ADD COLUMN IF NOT EXISTS one_to_one BOOLEAN DEFAULT false;
 CREATE TABLE IF NOT EXISTS persons (
     person_id VARCHAR PRIMARY KEY,
     status VARCHAR NOT NULL,          -- 'live' | 'retired'

@@ -164,7 +164,8 @@ def collect(cur: Cursor, project: Any, index: Index | None = None) -> ReportData
     hist, note = histogram(index) if index is not None else ([], "no model")
     ov, multi = overlap(cur)
     (n_persons,) = query(cur, "SELECT count(*) FROM persons WHERE status = 'live'")[0]
-    thresholds = {"match": project.thresholds.match, "review": project.thresholds.review}
+    thresholds = {"match": project.thresholds.match, "review": project.thresholds.review,
+                  "one_to_one": project.thresholds.one_to_one_match}
     est = None
     sid = accuracy.last_sample(cur)
     if sid is not None:

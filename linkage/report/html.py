@@ -95,11 +95,14 @@ TEXT: dict[str, dict[str, str]] = {
     "review": {"en": "The review band and the queue", "fr": "La zone de revue et la file"},
     "review_help": {
         "en": "{band} pairs scored between the review threshold ({review}) and the match "
-              "threshold ({match}): neither linked nor dismissed, they wait for a reviewer. "
-              "{decisions} decisions recorded so far.",
+              "threshold ({match}; {one_to_one} for pairs between two sources that list "
+              "each person once, weighed one-to-one): neither linked nor dismissed, they "
+              "wait for a reviewer. {decisions} decisions recorded so far.",
         "fr": "{band} paires notées entre le seuil de revue ({review}) et le seuil de "
-              "correspondance ({match}) : ni liées ni écartées, elles attendent un "
-              "réviseur. {decisions} décisions enregistrées à ce jour."},
+              "correspondance ({match} ; {one_to_one} pour les paires entre deux sources "
+              "qui listent chaque personne une fois, pesées une à une) : ni liées ni "
+              "écartées, elles attendent un réviseur. {decisions} décisions enregistrées "
+              "à ce jour."},
     "accuracy": {"en": "Accuracy measured by the reviewers",
                  "fr": "Exactitude mesurée par les réviseurs"},
     "accuracy_help": {
@@ -327,7 +330,8 @@ def render(d: ReportData, *, lang: str = "en", embed_scripts: bool = True,
                                     "title": tr("pairs")}}}
     parts.append(f'<section id="review"><h2>{tr("review")}</h2><p>' + html.escape(tr(
         "review_help", band=f"{len(r['band']):,}", review=d.thresholds["review"],
-        match=d.thresholds["match"], decisions=f"{r['decisions']:,}")) + "</p>"
+        match=d.thresholds["match"], one_to_one=d.thresholds["one_to_one"],
+        decisions=f"{r['decisions']:,}")) + "</p>"
         + ch.add(band_spec)
         + _table([tr("kind"), tr("status"), tr("items")], [list(x) for x in r["by_kind_status"]],
                  lang)

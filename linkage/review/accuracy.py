@@ -172,17 +172,23 @@ def threshold_choices(match_threshold: float, review_threshold: float) -> list[f
     return [e for e in _edges(match_threshold)[:-1] if e >= review_threshold - 1e-12]
 
 
-def cluster_labels(cur: Cursor, index: Index, thresholds: Sequence[float]
-                   ) -> dict[float, np.ndarray]:
+def cluster_labels(cur: Cursor, index: Index, thresholds: Sequence[float],
+                   one_to_one: tuple[float, float] | None = None) -> dict[float, np.ndarray]:
     """threshold -> a cluster label per index row, if the stored links were clustered
-    at it (the batch's clustering, the reviewers' constraints). A record the clustering
-    does not know (enrolled since the run) is alone: -1."""
+    at it as the match threshold (the batch's clustering, the reviewers' constraints).
+    A record the clustering does not know (enrolled since the run) is alone: -1.
+    ``one_to_one``: (``thresholds.review``, ``thresholds.one_to_one``): one-to-one links
+    keep their own threshold, within each trial's bounds as a run would
+    (:func:`linkage.config.one_to_one_threshold`); None: the match threshold."""
     from linkage.batch.clustering import cluster_at
+    from linkage.config import one_to_one_threshold
 
-    links = cur.sql("SELECT uid_l, uid_r, match_probability, match_weight FROM links"
-                    ).to_arrow_table()
+    links = cur.sql("SELECT uid_l, uid_r, match_probability, match_weight, one_to_one "
+                    "FROM links").to_arrow_table()
+    own = None if one_to_one is None else (
+        lambda t: one_to_one_threshold(t, one_to_one[0], one_to_one[1]))
     out = {}
-    for t, clusters in cluster_at(cur, links, list(thresholds)).items():
+    for t, clusters in cluster_at(cur, links, list(thresholds), one_to_one=own).items():
         codes = {c: i for i, c in enumerate(dict.fromkeys(clusters.values()))}
         out[t] = np.array([codes.get(clusters.get(u, ""), -1) for u in index.uids], np.int64)
     return out
@@ -197,17 +203,22 @@ def linked_at(labels: dict[float, np.ndarray], pop: Population) -> dict[float, n
 def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_stratum: int = 20,
                  seed: int | None = None, created_by: str = "clerical sample",
                  record_sample: int = RECORD_SAMPLE, review_threshold: float | None = None,
-                 now: dt.datetime | None = None) -> SampleInfo:
+                 now: dt.datetime | None = None, one_to_one_threshold: float | None = None
+                 ) -> SampleInfo:
     """Draw and queue a clerical sample; its strata are recorded for :func:`estimate`.
     With ``review_threshold``, each stratum also records the share of its pairs that
-    clustering at each edge from there up would link (:func:`linked_at`)."""
+    clustering at each edge from there up would link (:func:`linked_at`), one-to-one
+    links at ``one_to_one_threshold`` (``thresholds.one_to_one``) within each trial's
+    bounds."""
     if per_stratum < 1:
         raise InvalidRequest([("per_stratum", "must be at least 1")])
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rng = np.random.default_rng(seed)
     choices = ([] if review_threshold is None
                else threshold_choices(match_threshold, review_threshold))
-    labels = cluster_labels(cur, index, choices) if choices else {}
+    labels = cluster_labels(cur, index, choices, None if one_to_one_threshold is None or
+                            review_threshold is None
+                            else (review_threshold, one_to_one_threshold)) if choices else {}
     pop = enumerate_pairs(index, record_sample=record_sample, rng=rng,
                           groups=list(labels.values()))
     sample_id = f"S{now.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"

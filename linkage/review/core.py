@@ -178,7 +178,8 @@ class Review:
             return accuracy.queue_sample(cur, index, match_threshold=self.project.thresholds.match,
                                          per_stratum=per_stratum, seed=seed,
                                          created_by=created_by, record_sample=record_sample,
-                                         review_threshold=self.project.thresholds.review)
+                                         review_threshold=self.project.thresholds.review,
+                                         one_to_one_threshold=self.project.thresholds.one_to_one)
 
     def estimate(self, sample_id: str = "", *, seed: int = 0) -> accuracy.Estimate:
         """Precision and recall from a clerical sample's decisions (the last by default)."""

@@ -6,7 +6,8 @@ After each batch run (:func:`queue_after_run`, inside the run's transaction):
   the match thresholds (``links.linked`` false) and that no constraint already decides;
 * **doubtful persons**: a person whose records are held together by a *weak link* (a
   record whose best link into the person is less than :data:`WEAK_MARGIN_BITS` above
-  the match threshold's weight), that holds *two national IDs* or *two civil-registry
+  the weight of that link's own match threshold: ``thresholds.one_to_one`` for a
+  one-to-one pair, else ``thresholds.match``), that holds *two national IDs* or *two civil-registry
   records* (a person is born once), *unusually many records* (more than
   :func:`many_records_bound`), or two records of one roster whose *birth years differ* by
   more than a year.
@@ -193,10 +194,15 @@ def band_pairs(cur: Cursor) -> list[Candidate]:
                       match_probability=p, linked_then=bool(same)) for a, b, p, same in rows]
 
 
-def doubtful_persons(cur: Cursor, match_threshold: float) -> list[Candidate]:
+def doubtful_persons(cur: Cursor, match_threshold: float,
+                     one_to_one_threshold: float | None = None) -> list[Candidate]:
     """Persons with at least one reason for doubt (see the module docstring)."""
     (n_sources,) = query(cur, "SELECT count(*) FROM sources")[0]
-    weak_w = weight_of(match_threshold) + WEAK_MARGIN_BITS
+    # A link's margin: its weight less its own threshold's
+    # (linkage.batch.ambiguity.pair_thresholds, in SQL).
+    w_match = weight_of(match_threshold)
+    w_one = weight_of(match_threshold if one_to_one_threshold is None
+                      else min(one_to_one_threshold, match_threshold))
     reasons: dict[str, set[str]] = {}
 
     def add(rows: Iterable[tuple[Any, ...]], reason: str) -> None:
@@ -224,12 +230,15 @@ def doubtful_persons(cur: Cursor, match_threshold: float) -> list[Candidate]:
     # Each record's best link into its own person; must-linked records are held by a
     # reviewer's decision, not by a link.
     add(query(cur, base + """,
+        margins AS (
+          SELECT uid_l, uid_r, match_weight - CASE WHEN coalesce(one_to_one, false)
+                 THEN ? ELSE ? END AS w FROM links),
         inner_links AS (
-          SELECT l.uid_l AS uid, l.match_weight AS w FROM links l
+          SELECT l.uid_l AS uid, l.w FROM margins l
             JOIN person_records a ON a.uid = l.uid_l JOIN person_records b ON b.uid = l.uid_r
             WHERE a.person_id = b.person_id
           UNION ALL
-          SELECT l.uid_r, l.match_weight FROM links l
+          SELECT l.uid_r, l.w FROM margins l
             JOIN person_records a ON a.uid = l.uid_l JOIN person_records b ON b.uid = l.uid_r
             WHERE a.person_id = b.person_id),
         best AS (SELECT m.person_id, pr.uid, max(i.w) AS w
@@ -238,8 +247,8 @@ def doubtful_persons(cur: Cursor, match_threshold: float) -> list[Candidate]:
         SELECT DISTINCT b.person_id FROM best b
         WHERE b.w IS NOT NULL AND b.w < ?
           AND NOT EXISTS (SELECT 1 FROM constraints c WHERE c.kind = 'must_link'
-                          AND (c.uid_a = b.uid OR c.uid_b = b.uid))""", [weak_w]),
-        "weak_link")
+                          AND (c.uid_a = b.uid OR c.uid_b = b.uid))""",
+        [w_one, w_match, WEAK_MARGIN_BITS]), "weak_link")
     if not reasons:
         return []
     members: dict[str, list[str]] = {}
@@ -255,11 +264,14 @@ def doubtful_persons(cur: Cursor, match_threshold: float) -> list[Candidate]:
 
 
 def queue_after_run(cur: Cursor, *, run_id: str, match_threshold: float,
-                    now: dt.datetime) -> dict[str, int]:
-    """Queue the run's review band and doubtful persons; returns counts for the summary."""
+                    now: dt.datetime, one_to_one_threshold: float | None = None
+                    ) -> dict[str, int]:
+    """Queue the run's review band and doubtful persons; returns counts for the summary.
+    ``one_to_one_threshold``: the match threshold of one-to-one links (None: the match
+    threshold), for their margins."""
     stale = mark_stale(cur)
     pairs = band_pairs(cur)
-    persons = doubtful_persons(cur, match_threshold)
+    persons = doubtful_persons(cur, match_threshold, one_to_one_threshold)
     new = new_items(cur, [*pairs, *persons], created_by=run_id, now=now)
     (n_open,) = query(cur, "SELECT count(*) FROM review_items WHERE status = 'open'")[0]
     return {"queued": len(new), "review_band_pairs": len(pairs),
@@ -288,21 +300,22 @@ def open_pair(cur: Cursor, uid_a: str, uid_b: str, *, opened_by: str, now: dt.da
 # ---------------------------------------------------------------------------------------
 
 
-def enrolment_items(cur: Cursor, decisions: Sequence[tuple[str, str | None, float, bool]], *,
-                    match_threshold: float, review_threshold: float,
-                    now: dt.datetime) -> list[str]:
+def enrolment_items(cur: Cursor,
+                    decisions: Sequence[tuple[str, str | None, float, bool, float]], *,
+                    review_threshold: float, now: dt.datetime) -> list[str]:
     """Queue the enrolments that rest on weak evidence.
 
     Args:
         decisions: ``(enrolled uid, best candidate's record uid or None, its match
-            probability, linked)`` for each new record of the enrolment group.
+            probability, linked, the match threshold that pair is linked at)`` for each
+            new record of the enrolment group; a link is weak under
+            :func:`weak_bound` of its threshold, as a batch link is.
     """
-    weak = weak_bound(match_threshold)
     cands = []
-    for uid, other, prob, linked in decisions:
+    for uid, other, prob, linked, threshold in decisions:
         if other is None:
             continue
-        if linked and prob < weak:
+        if linked and prob < weak_bound(threshold):
             cands.append(Candidate(ENROLMENT, ["weak_enrolment_link"], [uid, other],
                                    ENROLMENT_PRIORITY, uid_a=uid, uid_b=other,
                                    match_probability=prob, linked_then=True))
