@@ -43,7 +43,9 @@ def _truth(root: Path) -> _Truth:
         thresholds = accuracy.threshold_choices(match, review)
         cur = rv.register.cursor()
         try:
-            labels = accuracy.cluster_labels(cur, index, thresholds)
+            # One-to-one links keep their own threshold, as the sample clusters them.
+            labels = accuracy.cluster_labels(cur, index, thresholds,
+                                             (review, g.project.thresholds.one_to_one))
         finally:
             cur.close()
     finally:

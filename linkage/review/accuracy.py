@@ -452,7 +452,8 @@ def format_estimate(e: Estimate) -> str:
         lines.append(f"incomplete: {len(e.unlabelled_strata)} strata have no label yet "
                      f"({', '.join(e.unlabelled_strata[:4])}...): their model prior stands in")
     if e.by_threshold:
-        lines += ["", "if the register were clustered at another match threshold:",
+        lines += ["", "if the register were clustered at another match threshold (pairs "
+                      "weighed one-to-one keep thresholds.one_to_one, up to that threshold):",
                   f"  {'threshold':>9}  {'precision':>9}  {'recall':>6}  {'F1':>5}  "
                   "F1 95 % interval"]
         for c in e.by_threshold:
