@@ -687,7 +687,7 @@ def cluster_records(records: pa.Table, links: pa.Table, match_threshold: float, 
             must_link=(*c.must_link, *(p for p in copies if frozenset(p) not in apart)),
             cannot_link=c.cannot_link)
     links = links.append_column("_threshold", pa.array(ambiguity.pair_thresholds(
-        one_to_one_of(links), match_threshold, one_to_one_threshold)))
+        _one_to_one_of(links), match_threshold, one_to_one_threshold)))
     keep = links if rules.min_cohesion is not None else links.filter(
         pc.greater_equal(links.column("match_probability"), links.column("_threshold")))
     left, right, weight, prob, threshold = _indexed(keep, uid_col, "_threshold")
@@ -735,7 +735,7 @@ def _indexed(links: pa.Table, uid_col: pa.Array, *columns: str) -> tuple[np.ndar
               for c in ("match_weight", "match_probability", *columns)))
 
 
-def one_to_one_of(links: pa.Table) -> np.ndarray:
+def _one_to_one_of(links: pa.Table) -> np.ndarray:
     """Which links the ambiguity step weighed (its ``one_to_one`` column; none without)."""
     if "one_to_one" not in links.column_names:
         return np.zeros(links.num_rows, bool)

@@ -26,7 +26,7 @@ import duckdb
 
 from linkage.batch import clustering, guards, incremental
 from linkage.canonical import STANDARD_COLUMNS
-from linkage.config import ProjectConfig
+from linkage.config import ProjectConfig, Thresholds
 from linkage.engines import Engine, common, open_engine
 from linkage.engines.common import BlockingReport
 from linkage.errors import ChangeGuardTripped, RunError
@@ -325,7 +325,7 @@ def _filled(cur: duckdb.DuckDBPyConnection) -> dict[str, float]:
 
 
 def _store_links(cur: duckdb.DuckDBPyConnection, pairs: Any, run_id: str,
-                 thresholds: Any) -> int:
+                 thresholds: Thresholds) -> int:
     cur.execute("DELETE FROM links")
     cur.register("stage_links", pairs)
     bits = "ambiguity_bits" if "ambiguity_bits" in pairs.column_names else "0.0"

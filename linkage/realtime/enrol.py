@@ -473,7 +473,8 @@ class Enroller:
                 # Each candidate's threshold, as a weight: a one-to-one pair's is its own.
                 thresholds = pair_thresholds(weighable[k], self.match_threshold,
                                              self.one_to_one_threshold)
-                tw = np.array([_as_weight(t) for t in thresholds.tolist()])
+                with np.errstate(divide="ignore"):  # 0 and 1: -inf and inf, as _as_weight
+                    tw = np.log2(thresholds) - np.log2(1 - thresholds)
                 persons = index.person[c]
                 allowed = persons >= 0
                 if cannot:

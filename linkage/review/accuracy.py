@@ -216,9 +216,9 @@ def queue_sample(cur: Cursor, index: Index, *, match_threshold: float, per_strat
     rng = np.random.default_rng(seed)
     choices = ([] if review_threshold is None
                else threshold_choices(match_threshold, review_threshold))
-    labels = cluster_labels(cur, index, choices, None if one_to_one_threshold is None or
-                            review_threshold is None
-                            else (review_threshold, one_to_one_threshold)) if choices else {}
+    own = (None if one_to_one_threshold is None or review_threshold is None
+           else (review_threshold, one_to_one_threshold))
+    labels = cluster_labels(cur, index, choices, own) if choices else {}
     pop = enumerate_pairs(index, record_sample=record_sample, rng=rng,
                           groups=list(labels.values()))
     sample_id = f"S{now.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 
+from linkage.batch.ambiguity import pair_thresholds
 from linkage.errors import NotFound
 from linkage.register import store
 from linkage.register.database import query
@@ -198,11 +200,9 @@ def doubtful_persons(cur: Cursor, match_threshold: float,
                      one_to_one_threshold: float | None = None) -> list[Candidate]:
     """Persons with at least one reason for doubt (see the module docstring)."""
     (n_sources,) = query(cur, "SELECT count(*) FROM sources")[0]
-    # A link's margin: its weight less its own threshold's
-    # (linkage.batch.ambiguity.pair_thresholds, in SQL).
-    w_match = weight_of(match_threshold)
-    w_one = weight_of(match_threshold if one_to_one_threshold is None
-                      else min(one_to_one_threshold, match_threshold))
+    # A link's margin: its weight less its own threshold's (one-to-one, other).
+    w_one, w_match = (weight_of(t) for t in pair_thresholds(
+        np.array([True, False]), match_threshold, one_to_one_threshold).tolist())
     reasons: dict[str, set[str]] = {}
 
     def add(rows: Iterable[tuple[Any, ...]], reason: str) -> None:
